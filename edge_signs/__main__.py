@@ -1,0 +1,3 @@
+from edge_signs.cli import main
+
+main()

@@ -1,0 +1,66 @@
+"""Every default of the toolkit, in one place.
+
+Click options, function signatures and tests read their defaults from here so
+that the CLI, the Python API and the documentation never disagree.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# -- the task ---------------------------------------------------------------
+IMAGE_SIZE = 64  # SIGNS images are 64x64 RGB
+CHANNELS = 3
+NUM_CLASSES = 6
+LABELS = ("0", "1", "2", "3", "4", "5")  # fingers shown
+
+# -- preprocessing (see preprocess.py: the single definition) ----------------
+# model input = pixel * INPUT_SCALE + INPUT_OFFSET, RGB order, 64x64.
+INPUT_SCALE = 1.0 / 255.0
+INPUT_OFFSET = 0.0
+
+# -- data ---------------------------------------------------------------------
+DATA_ENV_VAR = "EDGE_SIGNS_DATA"
+H5_FILES = ("train_signs.h5", "test_signs.h5")
+# Pinned public mirror of the course files, verified by git blob sha1
+# (sha1(b"blob <size>\0" + content)); see ../shared/datasets/signs/README.md.
+MIRROR_COMMIT = "5f3841211c2a37f7ea9afbda0d7e38f072a60ddd"
+MIRROR_BASE_URL = f"https://raw.githubusercontent.com/DrAlexSanz/CNN-in-TF/{MIRROR_COMMIT}/"
+MIRROR_BLOB_SHA1 = {
+    "train_signs.h5": "15904fbeb148848aea50d42c96a539b7bd11c4e5",
+    "test_signs.h5": "ac34131b87c829b90f5c0913f90d509f1c1f8ed0",
+}
+VAL_FRACTION = 0.1  # stratified, seeded; carved from the training set
+
+
+def keras_cache_dir() -> Path:
+    """Where keras.datasets keep their downloads ($KERAS_HOME or ~/.keras)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "datasets" / "signs"
+
+
+# -- training -----------------------------------------------------------------
+SEED = 0
+BATCH_SIZE = 32
+RECIPES = ("default", "seed")
+
+# -- quantization ---------------------------------------------------------------
+CALIBRATION_MANIFEST = Path(__file__).resolve().parent.parent / "calibration" / "manifest.csv"
+CALIBRATION_PER_CLASS = 50  # manifest written by tools/make_calibration_manifest.py
+CALIBRATION_MIN = 32  # fewer images than this: error (ranges too noisy)
+CALIBRATION_RECOMMENDED = 200  # fewer: warning
+FORMATS = ("float32", "float16", "int8")
+
+# -- edge runtime ---------------------------------------------------------------
+THREADS = 1
+LATENCY_RUNS = 50
+LATENCY_WARMUP = 5
+
+# -- live -----------------------------------------------------------------------
+SMOOTHING_FRAMES = 5
+CONFIDENCE_THRESHOLD = 0.6
+CAMERA_WIDTH = 640
+CAMERA_HEIGHT = 480
+CAMERA_FPS = 30
+READ_RETRIES = 10  # consecutive failed reads before a camera is given up on

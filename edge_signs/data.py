@@ -1,0 +1,278 @@
+"""Load SIGNS from the course's HDF5 pair or a Keras-style image folder.
+
+numpy, h5py and OpenCV only. Every problem with the data is an
+``EdgeSignsError`` that names the file and what was expected.
+
+Where the data is looked for, in order: ``--data DIR``, ``$EDGE_SIGNS_DATA``,
+the Keras dataset cache (``~/.keras/datasets/signs``). When none has it, the two
+course files are fetched once into the cache from a pinned mirror and verified
+by hash, the way ``keras.datasets`` do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+import cv2
+import numpy as np
+
+from edge_signs import config
+from edge_signs.artifacts import atomic_path
+from edge_signs.errors import EdgeSignsError
+from edge_signs.preprocess import resize_to_model
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+@dataclass
+class Split:
+    x: np.ndarray  # uint8 (N, 64, 64, 3) RGB
+    y: np.ndarray  # int64 (N,), 0..5
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class Signs:
+    train: Split
+    test: Split
+    source: str  # the folder it came from
+    layout: str  # "hdf5" or "images"
+    notes: list[str] = field(default_factory=list)
+
+    def checksum(self) -> str:
+        """sha256 of the pixels and labels: the same data gives the same value from either layout."""
+        digest = hashlib.sha256()
+        for part in (self.train.x, self.train.y, self.test.x, self.test.y):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        return digest.hexdigest()
+
+
+# -- HDF5 ----------------------------------------------------------------------
+
+
+def _read_h5_split(path: Path, split: str) -> Split:
+    import h5py
+
+    if not path.is_file():
+        raise EdgeSignsError(f"{path}: file not found (expected the course's {path.name})")
+    if not h5py.is_hdf5(path):
+        raise EdgeSignsError(f"{path}: not an HDF5 file (expected the course's {path.name})")
+    xk, yk = f"{split}_set_x", f"{split}_set_y"
+    try:
+        with h5py.File(path, "r") as f:
+            for key in (xk, yk):
+                if key not in f:
+                    raise EdgeSignsError(f"{path}: dataset '{key}' missing (has: {', '.join(sorted(f.keys())) or 'nothing'})")
+            x, y = f[xk][()], f[yk][()]
+    except OSError as exc:
+        raise EdgeSignsError(f"{path}: unreadable HDF5 file ({exc})") from None
+    expected = (config.IMAGE_SIZE, config.IMAGE_SIZE, config.CHANNELS)
+    if x.ndim != 4 or x.shape[3] != config.CHANNELS:
+        raise EdgeSignsError(f"{path}: '{xk}' has shape {x.shape}, expected (N, {expected[0]}, {expected[1]}, 3) RGB images")
+    if x.dtype != np.uint8:
+        raise EdgeSignsError(f"{path}: '{xk}' has dtype {x.dtype}, expected uint8 pixels")
+    if y.ndim != 1 or len(y) != len(x):
+        raise EdgeSignsError(f"{path}: '{yk}' has shape {y.shape}, expected ({len(x)},) labels")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise EdgeSignsError(f"{path}: '{yk}' has dtype {y.dtype}, expected integer labels")
+    return Split(x, y.astype(np.int64))
+
+
+def load_h5(folder: Path) -> Signs:
+    notes: list[str] = []
+    train = _read_h5_split(folder / config.H5_FILES[0], "train")
+    test = _read_h5_split(folder / config.H5_FILES[1], "test")
+    for name, split in (("train", train), ("test", test)):
+        _check_labels(split.y, folder / f"{name}_signs.h5")
+        if split.x.shape[1:3] != (config.IMAGE_SIZE, config.IMAGE_SIZE):
+            notes.append(f"{folder / f'{name}_signs.h5'}: images are {split.x.shape[1]}x{split.x.shape[2]}, resized to {config.IMAGE_SIZE}x{config.IMAGE_SIZE}")
+            split.x = np.stack([resize_to_model(im) for im in split.x])
+    return Signs(train, test, str(folder), "hdf5", notes)
+
+
+# -- image folders ---------------------------------------------------------------
+
+
+def _read_image_folder(folder: Path, notes: list[str]) -> Split:
+    if not folder.is_dir():
+        raise EdgeSignsError(f"{folder}: folder not found (expected {folder.name}/<label>/*.jpg with labels {', '.join(config.LABELS)})")
+    images, labels = [], []
+    resized = 0
+    for label_index, label in enumerate(config.LABELS):
+        class_dir = folder / label
+        if not class_dir.is_dir():
+            raise EdgeSignsError(f"{class_dir}: class folder missing (expected one folder per label {', '.join(config.LABELS)})")
+        files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise EdgeSignsError(f"{class_dir}: empty class folder (expected images: {', '.join(sorted(IMAGE_SUFFIXES))})")
+        for path in files:
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise EdgeSignsError(f"{path}: unreadable image (OpenCV could not decode it)")
+            if bgr.shape[:2] != (config.IMAGE_SIZE, config.IMAGE_SIZE):
+                resized += 1
+                bgr = resize_to_model(bgr)
+            images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            labels.append(label_index)
+    extra = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name not in config.LABELS)
+    if extra:
+        raise EdgeSignsError(f"{folder}: unexpected class folder(s) {', '.join(extra)} (labels are {', '.join(config.LABELS)})")
+    if resized:
+        notes.append(f"{folder}: {resized} image(s) not {config.IMAGE_SIZE}x{config.IMAGE_SIZE}, resized")
+    return Split(np.stack(images), np.asarray(labels, dtype=np.int64))
+
+
+def load_images(folder: Path) -> Signs:
+    notes: list[str] = []
+    train = _read_image_folder(folder / "train", notes)
+    test = _read_image_folder(folder / "test", notes)
+    return Signs(train, test, str(folder), "images", notes)
+
+
+def _check_labels(y: np.ndarray, path: Path) -> None:
+    bad = y[(y < 0) | (y >= config.NUM_CLASSES)]
+    if bad.size:
+        raise EdgeSignsError(f"{path}: labels outside 0..{config.NUM_CLASSES - 1} (found {sorted(set(bad.tolist()))[:5]})")
+
+
+# -- finding the data ----------------------------------------------------------------
+
+
+def detect_layout(folder: Path) -> tuple[str, Path] | None:
+    """('hdf5'|'images', folder) for the data in ``folder``, or None.
+
+    The HDF5 pair wins when both are present (it holds the course's exact test
+    pixels); an ``images/`` subfolder is looked into as well.
+    """
+    if any((folder / name).exists() for name in config.H5_FILES):
+        return "hdf5", folder
+    if (folder / "train").is_dir() or (folder / "test").is_dir():
+        return "images", folder
+    if (folder / "images").is_dir():
+        return "images", folder / "images"
+    return None
+
+
+def load_signs(folder: str | os.PathLike, *, log: Callable[[str], None] | None = None) -> Signs:
+    """Load SIGNS from one folder (either layout). Resizing is reported once through ``log``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EdgeSignsError(f"{folder}: data folder not found (expected {config.H5_FILES[0]}/{config.H5_FILES[1]} or train/ and test/ image folders)")
+    found = detect_layout(folder)
+    if found is None:
+        raise EdgeSignsError(f"{folder}: no SIGNS data (expected {config.H5_FILES[0]} and {config.H5_FILES[1]}, or train/<label>/ and test/<label>/ image folders)")
+    layout, where = found
+    signs = load_h5(where) if layout == "hdf5" else load_images(where)
+    if log:
+        for note in signs.notes:
+            log(note)
+    return signs
+
+
+def candidate_folders(data: str | os.PathLike | None) -> list[tuple[str, Path]]:
+    places = []
+    if data:
+        places.append(("--data", Path(data)))
+    if os.environ.get(config.DATA_ENV_VAR):
+        places.append((f"${config.DATA_ENV_VAR}", Path(os.environ[config.DATA_ENV_VAR])))
+    places.append(("Keras cache", config.keras_cache_dir()))
+    return places
+
+
+def resolve_data(
+    data: str | os.PathLike | None = None,
+    *,
+    fetch: bool = True,
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+) -> Signs:
+    """Load SIGNS from the first place that has it; fetch into the cache as a last resort.
+
+    An explicit ``--data`` folder is never silently skipped: if given, it must hold the data.
+    """
+    if data is not None:
+        return load_signs(data, log=log)
+    places = candidate_folders(None)
+    for _, folder in places:
+        if folder.is_dir() and detect_layout(folder) is not None:
+            return load_signs(folder, log=log)
+    if not fetch:
+        raise EdgeSignsError(_not_found_message(places))
+    cache = config.keras_cache_dir()
+    log(f"SIGNS not found locally; fetching the course files into {cache}")
+    try:
+        fetch_signs(cache, log=log)
+    except EdgeSignsError as exc:
+        raise EdgeSignsError(f"{exc}; {_not_found_message(places)}") from None
+    return load_signs(cache, log=log)
+
+
+def _not_found_message(places) -> str:
+    where = "; ".join(f"{label}: {folder}" for label, folder in places)
+    return (
+        f"SIGNS data not found (looked in {where}); pass --data DIR, set ${config.DATA_ENV_VAR}, "
+        f"or run 'edge-signs data fetch' while online"
+    )
+
+
+# -- fetching ----------------------------------------------------------------------------
+
+
+def git_blob_sha1(data: bytes) -> str:
+    """The hash git gives a file's content: verifiable without git."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def fetch_signs(
+    cache: str | os.PathLike | None = None,
+    *,
+    base_url: str = config.MIRROR_BASE_URL,
+    blob_sha1: Mapping[str, str] = config.MIRROR_BLOB_SHA1,
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    timeout: float = 60.0,
+) -> Path:
+    """Download each file of ``blob_sha1`` from ``base_url`` into ``cache`` once, verified by hash."""
+    cache = Path(cache) if cache is not None else config.keras_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    for name, expected in blob_sha1.items():
+        target = cache / name
+        if target.is_file() and git_blob_sha1(target.read_bytes()) == expected:
+            log(f"{target}: already there, hash verified")
+            continue
+        url = base_url + name
+        log(f"fetching {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                content = response.read()
+        except (OSError, ValueError) as exc:
+            raise EdgeSignsError(f"{url}: download failed ({getattr(exc, 'reason', exc)})") from None
+        actual = git_blob_sha1(content)
+        if actual != expected:
+            raise EdgeSignsError(f"{url}: hash mismatch (git blob sha1 {actual}, expected {expected}); file not saved")
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(content)
+        log(f"{target}: saved ({len(content) / 1e6:.1f} MB, hash verified)")
+    return cache
+
+
+# -- splits ---------------------------------------------------------------------------------
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, held_out): ``fraction`` of each class held out, chosen with ``seed``."""
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    for label in np.unique(y):
+        idx = np.flatnonzero(y == label)
+        rng.shuffle(idx)
+        n_held = int(round(len(idx) * fraction))
+        held.append(idx[:n_held])
+        keep.append(idx[n_held:])
+    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))

@@ -1,0 +1,125 @@
+"""The seed's ResNet50 (deeplearning.ai "Residual Networks"), layer for layer.
+
+TensorFlow/Keras is imported here; the edge runtime never imports this module.
+
+    zero-pad 3 -> conv 7x7/2, 64 -> BN -> ReLU -> max-pool 3x3/2
+    stage 2: conv block [64, 64, 256], s=1  + 2 identity blocks
+    stage 3: conv block [128, 128, 512], s=2 + 3 identity blocks
+    stage 4: conv block [256, 256, 1024], s=2 + 5 identity blocks
+    stage 5: conv block [512, 512, 2048], s=2 + 2 identity blocks
+    average pool 2x2 -> flatten -> (dropout) -> dense 6, softmax
+
+At 64x64x3 that is 23,600,006 parameters. Layer names follow the course
+("res2a_branch2a", "bn3b_branch2c", ...), so stages can be found by name.
+"""
+
+from __future__ import annotations
+
+from edge_signs import config
+
+# (filters, stride of the conv block, number of identity blocks) per stage
+STAGES = (
+    ((64, 64, 256), 1, 2),
+    ((128, 128, 512), 2, 3),
+    ((256, 256, 1024), 2, 5),
+    ((512, 512, 2048), 2, 2),
+)
+EXPECTED_PARAMS = 23_600_006
+
+
+def _layers_kwargs(l2: float, seed: int):
+    from tensorflow import keras
+
+    kw = {"kernel_initializer": keras.initializers.GlorotUniform(seed=seed)}
+    if l2 > 0:
+        kw["kernel_regularizer"] = keras.regularizers.L2(l2)
+    return kw
+
+
+def _bn(name: str, momentum: float):
+    from tensorflow import keras
+
+    return keras.layers.BatchNormalization(axis=3, momentum=momentum, name=name)
+
+
+def identity_block(x, f: int, filters, stage: int, block: str, *, l2=0.0, seed=0, bn_momentum=0.99):
+    """Main path 1x1 -> fxf 'same' -> 1x1, BN after each; input added before the last ReLU."""
+    from tensorflow import keras
+
+    L = keras.layers
+    f1, f2, f3 = filters
+    conv, bn = f"res{stage}{block}_branch", f"bn{stage}{block}_branch"
+    kw = _layers_kwargs(l2, seed)
+    shortcut = x
+    x = L.Conv2D(f1, 1, strides=1, padding="valid", name=conv + "2a", **kw)(x)
+    x = _bn(bn + "2a", bn_momentum)(x)
+    x = L.Activation("relu")(x)
+    x = L.Conv2D(f2, f, strides=1, padding="same", name=conv + "2b", **kw)(x)
+    x = _bn(bn + "2b", bn_momentum)(x)
+    x = L.Activation("relu")(x)
+    x = L.Conv2D(f3, 1, strides=1, padding="valid", name=conv + "2c", **kw)(x)
+    x = _bn(bn + "2c", bn_momentum)(x)
+    x = L.Add()([x, shortcut])
+    return L.Activation("relu")(x)
+
+
+def convolutional_block(x, f: int, filters, stage: int, block: str, s: int, *, l2=0.0, seed=0, bn_momentum=0.99):
+    """Identity block's main path with stride s on the first 1x1, and a 1x1/s conv + BN shortcut."""
+    from tensorflow import keras
+
+    L = keras.layers
+    f1, f2, f3 = filters
+    conv, bn = f"res{stage}{block}_branch", f"bn{stage}{block}_branch"
+    kw = _layers_kwargs(l2, seed)
+    shortcut = x
+    x = L.Conv2D(f1, 1, strides=s, padding="valid", name=conv + "2a", **kw)(x)
+    x = _bn(bn + "2a", bn_momentum)(x)
+    x = L.Activation("relu")(x)
+    x = L.Conv2D(f2, f, strides=1, padding="same", name=conv + "2b", **kw)(x)
+    x = _bn(bn + "2b", bn_momentum)(x)
+    x = L.Activation("relu")(x)
+    x = L.Conv2D(f3, 1, strides=1, padding="valid", name=conv + "2c", **kw)(x)
+    x = _bn(bn + "2c", bn_momentum)(x)
+    shortcut = L.Conv2D(f3, 1, strides=s, padding="valid", name=conv + "1", **kw)(shortcut)
+    shortcut = _bn(bn + "1", bn_momentum)(shortcut)
+    x = L.Add()([x, shortcut])
+    return L.Activation("relu")(x)
+
+
+def build_resnet50(
+    *,
+    input_shape=(config.IMAGE_SIZE, config.IMAGE_SIZE, config.CHANNELS),
+    num_classes: int = config.NUM_CLASSES,
+    dropout: float = 0.0,
+    l2: float = 0.0,
+    bn_momentum: float = 0.99,
+    seed: int = config.SEED,
+):
+    """Build (not compile) the classifier. Its output is float32 softmax even under mixed precision."""
+    from tensorflow import keras
+
+    L = keras.layers
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = L.ZeroPadding2D((3, 3))(inputs)
+    x = L.Conv2D(64, 7, strides=2, name="conv1", **_layers_kwargs(l2, seed))(x)
+    x = _bn("bn_conv1", bn_momentum)(x)
+    x = L.Activation("relu")(x)
+    x = L.MaxPooling2D(3, strides=2)(x)
+    kw = {"l2": l2, "seed": seed, "bn_momentum": bn_momentum}
+    for stage, (filters, stride, n_identity) in enumerate(STAGES, start=2):
+        x = convolutional_block(x, 3, filters, stage, "a", stride, **kw)
+        for i in range(n_identity):
+            x = identity_block(x, 3, filters, stage, "bcdefg"[i], **kw)
+    x = L.AveragePooling2D(2, name="avg_pool")(x)
+    x = L.Flatten()(x)
+    if dropout > 0:
+        x = L.Dropout(dropout, seed=seed, name="dropout")(x)
+    # float32 logits/softmax: mixed precision must not compute the probabilities in float16.
+    outputs = L.Dense(
+        num_classes,
+        activation="softmax",
+        dtype="float32",
+        name="fc" + str(num_classes),
+        **_layers_kwargs(l2, seed),
+    )(x)
+    return keras.Model(inputs, outputs, name="ResNet50")

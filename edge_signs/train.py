@@ -1,0 +1,408 @@
+"""`edge-signs train`: the seed ResNet50 on SIGNS, on whatever devices TensorFlow sees.
+
+TensorFlow is imported inside the functions here, never at module level, so
+that ``edge_signs`` stays importable on a Pi.
+
+A run folder holds, each written atomically:
+
+    model.keras         the trained classifier (no optimizer state)
+    history.json        per-epoch loss/accuracy (train and validation) and learning rate
+    training_curves.png accuracy and loss by epoch
+    metrics.json        final train/val/test accuracy and loss, timing, device, options
+    checkpoint/         the last finished epoch (model with optimizer state + state.json);
+                        `--resume` continues from it after Ctrl-C or a killed process.
+                        Kept after the run ends (it is the only copy of the optimizer state).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edge_signs import config, metrics
+from edge_signs.artifacts import atomic_path, write_json
+from edge_signs.data import Signs, resolve_data, stratified_split
+from edge_signs.errors import EdgeSignsError
+from edge_signs.preprocess import to_model_input
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that defines how a model is trained, apart from data and seed."""
+
+    epochs: int
+    learning_rate: float
+    schedule: str = "constant"  # "constant" or "cosine" (with linear warm-up)
+    warmup_epochs: int = 0
+    optimizer: str = "adam"  # "adam" or "adamw"
+    weight_decay: float = 0.0  # decoupled (AdamW)
+    l2: float = 0.0  # kernel L2 penalty
+    dropout: float = 0.0  # before the classifier
+    label_smoothing: float = 0.0
+    augment: bool = False
+    bn_momentum: float = 0.99
+
+
+RECIPES: dict[str, Recipe] = {
+    # The deeplearning.ai project as published: 20 epochs of plain Adam, no augmentation.
+    "seed": Recipe(epochs=20, learning_rate=1e-3),
+    # Robust to a real camera: camera-like augmentation, cosine schedule, regularized.
+    "default": Recipe(
+        epochs=60,
+        learning_rate=1e-3,
+        schedule="cosine",
+        warmup_epochs=3,
+        optimizer="adamw",
+        weight_decay=1e-4,
+        dropout=0.3,
+        label_smoothing=0.1,
+        augment=True,
+        bn_momentum=0.9,
+    ),
+}
+
+
+@dataclass
+class TrainOptions:
+    recipe: str = "default"
+    seed: int = config.SEED
+    batch_size: int = config.BATCH_SIZE
+    val_fraction: float = config.VAL_FRACTION
+    mixed_precision: bool = False
+    devices: list[str] | None = None  # e.g. ["/cpu:0", "/cpu:1"]; None: what TF sees
+    limit: int | None = None  # train on a stratified subset of N images (smoke runs)
+    overrides: dict = field(default_factory=dict)  # Recipe fields set by the user
+
+    def resolved_recipe(self) -> Recipe:
+        if self.recipe not in RECIPES:
+            raise EdgeSignsError(f"recipe '{self.recipe}': unknown (expected one of {', '.join(RECIPES)})")
+        known = {f.name for f in dataclasses.fields(Recipe)}
+        unknown = set(self.overrides) - known
+        if unknown:
+            raise EdgeSignsError(f"recipe option(s) {', '.join(sorted(unknown))}: unknown (expected {', '.join(sorted(known))})")
+        values = {k: v for k, v in self.overrides.items() if v is not None}
+        return dataclasses.replace(RECIPES[self.recipe], **values)
+
+
+# -- data pipeline ------------------------------------------------------------------------
+
+
+def augmenter(seed: int):
+    """Camera-like augmentation for float images in [0, 1], batched (B, 64, 64, 3).
+
+    Mirrored hands, a hand off-centre, tilted or nearer/farther, other light,
+    white balance and contrast, sensor noise, defocus. All TensorFlow ops, so it
+    runs inside tf.data (and on a GPU when there is one); labels are untouched.
+    """
+    import tensorflow as tf
+    from tensorflow import keras
+
+    geometry = keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomRotation(20 / 360, fill_mode="nearest", seed=seed + 1),
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 2),
+            keras.layers.RandomZoom((-0.15, 0.15), fill_mode="nearest", seed=seed + 3),
+        ],
+        name="augment_geometry",
+    )
+    gen = tf.random.Generator.from_seed(seed + 4)
+
+    def blur(images, sigma):
+        # Separable Gaussian blur with a per-batch sigma; 5 taps cover sigma <= 1.5 px.
+        taps = tf.range(-2.0, 3.0)
+        k = tf.exp(-0.5 * tf.square(taps / sigma))
+        k = k / tf.reduce_sum(k)
+        kx = tf.tile(tf.reshape(k, (1, 5, 1, 1)), (1, 1, 3, 1))
+        ky = tf.tile(tf.reshape(k, (5, 1, 1, 1)), (1, 1, 3, 1))
+        images = tf.nn.depthwise_conv2d(images, kx, (1, 1, 1, 1), "SAME")
+        return tf.nn.depthwise_conv2d(images, ky, (1, 1, 1, 1), "SAME")
+
+    def augment(images, labels):
+        images = geometry(images, training=True)
+        batch = tf.shape(images)[0]
+        ones = (batch, 1, 1, 1)
+        mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+        contrast = gen.uniform(ones, 0.6, 1.4)
+        images = (images - mean) * contrast + mean
+        gain = gen.uniform(ones, 0.6, 1.4)  # exposure
+        cast = gen.uniform((batch, 1, 1, 3), 0.85, 1.15)  # white balance
+        offset = gen.uniform(ones, -0.1, 0.1)
+        images = images * gain * cast + offset
+        sigma_noise = gen.uniform(ones, 0.0, 0.05)
+        images = images + gen.normal(tf.shape(images)) * sigma_noise
+        images = tf.cond(gen.uniform(()) < 0.3, lambda: blur(images, gen.uniform((), 0.5, 1.5)), lambda: images)
+        return tf.clip_by_value(images, 0.0, 1.0), labels
+
+    return augment
+
+
+def make_dataset(x_uint8: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool, augment: bool, seed: int):
+    """uint8 RGB + int labels -> tf.data of (model input, one-hot labels)."""
+    import tensorflow as tf
+
+    x = to_model_input(x_uint8)  # the single preprocessing definition
+    onehot = np.eye(config.NUM_CLASSES, dtype=np.float32)[y]
+    ds = tf.data.Dataset.from_tensor_slices((x, onehot))
+    if training:
+        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if augment:
+        ds = ds.map(augmenter(seed), num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+# -- devices ---------------------------------------------------------------------------------
+
+
+def choose_strategy(devices: list[str] | None = None):
+    """tf.distribute strategy for what is available: several machines (TF_CONFIG), several
+    GPUs (MirroredStrategy), explicit devices, or the default (one GPU if any, else CPU)."""
+    import tensorflow as tf
+
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if devices:
+        if len(devices) > 1:
+            return tf.distribute.MirroredStrategy(devices=list(devices))
+        return tf.distribute.OneDeviceStrategy(devices[0])
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def describe_device(strategy) -> str:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    names = []
+    for gpu in gpus:
+        try:
+            names.append(tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name))
+        except Exception:  # details are best-effort
+            names.append(gpu.name)
+    where = f"GPU x{len(gpus)} ({', '.join(names)})" if gpus else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+    return f"{where}; {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)"
+
+
+# -- model and optimizer ------------------------------------------------------------------------
+
+
+def compile_model(model, recipe: Recipe, steps_per_epoch: int):
+    from tensorflow import keras
+
+    lr = recipe.learning_rate
+    if recipe.schedule == "cosine":
+        total = max(1, recipe.epochs * steps_per_epoch)
+        warmup = min(total - 1, recipe.warmup_epochs * steps_per_epoch)
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=lr / 10 if warmup else lr,
+            decay_steps=total - warmup,
+            alpha=0.01,
+            warmup_target=lr if warmup else None,
+            warmup_steps=warmup,
+        )
+    elif recipe.schedule != "constant":
+        raise EdgeSignsError(f"schedule '{recipe.schedule}': unknown (expected constant or cosine)")
+    if recipe.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=recipe.weight_decay)
+    elif recipe.optimizer == "adam":
+        optimizer = keras.optimizers.Adam(learning_rate=lr)
+    else:
+        raise EdgeSignsError(f"optimizer '{recipe.optimizer}': unknown (expected adam or adamw)")
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+
+
+def _make_checkpoint_callback(run_dir: Path, history: dict, timing: list, on_epoch: Callable[[int], None]):
+    from tensorflow import keras
+
+    from edge_signs.plots import training_curves_png
+
+    ckpt_dir = run_dir / "checkpoint"
+
+    class EpochCheckpoint(keras.callbacks.Callback):
+        """After each epoch: model + optimizer state, then state.json naming it, then history.
+
+        state.json is written last, so it always names a complete checkpoint; a kill at any
+        moment loses at most the epoch in progress.
+        """
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            timing.append(time.perf_counter() - self._t0)
+            logs = dict(logs or {})
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            for key, value in logs.items():
+                history.setdefault(key, []).append(float(value))
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            name = f"epoch-{epoch + 1:04d}.keras"
+            with atomic_path(ckpt_dir / name, suffix=".keras") as tmp:
+                self.model.save(tmp)
+            write_json(ckpt_dir / "state.json", {"epoch": epoch + 1, "model": name, "history": history, "epoch_seconds": timing})
+            for old in ckpt_dir.glob("epoch-*.keras"):
+                if old.name != name:
+                    old.unlink()
+            write_json(run_dir / "history.json", history)
+            training_curves_png(history, run_dir / "training_curves.png", title=f"{run_dir.name}: ResNet50 on SIGNS")
+            on_epoch(epoch + 1)
+
+    return EpochCheckpoint()
+
+
+def read_checkpoint(run_dir: Path) -> dict | None:
+    state_path = run_dir / "checkpoint" / "state.json"
+    if not state_path.is_file():
+        return None
+    try:
+        state = json.loads(state_path.read_text())
+        state["path"] = run_dir / "checkpoint" / state["model"]
+    except (ValueError, KeyError) as exc:
+        raise EdgeSignsError(f"{state_path}: corrupt checkpoint state ({exc}); delete {run_dir / 'checkpoint'} to start over") from None
+    if not state["path"].is_file():
+        raise EdgeSignsError(f"{state['path']}: checkpoint named by {state_path} is missing; delete {run_dir / 'checkpoint'} to start over")
+    return state
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+def _predict(model, x_uint8: np.ndarray) -> np.ndarray:
+    return model.predict(to_model_input(x_uint8), batch_size=128, verbose=0)
+
+
+def train(
+    options: TrainOptions,
+    out_dir: str | os.PathLike,
+    *,
+    data: str | os.PathLike | Signs | None = None,
+    resume: bool = False,
+    verbose: int | None = None,
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+) -> dict:
+    """Train the classifier into ``out_dir`` and return the metrics (also in metrics.json)."""
+    run_dir = Path(out_dir)
+    state = read_checkpoint(run_dir) if run_dir.exists() else None
+    saved_options_path = run_dir / "options.json"
+    if resume:
+        if state is None:
+            raise EdgeSignsError(f"{run_dir}: nothing to resume (no checkpoint/state.json); start it without --resume")
+        if (run_dir / "model.keras").exists():
+            raise EdgeSignsError(f"{run_dir}: the run already finished (model.keras exists); nothing to resume")
+        saved = json.loads(saved_options_path.read_text())
+        options = TrainOptions(**saved)  # a resumed run keeps the options it started with
+        log(f"resuming {run_dir} after epoch {state['epoch']}")
+    elif (run_dir / "model.keras").exists():
+        raise EdgeSignsError(f"{run_dir}: already holds a trained model; choose another --out")
+    elif state is not None:
+        raise EdgeSignsError(f"{run_dir}: holds an unfinished run (epoch {state['epoch']}); pass --resume to continue it, or choose another --out")
+
+    recipe = options.resolved_recipe()
+    signs = data if isinstance(data, Signs) else resolve_data(data, log=log)
+
+    import tensorflow as tf
+    from tensorflow import keras
+
+    from edge_signs.model import build_resnet50
+    from edge_signs.plots import training_curves_png
+
+    keras.utils.set_random_seed(options.seed)
+    strategy = choose_strategy(options.devices)
+    device = describe_device(strategy)
+    if options.mixed_precision and not tf.config.list_physical_devices("GPU"):
+        log("--mixed-precision without a GPU: float16 is emulated on CPUs and slow; it is still applied")
+
+    # Splits: validation is carved from training data; the test set is only reported.
+    x_all, y_all = signs.train.x, signs.train.y
+    if options.limit:
+        _, subset = stratified_split(y_all, min(1.0, options.limit / len(y_all)), options.seed)
+        x_all, y_all = x_all[subset], y_all[subset]
+    train_idx, val_idx = stratified_split(y_all, options.val_fraction, options.seed)
+    x_tr, y_tr, x_val, y_val = x_all[train_idx], y_all[train_idx], x_all[val_idx], y_all[val_idx]
+    train_ds = make_dataset(x_tr, y_tr, batch_size=options.batch_size, training=True, augment=recipe.augment, seed=options.seed)
+    val_ds = make_dataset(x_val, y_val, batch_size=options.batch_size, training=False, augment=False, seed=options.seed) if len(y_val) else None
+    steps_per_epoch = int(np.ceil(len(y_tr) / options.batch_size))
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(saved_options_path, dataclasses.asdict(options))
+    model_kwargs = {"dropout": recipe.dropout, "l2": recipe.l2, "bn_momentum": recipe.bn_momentum, "seed": options.seed}
+    history: dict[str, list[float]] = {}
+    timing: list[float] = []
+    initial_epoch = 0
+    if options.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with strategy.scope():
+            if state is not None:
+                model = keras.models.load_model(state["path"])
+                history, timing, initial_epoch = state["history"], state.get("epoch_seconds", []), state["epoch"]
+            else:
+                model = compile_model(build_resnet50(**model_kwargs), recipe, steps_per_epoch)
+        log(
+            f"training ResNet50 ({model.count_params():,} parameters) on {len(y_tr)} images, validating on {len(y_val)}; "
+            f"recipe '{options.recipe}', {recipe.epochs} epochs, batch {options.batch_size}; {device}"
+        )
+        callback = _make_checkpoint_callback(run_dir, history, timing, on_epoch=lambda e: None)
+        if initial_epoch < recipe.epochs:
+            model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=recipe.epochs,
+                initial_epoch=initial_epoch,
+                callbacks=[callback],
+                verbose=verbose if verbose is not None else (1 if sys.stderr.isatty() else 2),
+            )
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+    # The deployable model: float32, no optimizer state, built outside any strategy.
+    final = build_resnet50(**model_kwargs)
+    final.set_weights(model.get_weights())
+    with atomic_path(run_dir / "model.keras", suffix=".keras") as tmp:
+        final.save(tmp)
+
+    result: dict = {}
+    for name, x, y in (("train", x_tr, y_tr), ("val", x_val, y_val), ("test", signs.test.x, signs.test.y)):
+        if len(y):
+            scores = metrics.summarize(_predict(final, x), y)
+            result[f"{name}_accuracy"], result[f"{name}_loss"] = scores["accuracy"], scores["loss"]
+    result.update(
+        {
+            "params": int(final.count_params()),
+            "epochs": recipe.epochs,
+            "seconds_per_epoch": float(np.median(timing)) if timing else None,
+            "train_seconds": float(np.sum(timing)),
+            "device": device,
+            "tensorflow_version": tf.__version__,
+            "keras_version": keras.__version__,
+            "dataset": {"source": signs.source, "layout": signs.layout, "sha256": signs.checksum(), "train": len(y_tr), "val": len(y_val), "test": len(signs.test)},
+            "recipe_name": options.recipe,
+            "recipe": dataclasses.asdict(recipe),
+            "options": dataclasses.asdict(options),
+            "seed": options.seed,
+        }
+    )
+    write_json(run_dir / "metrics.json", result)
+    write_json(run_dir / "history.json", history)
+    training_curves_png(history, run_dir / "training_curves.png", title=f"{run_dir.name}: ResNet50 on SIGNS ({options.recipe} recipe)")
+    return result
