@@ -110,6 +110,78 @@ def train(data, out, recipe, epochs, batch_size, learning_rate, seed, dropout, l
     click.echo(f"{result['params']:,} parameters, {result['seconds_per_epoch']:.1f} s/epoch on {result['device']}; wrote {out}/model.keras, metrics.json, history.json, training_curves.png")
 
 
+# -- quantize ---------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--fp16", "formats", flag_value="float16", multiple=True, help="float16 weights.")
+@click.option("--int8", "formats", flag_value="int8", multiple=True, help="Full-integer int8 (uint8 camera pixels in), calibrated.")
+@click.option("--fp32", "formats", flag_value="float32", multiple=True, help="float32 TFLite baseline.")
+@click.option("--all", "all_formats", is_flag=True, help="float32, float16 and int8 (the default when no format is named).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder (default: next to MODEL).")
+@click.option("--calibration", type=click.Path(path_type=Path), default=None, help="A folder of your own images (e.g. Pi camera frames) to calibrate int8 instead of the committed manifest.")
+@click.option("--manifest", type=click.Path(path_type=Path), default=config.CALIBRATION_MANIFEST, show_default=True, help="Calibration manifest of SIGNS training images.")
+@data_option
+@friendly_errors
+def quantize(model, formats, all_formats, out, calibration, manifest, data):
+    """Convert a trained .keras model to float32, float16 and int8 TFLite."""
+    require_tensorflow("quantize")
+    from edge_signs.quantize import quantize as run_quantize
+
+    chosen = list(config.FORMATS) if all_formats or not formats else [f for f in config.FORMATS if f in formats]
+    for path in run_quantize(model, chosen, out_dir=out, calibration_dir=calibration, manifest=manifest, data=data, log=_log):
+        click.echo(str(path))
+
+
+# -- evaluate ---------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
+@data_option
+@click.option("--threads", type=click.IntRange(min=1), default=config.THREADS, show_default=True, help="Interpreter threads.")
+@click.option("--runs", type=click.IntRange(min=1), default=config.LATENCY_RUNS, show_default=True, help="Timed single-image invocations per model.")
+@click.option("--warmup", type=click.IntRange(min=0), default=config.LATENCY_WARMUP, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Folder for evaluation.json/.md and confusion PNGs (default: the first model's folder).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
+@click.option("--robustness", is_flag=True, help="Also evaluate under camera-like perturbations (light, colour, noise, blur, JPEG, mirror, shift, rotation, scale).")
+@friendly_errors
+def evaluate(models, data, threads, runs, warmup, out, as_json, robustness):
+    """Compare models (.tflite, .keras) on the SIGNS test set: accuracy, loss, agreement, size, latency."""
+    import json
+    from dataclasses import asdict
+
+    from edge_signs import evaluate as ev
+    from edge_signs.data import resolve_data
+
+    for model in models:
+        ev.check_model_path(model)
+    signs = resolve_data(data, log=_log)
+    reports = ev.evaluate_models(list(models), signs.test.x, signs.test.y, threads=threads, runs=runs, warmup=warmup, log=_log)
+    extra = {"data": {"source": signs.source, "sha256": signs.checksum(), "test_images": len(signs.test)}}
+    table = ev.markdown_table(reports)
+    if robustness:
+        _log("robustness (accuracy under each perturbation):")
+        results = [ev.robustness(m, signs.test.x, signs.test.y, threads=threads, log=_log) for m in models]
+        extra["robustness"] = results
+        table += "\n\nRobustness (test accuracy under each camera-like perturbation):\n\n" + ev.robustness_table(results)
+    written = ev.write_report(reports, out or Path(models[0]).parent, extra)
+    if robustness:
+        with open(written[1], "a") as f:  # evaluation.md
+            f.write("\n## Robustness\n\n" + ev.robustness_table(extra["robustness"]) + "\n")
+    if as_json:
+        click.echo(json.dumps([asdict(r) for r in reports] if not robustness else {"models": [asdict(r) for r in reports], "robustness": extra["robustness"]}, indent=2))
+    else:
+        click.echo(table)
+        for r in reports:
+            click.echo(f"\n{Path(r.model).name} ({r.format}) confusion matrix, rows true, columns predicted:")
+            from edge_signs.plots import confusion_matrix_text
+
+            click.echo(confusion_matrix_text(__import__("numpy").asarray(r.confusion), config.LABELS))
+    _log("wrote " + ", ".join(str(p) for p in written))
+
+
 # -- data ------------------------------------------------------------------------------------
 
 

@@ -64,3 +64,16 @@ CAMERA_WIDTH = 640
 CAMERA_HEIGHT = 480
 CAMERA_FPS = 30
 READ_RETRIES = 10  # consecutive failed reads before a camera is given up on
+READ_RETRY_SLEEP_S = 0.05  # pause between failed reads of a live camera or stream (files are not waited on)
+CAMERA_INDEX = 0  # `edge-signs live` with no source named opens this OpenCV camera
+STATUS_INTERVAL_S = 5.0  # --headless: a status line this often (0: none)
+STATS_WINDOW = 2048  # medians of inference/overhead ms are over the last this many frames (bounded memory)
+DISPLAY_MIN_SIDE = 320  # smaller frames (the 64x64 test set) are upscaled to this for the overlay
+RECORD_FPS = 15.0  # --record frame rate when the source does not say (test set, some streams)
+RECORD_FOURCC = {".avi": "MJPG", ".mp4": "mp4v"}  # --record container by extension -> codec
+WINDOW_NAME = "edge-signs live"
+# tools/make_labelled_video.py and tools/bench_live.py
+LABELLED_VIDEO_SIZE = 256  # SIGNS images upscaled to this square
+LABELLED_VIDEO_FRAMES_PER_IMAGE = 5
+LABELLED_VIDEO_FPS = 15.0
+BENCH_FRAMES = 10_000  # RSS soak: frames replayed (the test set, looped)

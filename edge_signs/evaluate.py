@@ -1,0 +1,220 @@
+"""`edge-signs evaluate`: one table comparing model files on the SIGNS test set.
+
+For each model: what the file really is (read from its tensors, not its name),
+size, accuracy, loss, per-class accuracy, a confusion matrix, top-1 agreement
+with the first model, and latency per image from one harness for every format.
+
+``.tflite`` files are evaluated with the edge runtime only (no TensorFlow), so a
+Pi can run this; ``.keras`` files need TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edge_signs import config, metrics
+from edge_signs.artifacts import write_json, write_text
+from edge_signs.errors import EdgeSignsError
+from edge_signs.plots import confusion_matrix, confusion_matrix_png, confusion_matrix_text
+from edge_signs.preprocess import to_model_input
+
+
+@dataclass
+class Runner:
+    """A model behind one interface: batch probabilities, and one timed single-image call."""
+
+    path: Path
+    format: str
+    backend: str
+    predict: Callable[[np.ndarray], np.ndarray]  # uint8 RGB (N,64,64,3) -> probs (N,6)
+    prepare_one: Callable[[np.ndarray], None]  # load one uint8 RGB image as the next input
+    run_one: Callable[[], None]  # one inference on it
+
+
+def tflite_runner(path: Path, threads: int) -> Runner:
+    from edge_signs.runtime import Classifier
+
+    clf = Classifier(path, threads=threads)
+    return Runner(path, clf.format, str(clf.backend), clf.predict_batch, clf.set_input, clf.interpreter.invoke)
+
+
+def keras_runner(path: Path, threads: int) -> Runner:
+    from edge_signs.quantize import load_keras_classifier  # imports TensorFlow
+
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    model = load_keras_classifier(path)
+    state = {}
+
+    def predict(images):
+        return model.predict(to_model_input(images), batch_size=64, verbose=0)
+
+    def prepare(rgb):
+        state["x"] = tf.constant(to_model_input(rgb[np.newaxis]))
+
+    def run_one():
+        model(state["x"], training=False).numpy()
+
+    return Runner(path, "keras float32", f"tensorflow {tf.__version__}", predict, prepare, run_one)
+
+
+def check_model_path(path: str | os.PathLike) -> Path:
+    """Fail fast, before any data is loaded, on a missing file or one of another kind."""
+    from edge_signs.runtime import check_tflite_file
+
+    path = Path(path)
+    if path.suffix == ".keras":
+        if not path.is_file():
+            raise EdgeSignsError(f"{path}: model file not found (expected model.keras from 'edge-signs train')")
+        return path
+    if path.suffix == ".tflite":
+        return check_tflite_file(path)
+    raise EdgeSignsError(f"{path}: not a model file (expected .tflite from 'edge-signs quantize' or .keras from 'edge-signs train')")
+
+
+def open_runner(path: str | os.PathLike, threads: int = config.THREADS) -> Runner:
+    path = check_model_path(path)
+    if path.suffix == ".keras":
+        if sys.modules.get("tensorflow") is None:
+            import importlib.util
+
+            if importlib.util.find_spec("tensorflow") is None:
+                raise EdgeSignsError(f"{path}: evaluating a Keras model needs TensorFlow (pip install 'edge-signs[train]'); .tflite files do not")
+        return keras_runner(path, threads)
+    return tflite_runner(path, threads)
+
+
+def measure_latency(runner: Runner, image: np.ndarray, runs: int = config.LATENCY_RUNS, warmup: int = config.LATENCY_WARMUP) -> tuple[float, float]:
+    """Median and 90th percentile milliseconds of one inference, after warm-up."""
+    runner.prepare_one(image)
+    for _ in range(warmup):
+        runner.run_one()
+    times = np.empty(runs)
+    for i in range(runs):
+        t0 = time.perf_counter()
+        runner.run_one()
+        times[i] = (time.perf_counter() - t0) * 1e3
+    return float(np.percentile(times, 50)), float(np.percentile(times, 90))
+
+
+@dataclass
+class ModelReport:
+    model: str
+    format: str
+    backend: str
+    size_mb: float
+    accuracy: float
+    loss: float
+    agreement: float  # top-1 agreement with the first model
+    latency_ms_p50: float
+    latency_ms_p90: float
+    threads: int
+    per_class_accuracy: list = field(default_factory=list)
+    confusion: list = field(default_factory=list)
+
+
+def evaluate_models(
+    paths: list[str | os.PathLike],
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    threads: int = config.THREADS,
+    runs: int = config.LATENCY_RUNS,
+    warmup: int = config.LATENCY_WARMUP,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+) -> list[ModelReport]:
+    reports: list[ModelReport] = []
+    reference = None
+    for path in paths:
+        runner = open_runner(path, threads)
+        log(f"evaluating {runner.path.name} ({runner.format}, {runner.backend})")
+        probs = runner.predict(images)
+        pred = np.argmax(probs, axis=1)
+        reference = pred if reference is None else reference
+        p50, p90 = measure_latency(runner, images[0], runs, warmup)
+        reports.append(
+            ModelReport(
+                model=str(runner.path),
+                format=runner.format,
+                backend=runner.backend,
+                size_mb=runner.path.stat().st_size / 1e6,
+                accuracy=metrics.accuracy(probs, labels),
+                loss=metrics.cross_entropy(probs, labels),
+                agreement=float(np.mean(pred == reference)),
+                latency_ms_p50=p50,
+                latency_ms_p90=p90,
+                threads=threads,
+                per_class_accuracy=metrics.per_class_accuracy(pred, labels, config.NUM_CLASSES),
+                confusion=confusion_matrix(labels, pred, config.NUM_CLASSES).tolist(),
+            )
+        )
+    return reports
+
+
+def markdown_table(reports: list[ModelReport]) -> str:
+    base = reports[0].latency_ms_p50 if reports else 1.0
+    lines = [
+        "| model | format | size (MB) | accuracy | loss | agreement | latency p50 (ms) | p90 (ms) | speed-up |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in reports:
+        lines.append(
+            f"| {Path(r.model).name} | {r.format} | {r.size_mb:.1f} | {r.accuracy:.3f} | {r.loss:.3f} | "
+            f"{r.agreement:.3f} | {r.latency_ms_p50:.2f} | {r.latency_ms_p90:.2f} | {base / r.latency_ms_p50:.2f}x |"
+        )
+    if reports:
+        lines.append(f"\n{int(np.sum(reports[0].confusion))} test images; agreement and speed-up are relative to the first model; latency is one image, {reports[0].threads} thread(s), median and 90th percentile after warm-up.")
+    return "\n".join(lines)
+
+
+def write_report(reports: list[ModelReport], out_dir: str | os.PathLike, extra: dict | None = None) -> list[Path]:
+    """evaluation.json, evaluation.md and a confusion-matrix PNG per model."""
+    out = Path(out_dir)
+    written = []
+    text = [markdown_table(reports), ""]
+    for r in reports:
+        name = Path(r.model).stem
+        matrix = np.asarray(r.confusion)
+        png = confusion_matrix_png(matrix, config.LABELS, out / f"confusion_{name}.png", title=f"{name} ({r.format}): {r.accuracy:.3f}")
+        written.append(png)
+        text += [f"### {name}", "", "```", confusion_matrix_text(matrix, config.LABELS), "```", ""]
+    write_json(out / "evaluation.json", {"models": [asdict(r) for r in reports], **(extra or {})})
+    write_text(out / "evaluation.md", "\n".join(text))
+    return [out / "evaluation.json", out / "evaluation.md", *written]
+
+
+# -- robustness ------------------------------------------------------------------------
+
+
+def robustness(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray, *, threads: int = config.THREADS, seed: int = 0,
+               log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> dict:
+    """Accuracy on the test set under each camera-like perturbation on its own, and their mean."""
+    from edge_signs import perturb
+
+    runner = open_runner(path, threads)
+    result = {"model": str(runner.path), "format": runner.format, "clean": metrics.accuracy(runner.predict(images), labels), "perturbations": {}}
+    for name in perturb.names():
+        acc = metrics.accuracy(runner.predict(perturb.apply(name, images, seed)), labels)
+        result["perturbations"][name] = acc
+        log(f"  {name:16s} {acc:.3f}")
+    result["mean"] = float(np.mean(list(result["perturbations"].values())))
+    return result
+
+
+def robustness_table(results: list[dict]) -> str:
+    names = list(results[0]["perturbations"]) if results else []
+    header = "| perturbation | " + " | ".join(f"{Path(r['model']).name} ({r['format']})" for r in results) + " |"
+    lines = [header, "|---|" + "---:|" * len(results)]
+    lines.append("| clean | " + " | ".join(f"{r['clean']:.3f}" for r in results) + " |")
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(f"{r['perturbations'][name]:.3f}" for r in results) + " |")
+    lines.append("| **mean (perturbed)** | " + " | ".join(f"**{r['mean']:.3f}**" for r in results) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,210 @@
+"""`edge-signs quantize`: float32, float16 and full-integer int8 TFLite from a trained model.
+
+TensorFlow is imported inside these functions only (a workstation job).
+
+int8 is full-integer: int8 weights and activations, integer builtins only, and a
+uint8 input. The model's input is pixel/255, so the calibrated input range is
+[0, 1] and the uint8 input gets scale 1/255 and zero point 0: raw camera pixels
+go in unchanged, with no per-frame arithmetic. The output is uint8 softmax
+(scale 1/256), dequantized by the runtime.
+
+Each file gets a JSON sidecar (``model_int8.json`` beside ``model_int8.tflite``)
+that the edge runtime reads: labels, input size/type/quantization,
+preprocessing, checksums of the source model and the calibration data, and the
+converter version.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from edge_signs import __version__, config, preprocess
+from edge_signs.artifacts import sha256_file, write_bytes, write_json
+from edge_signs.calibration import check_count, images_from_folder, images_from_manifest
+from edge_signs.errors import EdgeSignsError
+from edge_signs.runtime import Classifier, find_backend, sidecar_path
+
+
+@dataclass
+class Calibration:
+    images: np.ndarray  # uint8 RGB (N, 64, 64, 3)
+    source: str  # manifest path or folder
+    sha256: str  # of the manifest file, or of the folder's images
+
+
+def load_calibration(
+    *,
+    folder: str | os.PathLike | None = None,
+    manifest: str | os.PathLike = config.CALIBRATION_MANIFEST,
+    data=None,
+    minimum: int = config.CALIBRATION_MIN,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+) -> Calibration:
+    """The representative images: the user's folder, else the committed manifest's SIGNS images."""
+    if folder is not None:
+        images = images_from_folder(folder)
+        digest = hashlib.sha256(images.tobytes()).hexdigest()
+        source = str(folder)
+    else:
+        from edge_signs.data import Signs, resolve_data
+
+        signs = data if isinstance(data, Signs) else resolve_data(data, log=log)
+        images = images_from_manifest(manifest, signs)
+        digest = sha256_file(manifest)
+        source = str(manifest)
+    check_count(len(images), source, minimum=minimum, log=log)
+    return Calibration(images, source, digest)
+
+
+def load_keras_classifier(path: str | os.PathLike):
+    """Load a .keras file and check that it is a SIGNS classifier."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeSignsError(f"{path}: model file not found (expected model.keras from 'edge-signs train')")
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise EdgeSignsError(f"{path}: not a Keras model (expected a .keras zip archive from 'edge-signs train')")
+    from tensorflow import keras
+
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for a bad archive
+        raise EdgeSignsError(f"{path}: not a loadable Keras model ({str(exc).splitlines()[0][:200]})") from None
+    expected_in = (None, config.IMAGE_SIZE, config.IMAGE_SIZE, config.CHANNELS)
+    in_shape = tuple(model.inputs[0].shape) if len(model.inputs) == 1 else None
+    out_shape = tuple(model.outputs[0].shape) if len(model.outputs) == 1 else None
+    if in_shape != expected_in or out_shape != (None, config.NUM_CLASSES):
+        raise EdgeSignsError(f"{path}: takes {in_shape} and gives {out_shape}, expected {expected_in} -> (None, {config.NUM_CLASSES}): not a SIGNS classifier")
+    return model
+
+
+def _converter(model, workdir: str):
+    import tensorflow as tf
+
+    # Through a SavedModel: Keras 3 variables are frozen into constants on that path.
+    # A fixed batch of one: what a camera feeds, and static shapes convert best.
+    spec = tf.TensorSpec((1, config.IMAGE_SIZE, config.IMAGE_SIZE, config.CHANNELS), tf.float32, name="image")
+    model.export(workdir, format="tf_saved_model", input_signature=[spec], verbose=False)
+    return tf.lite.TFLiteConverter.from_saved_model(workdir)
+
+
+def representative_dataset(images: np.ndarray) -> Callable[[], Iterable[list[np.ndarray]]]:
+    def generate():
+        for rgb in images:
+            yield [preprocess.to_model_input(rgb[np.newaxis])]  # the training preprocessing
+
+    return generate
+
+
+def convert(model, fmt: str, calibration: Calibration | None = None) -> bytes:
+    """TFLite flatbuffer bytes of ``model`` in ``fmt`` (float32, float16 or int8)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="edge-signs-export-") as workdir:
+        return _convert(model, fmt, calibration, workdir)
+
+
+def _convert(model, fmt: str, calibration: Calibration | None, workdir: str) -> bytes:
+    import tensorflow as tf
+
+    converter = _converter(model, workdir)
+    if fmt == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif fmt == "int8":
+        if calibration is None:
+            raise EdgeSignsError("int8 conversion needs calibration images")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_dataset(calibration.images)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.uint8
+    elif fmt != "float32":
+        raise EdgeSignsError(f"format '{fmt}': unknown (expected one of {', '.join(config.FORMATS)})")
+    return converter.convert()
+
+
+def output_path(model_path: Path, fmt: str, out_dir: Path | None) -> Path:
+    return (out_dir or model_path.parent) / f"{model_path.stem}_{fmt}.tflite"
+
+
+def _sidecar(tflite_path: Path, fmt: str, source: Path, source_sha: str, calibration: Calibration | None) -> dict:
+    import tensorflow as tf
+
+    clf = Classifier(tflite_path)  # read back what the file really is
+    q = clf.input_quant
+    return {
+        "format": fmt,
+        "detected_format": clf.format,
+        "labels": list(config.LABELS),
+        "input": {
+            "shape": [1, config.IMAGE_SIZE, config.IMAGE_SIZE, config.CHANNELS],
+            "dtype": q.dtype.name,
+            "scale": q.scale,
+            "zero_point": q.zero_point,
+            "takes_raw_pixels": q.takes_raw_pixels,
+        },
+        "output": {"dtype": np.dtype(clf._out["dtype"]).name, "scale": clf._out_scale, "zero_point": clf._out_zero, "meaning": "softmax probabilities"},
+        "preprocessing": preprocess.describe(),
+        "source_model": {"file": source.name, "sha256": source_sha},
+        "calibration": None if calibration is None else {"source": calibration.source, "sha256": calibration.sha256, "images": int(len(calibration.images))},
+        "converter": {"tensorflow": tf.__version__, "edge_signs": __version__},
+        "tflite_sha256": sha256_file(tflite_path),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def quantize(
+    model_path: str | os.PathLike,
+    formats: Iterable[str],
+    *,
+    out_dir: str | os.PathLike | None = None,
+    calibration_dir: str | os.PathLike | None = None,
+    manifest: str | os.PathLike = config.CALIBRATION_MANIFEST,
+    data=None,
+    min_calibration: int = config.CALIBRATION_MIN,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+) -> list[Path]:
+    """Convert a trained .keras model to each format; returns the .tflite paths written."""
+    model_path = Path(model_path)
+    formats = list(dict.fromkeys(formats))
+    out = Path(out_dir) if out_dir is not None else model_path.parent
+    _check_writable(out)
+    find_backend()  # the files are read back to write their metadata: fail before converting
+    model = load_keras_classifier(model_path)
+    calibration = None
+    if "int8" in formats:
+        calibration = load_calibration(folder=calibration_dir, manifest=manifest, data=data, minimum=min_calibration, log=log)
+    source_sha = sha256_file(model_path)
+    written = []
+    for fmt in formats:
+        log(f"converting {model_path.name} to {fmt}" + (f" (calibrating on {len(calibration.images)} images from {calibration.source})" if fmt == "int8" else ""))
+        blob = convert(model, fmt, calibration)
+        path = output_path(model_path, fmt, out)
+        write_bytes(path, blob)
+        try:
+            write_json(sidecar_path(path), _sidecar(path, fmt, model_path, source_sha, calibration))
+        except BaseException:
+            path.unlink(missing_ok=True)  # no model without its metadata
+            raise
+        log(f"wrote {path} ({len(blob) / 1e6:.1f} MB)")
+        written.append(path)
+    return written
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgeSignsError(f"{folder}: cannot create output folder ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise EdgeSignsError(f"{folder}: output folder is not writable")

@@ -1,0 +1,199 @@
+"""The edge runtime: a TFLite classifier with numpy, OpenCV and a LiteRT interpreter.
+
+Never imports TensorFlow unless no other interpreter is installed and
+TensorFlow is. Small functions around the interpreter, in the spirit of Coral's
+pycoral adapters: load, feed uint8 RGB, read dequantized probabilities.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_signs import config
+from edge_signs.errors import EdgeSignsError
+from edge_signs.preprocess import InputQuantization, Roi, frame_to_rgb, quantize_input
+
+# Import path of the Interpreter class and the distribution that provides it, in order of preference.
+INTERPRETERS = (
+    ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    ("tflite_runtime.interpreter", "tflite-runtime"),
+    ("tensorflow.lite", "tensorflow"),
+)
+INSTALL_HINT = "pip install 'edge-signs[pi]'  (ai-edge-litert; or tflite-runtime 2.14 on older Pi images)"
+
+
+@dataclass(frozen=True)
+class Backend:
+    interpreter_class: type
+    name: str  # distribution name, e.g. "ai-edge-litert"
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}"
+
+
+def find_backend() -> Backend:
+    """The first installed TFLite interpreter: ai-edge-litert, tflite-runtime, then TensorFlow's own."""
+    for module_name, dist in INTERPRETERS:
+        top = module_name.split(".")[0]
+        if importlib.util.find_spec(top) is None:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        try:
+            version = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            version = getattr(module, "__version__", "unknown")
+        return Backend(module.Interpreter, dist, version)
+    raise EdgeSignsError(f"no TFLite interpreter is installed: {INSTALL_HINT}")
+
+
+_OP_VERSION = re.compile(r"Didn't find op for builtin opcode '([A-Z0-9_]+)' version '(\d+)'")
+
+
+def _explain_load_error(path: Path, backend: Backend, exc: Exception) -> EdgeSignsError:
+    text = str(exc)
+    match = _OP_VERSION.search(text)
+    if match:
+        op, version = match.groups()
+        return EdgeSignsError(
+            f"{path}: uses op {op} version {version}, which {backend} does not know (the file comes from a newer converter); "
+            f"upgrade the runtime (pip install -U ai-edge-litert) or convert with a TensorFlow no newer than the runtime"
+        )
+    first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return EdgeSignsError(f"{path}: {backend} could not load this model ({first_line})")
+
+
+def check_tflite_file(path: str | Path) -> Path:
+    """A readable TFLite flatbuffer, or a one-line error that says what it is instead."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeSignsError(f"{path}: model file not found (expected a .tflite file from 'edge-signs quantize')")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[4:8] != b"TFL3":
+        if head[:2] == b"PK" or head[:4] == b"\x89HDF":
+            raise EdgeSignsError(f"{path}: a Keras model, not TFLite; convert it with 'edge-signs quantize {path}'")
+        raise EdgeSignsError(f"{path}: not a TFLite model (no TFL3 flatbuffer identifier)")
+    return path
+
+
+def sidecar_path(model_path: str | Path) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+def read_sidecar(model_path: str | Path) -> dict:
+    """The metadata `edge-signs quantize` wrote beside the model; {} when there is none."""
+    path = sidecar_path(model_path)
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise EdgeSignsError(f"{path}: corrupt metadata sidecar ({exc})") from None
+
+
+def detect_format(tensor_dtypes: list[np.dtype], input_dtype: np.dtype) -> str:
+    """What a TFLite file really is, from its tensors rather than its name.
+
+    full-integer int8: integer input and no float tensors at all; float16: float16
+    weights; dynamic-range: int8 weights but float activations (not an int8 model).
+    """
+    dtypes = {np.dtype(d) for d in tensor_dtypes}
+    floats = {d for d in dtypes if np.issubdtype(d, np.floating)}
+    if np.issubdtype(np.dtype(input_dtype), np.integer) and not floats:
+        return "int8"
+    if np.dtype(np.float16) in dtypes:
+        return "float16"
+    if np.dtype(np.int8) in dtypes:
+        return "dynamic-range"
+    return "float32"
+
+
+@dataclass
+class Prediction:
+    index: int  # argmax class
+    label: str
+    confidence: float
+    probs: np.ndarray  # float32 (num_classes,)
+    inference_ms: float
+
+
+class Classifier:
+    """A SIGNS classifier in a TFLite file, fed uint8 RGB images or camera frames."""
+
+    def __init__(self, model_path: str | Path, *, threads: int = config.THREADS, backend: Backend | None = None):
+        self.path = check_tflite_file(model_path)
+        self.backend = backend or find_backend()
+        self.threads = threads
+        try:
+            self.interpreter = self.backend.interpreter_class(model_path=str(self.path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except (RuntimeError, ValueError) as exc:
+            raise _explain_load_error(self.path, self.backend, exc) from None
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        expected_in = (1, config.IMAGE_SIZE, config.IMAGE_SIZE, config.CHANNELS)
+        if len(inputs) != 1 or tuple(inputs[0]["shape"]) != expected_in:
+            raise EdgeSignsError(f"{self.path}: input shape {[tuple(d['shape']) for d in inputs]}, expected {expected_in}: not a SIGNS classifier")
+        if len(outputs) != 1 or tuple(outputs[0]["shape"]) != (1, config.NUM_CLASSES):
+            raise EdgeSignsError(f"{self.path}: output shape {[tuple(d['shape']) for d in outputs]}, expected (1, {config.NUM_CLASSES}): not a SIGNS classifier")
+        self._in, self._out = inputs[0], outputs[0]
+        in_scale, in_zero = self._in["quantization"]
+        self.input_quant = InputQuantization(np.dtype(self._in["dtype"]), float(in_scale), int(in_zero))
+        out_scale, out_zero = self._out["quantization"]
+        self._out_scale, self._out_zero = float(out_scale), int(out_zero)
+        self.metadata = read_sidecar(self.path)
+        self.labels = tuple(self.metadata.get("labels", config.LABELS))
+        self.format = detect_format([d["dtype"] for d in self.interpreter.get_tensor_details()], self._in["dtype"])
+
+    def describe(self) -> str:
+        q = self.input_quant
+        feed = "raw uint8 pixels" if q.takes_raw_pixels else (f"{q.dtype.name} (scale {q.scale:.6g}, zero point {q.zero_point})" if q.is_quantized else q.dtype.name)
+        return f"{self.path.name}: {self.format}, input {feed}, {self.backend}, {self.threads} thread(s)"
+
+    def set_input(self, rgb: np.ndarray) -> None:
+        """uint8 RGB (64, 64, 3) -> the input tensor, quantized as the model records."""
+        self.interpreter.set_tensor(self._in["index"], quantize_input(rgb, self.input_quant)[np.newaxis])
+
+    def invoke(self) -> float:
+        """Run the model on the current input; milliseconds taken."""
+        t0 = time.perf_counter()
+        self.interpreter.invoke()
+        return (time.perf_counter() - t0) * 1e3
+
+    def output_probs(self) -> np.ndarray:
+        out = self.interpreter.get_tensor(self._out["index"])[0]
+        if self._out_scale > 0 and np.issubdtype(out.dtype, np.integer):
+            return (out.astype(np.float32) - self._out_zero) * np.float32(self._out_scale)
+        return out.astype(np.float32)
+
+    def predict_rgb(self, rgb: np.ndarray) -> Prediction:
+        self.set_input(rgb)
+        ms = self.invoke()
+        probs = self.output_probs()
+        i = int(np.argmax(probs))
+        return Prediction(i, self.labels[i], float(probs[i]), probs, ms)
+
+    def predict_frame(self, frame: np.ndarray, roi: Roi = Roi()) -> Prediction:
+        """A camera frame (BGR, BGRA or gray, any size) through the one preprocessing path."""
+        return self.predict_rgb(frame_to_rgb(frame, roi))
+
+    def predict_batch(self, images: np.ndarray) -> np.ndarray:
+        """uint8 RGB (N, 64, 64, 3) -> probabilities (N, num_classes), one invoke per image."""
+        out = np.empty((len(images), config.NUM_CLASSES), np.float32)
+        for i, rgb in enumerate(images):
+            self.set_input(rgb)
+            self.interpreter.invoke()
+            out[i] = self.output_probs()
+        return out

@@ -1,0 +1,123 @@
+"""Real (small) training runs: outputs, augmentation, resume after a kill, two devices."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from edge_signs.errors import EdgeSignsError  # noqa: E402
+from edge_signs.train import RECIPES, TrainOptions, make_dataset, train  # noqa: E402
+from tests.conftest import REPO, run_cli  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+METRIC_KEYS = {"train_accuracy", "train_loss", "val_accuracy", "val_loss", "test_accuracy", "test_loss", "params",
+               "seconds_per_epoch", "device", "tensorflow_version", "dataset", "options", "seed"}
+
+
+def test_cli_training_run_writes_every_output(tmp_path, signs_dir):
+    out = tmp_path / "run"
+    result = run_cli("train", "--data", signs_dir, "--out", out, "--limit", 60, "--epochs", 2)
+    assert result.returncode == 0, result.stderr
+    assert "train accuracy" in result.stdout and "test accuracy" in result.stdout
+    for name in ("model.keras", "history.json", "training_curves.png", "metrics.json", "options.json"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(metrics)
+    assert metrics["params"] == 23_600_006 and metrics["recipe_name"] == "default" and metrics["recipe"]["augment"]
+    assert metrics["dataset"]["test"] == 120 and len(metrics["dataset"]["sha256"]) == 64
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["loss"]) == len(history["val_accuracy"]) == 2
+    assert cv2.imread(str(out / "training_curves.png")) is not None
+    # a finished run is not silently overwritten
+    again = run_cli("train", "--data", signs_dir, "--out", out, "--limit", 60, "--epochs", 2)
+    assert again.returncode == 1 and "already holds a trained model" in again.stderr
+
+
+def test_augmentation_is_on_by_default_and_keeps_labels_and_ranges(signs):
+    assert RECIPES[TrainOptions().recipe].augment
+    x, y = signs.train.x[:64], signs.train.y[:64]
+    ds = make_dataset(x, y, batch_size=64, training=False, augment=True, seed=0)
+    images, onehot = next(iter(ds))
+    images, onehot = images.numpy(), onehot.numpy()
+    assert images.shape == (64, 64, 64, 3) and images.dtype == np.float32
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    assert np.array_equal(onehot.argmax(1), y)  # labels untouched, order kept
+    assert np.abs(images - x / 255.0).mean() > 0.02  # the images really changed
+    plain, _ = next(iter(make_dataset(x, y, batch_size=64, training=False, augment=False, seed=0)))
+    assert np.allclose(plain.numpy(), x / 255.0)
+
+
+def test_resume_without_checkpoint_is_an_error(tmp_path, signs):
+    with pytest.raises(EdgeSignsError, match="nothing to resume"):
+        train(TrainOptions(), tmp_path / "none", data=signs, resume=True)
+
+
+def _state_epoch(run_dir):
+    try:
+        return json.loads((run_dir / "checkpoint" / "state.json").read_text())["epoch"]
+    except (OSError, ValueError):
+        return 0
+
+
+def test_killed_run_resumes_from_last_finished_epoch(tmp_path, signs_dir):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "edge_signs", "train", "--data", str(signs_dir), "--out", str(out),
+            "--recipe", "seed", "--limit", "48", "--epochs", "3"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while _state_epoch(out) < 1 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = _state_epoch(out)
+    assert 1 <= done < 3, "the run should have been killed part-way"
+    assert not (out / "model.keras").exists()
+
+    # without --resume the unfinished run is protected
+    clash = run_cli("train", "--data", signs_dir, "--out", out, "--recipe", "seed", "--limit", 48, "--epochs", 3)
+    assert clash.returncode == 1 and "--resume" in clash.stderr
+
+    resumed = run_cli("train", "--out", out, "--data", signs_dir, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {out} after epoch {done}" in resumed.stderr
+    assert f"Epoch {done + 1}/3" in resumed.stdout + resumed.stderr
+    assert "Epoch 1/3" not in resumed.stdout + resumed.stderr
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["loss"]) == 3
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 3
+
+
+DISTRIBUTED = """
+import sys, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from edge_signs.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_mirrored_strategy_on_two_logical_cpus_trains(tmp_path, signs_dir):
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-c", DISTRIBUTED, "train", "--data", str(signs_dir), "--out", str(out), "--recipe", "seed",
+         "--limit", "64", "--epochs", "4", "--devices", "/cpu:0,/cpu:1"],
+        cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "MirroredStrategy, 2 replica(s)" in metrics["device"]
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["loss"]) == 4
+    assert np.isfinite(history["loss"]).all()
+    assert min(history["loss"][1:]) < history["loss"][0], history["loss"]  # it learns
