@@ -7,7 +7,6 @@ become one line on stderr and exit status 1, never a traceback.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -38,7 +37,9 @@ def friendly_errors(fn):
 
 
 def require_tensorflow(what: str) -> None:
-    if importlib.util.find_spec("tensorflow") is None:
+    from edge_signs.runtime import is_installed
+
+    if not is_installed("tensorflow"):
         raise EdgeSignsError(f"{what} needs TensorFlow, which is not installed: pip install 'edge-signs[train]' (a Pi only needs 'edge-signs[pi]')")
 
 
@@ -212,3 +213,49 @@ def data_info(data):
 
     signs = resolve_data(data, fetch=False, log=_log)
     click.echo(f"{signs.source} ({signs.layout}): train {len(signs.train)} {np.bincount(signs.train.y).tolist()}, test {len(signs.test)} {np.bincount(signs.test.y).tolist()}; sha256 {signs.checksum()[:16]}")
+
+
+# -- live ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--camera", type=click.IntRange(min=0), default=None, help=f"OpenCV camera index, e.g. a USB webcam (the default source: {config.CAMERA_INDEX}).")
+@click.option("--picamera", is_flag=True, help="Raspberry Pi Camera Module through picamera2.")
+@click.option("--video", default=None, metavar="PATH|URL", help="A video file, stream URL or GStreamer pipeline (anything cv2.VideoCapture opens).")
+@click.option("--testset", is_flag=True, help="Replay the SIGNS test images as frames, with their true labels.")
+@click.option("--width", type=click.IntRange(min=1), default=config.CAMERA_WIDTH, show_default=True, help="Camera frame width.")
+@click.option("--height", type=click.IntRange(min=1), default=config.CAMERA_HEIGHT, show_default=True, help="Camera frame height.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=config.CAMERA_FPS, show_default=True, help="Camera frame rate to ask for.")
+@click.option("--roi", default=None, metavar="SIZE[,CX,CY]", help="Square region classified, as fractions: side of the shorter frame side, centre x, y (default: 1,0.5,0.5, the largest centred square).")
+@click.option("--smoothing", type=click.IntRange(min=1), default=config.SMOOTHING_FRAMES, show_default=True, help="Average the probabilities of the last N frames.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=config.CONFIDENCE_THRESHOLD, show_default=True, help="Below this smoothed confidence: 'no sign'.")
+@click.option("--headless", is_flag=True, help="No window; a status line every --status-every seconds.")
+@click.option("--record", type=click.Path(path_type=Path), default=None, help="Write the annotated video: .avi (MJPG) or .mp4 (mp4v).")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write one JSON object per frame (JSON lines).")
+@click.option("--labels", "labels_csv", type=click.Path(path_type=Path), default=None, help="--video ground truth CSV: start_frame,end_frame,label (0-based, inclusive); other frames are not scored.")
+@click.option("--threads", type=click.IntRange(min=1), default=config.THREADS, show_default=True, help="Interpreter threads.")
+@data_option
+@click.option("--loop", is_flag=True, help="Start --testset or a --video file again at its end (soak tests; stop with --max-frames or Ctrl-C).")
+@click.option("--report", type=click.Path(path_type=Path), default=None, help="Folder for live_summary.json and, with known labels, confusion_matrix.png.")
+@click.option("--snapshot-dir", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Where the window's 's' key saves PNG snapshots.")
+@click.option("--status-every", type=click.FloatRange(min=0), default=config.STATUS_INTERVAL_S, show_default=True, help="Seconds between --headless status lines (0: none).")
+@friendly_errors
+def live(model, camera, picamera, video, testset, width, height, fps, roi, smoothing, threshold, headless, record, max_frames, json_path, labels_csv, threads, data, loop, report, snapshot_dir, status_every):
+    """Classify hand signs live from a camera, a video or the test set (q/Esc quits, s saves a snapshot).
+
+    Ends with a summary: frames, FPS, inference and overhead times, and with known
+    labels (--testset, --video --labels) accuracy and a confusion matrix.
+    """
+    from edge_signs.live import LiveOptions, parse_roi, run_live
+    from edge_signs.preprocess import Roi
+
+    options = LiveOptions(
+        camera=camera, picamera=picamera, video=video, testset=testset, width=width, height=height, fps=fps,
+        roi=parse_roi(roi) if roi is not None else Roi(), smoothing=smoothing, threshold=threshold, headless=headless,
+        record=record, max_frames=max_frames, json_path=json_path, labels_csv=labels_csv, threads=threads, data=data,
+        status_interval=status_every, loop=loop, report=report, snapshot_dir=snapshot_dir,
+    )
+    summary = run_live(model, options, log=_log)
+    click.echo(summary.text(), nl=False)

@@ -83,11 +83,10 @@ def check_model_path(path: str | os.PathLike) -> Path:
 def open_runner(path: str | os.PathLike, threads: int = config.THREADS) -> Runner:
     path = check_model_path(path)
     if path.suffix == ".keras":
-        if sys.modules.get("tensorflow") is None:
-            import importlib.util
+        from edge_signs.runtime import is_installed
 
-            if importlib.util.find_spec("tensorflow") is None:
-                raise EdgeSignsError(f"{path}: evaluating a Keras model needs TensorFlow (pip install 'edge-signs[train]'); .tflite files do not")
+        if not is_installed("tensorflow"):
+            raise EdgeSignsError(f"{path}: evaluating a Keras model needs TensorFlow (pip install 'edge-signs[train]'); .tflite files do not")
         return keras_runner(path, threads)
     return tflite_runner(path, threads)
 

@@ -41,11 +41,19 @@ class Backend:
         return f"{self.name} {self.version}"
 
 
+def is_installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (and without raising)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a blocked or half-installed package
+        return False
+
+
 def find_backend() -> Backend:
     """The first installed TFLite interpreter: ai-edge-litert, tflite-runtime, then TensorFlow's own."""
     for module_name, dist in INTERPRETERS:
         top = module_name.split(".")[0]
-        if importlib.util.find_spec(top) is None:
+        if not is_installed(top):
             continue
         try:
             module = importlib.import_module(module_name)

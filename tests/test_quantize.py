@@ -1,0 +1,177 @@
+"""Conversion of a real trained model to each TFLite format, and its guards."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from edge_signs import config  # noqa: E402
+from edge_signs.artifacts import sha256_file  # noqa: E402
+from edge_signs.calibration import read_manifest  # noqa: E402
+from edge_signs.errors import EdgeSignsError  # noqa: E402
+from edge_signs.quantize import load_calibration, quantize  # noqa: E402
+from edge_signs.runtime import Classifier, detect_format, find_backend, read_sidecar  # noqa: E402
+from tests.conftest import run_cli  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def test_three_formats_are_written_with_honest_names(tflite_models, tiny_run):
+    assert set(tflite_models) == {"float32", "float16", "int8"}
+    for fmt, path in tflite_models.items():
+        assert path.name == f"model_{fmt}.tflite" and path.parent == tiny_run
+        assert Classifier(path).format == fmt
+    sizes = {fmt: p.stat().st_size / 1e6 for fmt, p in tflite_models.items()}
+    assert sizes["int8"] <= 25 and sizes["float16"] <= 48 and sizes["float32"] > 90
+
+
+def test_int8_file_is_integer_only(tflite_models):
+    backend = find_backend()
+    interp = backend.interpreter_class(model_path=str(tflite_models["int8"]))
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    assert inp["dtype"] == np.uint8 and out["dtype"] == np.uint8
+    scale, zero = inp["quantization"]
+    assert zero == 0 and abs(scale * 255 - 1) < 1e-4  # raw camera pixels go straight in
+    boundary = {inp["index"], out["index"]}
+    for t in interp.get_tensor_details():
+        if t["index"] in boundary:
+            continue
+        assert t["dtype"] in (np.int8, np.int32), (t["name"], t["dtype"])
+        if t["dtype"] == np.int32:  # biases, and the zero-padding's (4, 2) paddings operand
+            assert len(t["shape"]) == 1 or tuple(t["shape"]) == (4, 2), (t["name"], t["shape"])
+
+
+def test_dynamic_range_file_is_not_called_int8(tiny_run, tmp_path):
+    import tensorflow as tf
+
+    from edge_signs.quantize import _converter, load_keras_classifier
+
+    converter = _converter(load_keras_classifier(tiny_run / "model.keras"), str(tmp_path / "export"))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: dynamic range
+    path = tmp_path / "model_int8.tflite"  # a misleading name
+    path.write_bytes(converter.convert())
+    assert Classifier(path).format == "dynamic-range"
+
+
+def test_sidecar_round_trips(tflite_models, tiny_run):
+    for fmt, path in tflite_models.items():
+        meta = read_sidecar(path)
+        clf = Classifier(path)
+        assert meta["format"] == meta["detected_format"] == fmt
+        assert meta["labels"] == list(config.LABELS) and clf.labels == config.LABELS
+        assert meta["input"]["dtype"] == clf.input_quant.dtype.name
+        assert meta["input"]["scale"] == pytest.approx(clf.input_quant.scale)
+        assert meta["preprocessing"]["scale"] == pytest.approx(1 / 255)
+        assert meta["source_model"]["sha256"] == sha256_file(tiny_run / "model.keras")
+        assert meta["tflite_sha256"] == sha256_file(path)
+        assert meta["converter"]["tensorflow"]
+    int8 = read_sidecar(tflite_models["int8"])
+    assert int8["input"]["takes_raw_pixels"] is True
+    assert int8["calibration"]["sha256"] == sha256_file(config.CALIBRATION_MANIFEST)
+    assert int8["calibration"]["images"] == len(read_manifest(config.CALIBRATION_MANIFEST))
+
+
+def test_int8_agrees_with_float32_on_real_images(tflite_models, signs):
+    x = signs.test.x[:40]
+    p32 = Classifier(tflite_models["float32"]).predict_batch(x)
+    p8 = Classifier(tflite_models["int8"]).predict_batch(x)
+    assert np.abs(p32 - p8).max() < 0.25  # dequantized probabilities stay close
+
+
+# -- calibration data -----------------------------------------------------------------------
+
+
+def test_committed_manifest_is_stratified_training_only(signs):
+    rows = read_manifest(config.CALIBRATION_MANIFEST)
+    labels = np.array([r["label"] for r in rows])
+    assert len(rows) >= config.CALIBRATION_RECOMMENDED
+    assert np.bincount(labels).tolist() == [len(rows) // 6] * 6
+    assert all(r["file"].startswith("train/") for r in rows)
+    assert len({r["index"] for r in rows}) == len(rows)
+    images = load_calibration(data=signs, log=lambda m: None).images
+    assert np.array_equal(images[0], signs.train.x[rows[0]["index"]])
+
+
+def _manifest(tmp_path, text):
+    path = tmp_path / "manifest.csv"
+    path.write_text(text)
+    return path
+
+
+def test_manifest_guards(tmp_path, signs):
+    with pytest.raises(EdgeSignsError, match="manifest not found"):
+        load_calibration(manifest=tmp_path / "missing.csv", data=signs)
+    with pytest.raises(EdgeSignsError, match="header"):
+        load_calibration(manifest=_manifest(tmp_path, "a,b\n1,2\n"), data=signs)
+    with pytest.raises(EdgeSignsError, match="outside the training set"):
+        load_calibration(manifest=_manifest(tmp_path, "index,label,file,pixels_sha256\n5000,0,x,abc\n"), data=signs)
+    with pytest.raises(EdgeSignsError, match="another copy of SIGNS"):
+        load_calibration(manifest=_manifest(tmp_path, "index,label,file,pixels_sha256\n0,0,x,0000000000000000\n"), data=signs)
+    good = config.CALIBRATION_MANIFEST.read_text().splitlines()
+    few = _manifest(tmp_path, "\n".join(good[:3 + 10]) + "\n")  # comments + header + 10 rows
+    with pytest.raises(EdgeSignsError, match=r"10 calibration image\(s\), at least 32 needed"):
+        load_calibration(manifest=few, data=signs)
+
+
+def test_calibration_folder_of_own_images(tmp_path, signs):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(40):  # camera-sized frames: they go through the camera path
+        cv2.imwrite(str(folder / f"{i:03d}.jpg"), cv2.resize(signs.train.x[i * 20][..., ::-1], (320, 240)))
+    warnings = []
+    cal = load_calibration(folder=folder, log=warnings.append)
+    assert cal.images.shape == (40, 64, 64, 3)
+    assert len(warnings) == 1 and "recommended" in warnings[0]
+    (folder / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(EdgeSignsError, match=r"bad\.png: unreadable image"):
+        load_calibration(folder=folder)
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+
+def test_missing_model(tmp_path):
+    result = run_cli("quantize", tmp_path / "nope.keras", "--fp16")
+    assert result.returncode == 1 and "nope.keras: model file not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_not_a_keras_file(tmp_path):
+    bogus = tmp_path / "model.keras"
+    bogus.write_text("hello")
+    result = run_cli("quantize", bogus, "--fp16")
+    assert result.returncode == 1 and "not a Keras model" in result.stderr
+    assert not list(tmp_path.glob("*.tflite"))
+
+
+def test_keras_model_of_another_task(tmp_path):
+    from tensorflow import keras
+
+    other = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    other.save(tmp_path / "other.keras")
+    with pytest.raises(EdgeSignsError, match="not a SIGNS classifier"):
+        quantize(tmp_path / "other.keras", ["float16"])
+    assert not list(tmp_path.glob("*.tflite"))
+
+
+def test_unwritable_output_folder(tiny_run, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run_cli("quantize", tiny_run / "model.keras", "--fp16", "--out", blocker / "sub")
+    assert result.returncode == 1 and "cannot create output folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_detect_format_rules():
+    i8, u8, i32, f32, f16 = (np.dtype(t) for t in ("int8", "uint8", "int32", "float32", "float16"))
+    assert detect_format([u8, i8, i32, u8], u8) == "int8"
+    assert detect_format([f32, f16], f32) == "float16"
+    assert detect_format([f32, i8, i32], f32) == "dynamic-range"
+    assert detect_format([f32, i32], f32) == "float32"
+    assert json.dumps(config.FORMATS)

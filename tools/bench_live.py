@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Benchmark the live loop: start-up, per-frame overhead against invoke, memory over a long run.
+
+    python tools/bench_live.py model_int8.tflite [--frames 10000] [--data DIR]
+
+Prints numbers; asserts nothing. Run it on the Pi itself to get the Pi's numbers.
+
+1. start-up: a fresh `edge-signs live --testset --headless --max-frames 1`
+   process, from spawn to its first prediction (the JSON line's wall-clock time);
+2. overhead: everything per frame except ``invoke`` (capture/decode, preprocess,
+   overlay, recording, JSON), as a median and as % of the median invoke, for a
+   test-set replay, a camera-sized video replay, and that video while recording;
+3. memory: RSS at the first frame, at the end and the maximum, sampled every 100
+   frames over a long replay of the test set (looped), to catch per-frame leaks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from edge_signs import config  # noqa: E402
+from edge_signs.errors import EdgeSignsError  # noqa: E402
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now (Linux /proc; NaN elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def startup_seconds(model: Path, threads: int, data: Path | None, runs: int) -> list[float]:
+    """Spawn -> first prediction of a fresh `edge-signs live` process, ``runs`` times."""
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(runs):
+            out = Path(tmp) / f"first{k}.jsonl"
+            cmd = [sys.executable, "-m", "edge_signs", "live", str(model), "--testset", "--headless", "--max-frames", "1",
+                   "--threads", str(threads), "--status-every", "0", "--json", str(out)]
+            if data is not None:
+                cmd += ["--data", str(data)]
+            t_spawn = time.time()
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise EdgeSignsError(f"live run failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+            first = json.loads(out.read_text().splitlines()[0])
+            times.append(first["time"] - t_spawn)
+    return times
+
+
+def import_seconds() -> float:
+    """What the imports alone cost in a fresh process (numpy, OpenCV, the interpreter, edge_signs.live)."""
+    code = ("import time; t = time.perf_counter(); import edge_signs.live; from edge_signs.runtime import find_backend; "
+            "find_backend(); print(time.perf_counter() - t)")
+    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip())
+
+
+def replay(model: Path, options, label: str) -> dict:
+    from edge_signs.live import run_live
+
+    s = run_live(model, options, log=lambda m: None)
+    pct = 100.0 * s.median_overhead_ms / s.median_inference_ms
+    return {"scenario": label, "frames": s.frames, "fps": s.fps, "invoke": s.median_inference_ms, "overhead": s.median_overhead_ms, "pct": pct}
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--frames", type=click.IntRange(min=100), default=config.BENCH_FRAMES, show_default=True, help="Frames in the memory soak (the test set, looped).")
+@click.option("--replay-frames", type=click.IntRange(min=10), default=600, show_default=True, help="Frames per overhead scenario.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--startup-runs", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--video-size", type=click.IntRange(min=64), default=480, show_default=True, help="Side of the replayed video's frames (camera-sized).")
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="SIGNS folder (default: as edge-signs train).")
+def main(model, frames, replay_frames, threads, startup_runs, video_size, data):
+    """Print start-up, per-frame overhead and memory numbers for MODEL in the live loop."""
+    from edge_signs.data import resolve_data
+    from edge_signs.live import LiveOptions, run_live
+    from edge_signs.runtime import Classifier
+    from make_labelled_video import make_labelled_video
+
+    rss_start_process = rss_mb()
+    clf = Classifier(model, threads=threads)
+    print(f"model:   {clf.describe()}")
+    print(f"machine: {os.cpu_count()} CPU(s), {sys.platform}, Python {sys.version.split()[0]}")
+    del clf
+
+    try:
+        # memory first, while the process holds nothing else: over a long replay
+        samples: list[float] = []
+
+        def sample(result) -> None:
+            if result.frame % 100 == 0 or result.frame == frames - 1:  # the last sample: the last frame, loop still live
+                samples.append(rss_mb())
+
+        t0 = time.perf_counter()
+        s = run_live(model, LiveOptions(testset=True, headless=True, threads=threads, data=data, max_frames=frames, loop=True,
+                                        status_interval=0), log=lambda m: None, on_frame=sample)
+        print(f"\nmemory, RSS over {s.frames} frames ({time.perf_counter() - t0:.0f} s, test set looped, {len(samples)} samples): "
+              f"bench process before the model {rss_start_process:.1f} MB; first frame {samples[0]:.1f} MB, end {samples[-1]:.1f} MB, "
+              f"max {max(samples):.1f} MB; growth first->end {samples[-1] - samples[0]:+.1f} MB")
+        mid = samples[len(samples) // 2]
+        print(f"  second half {mid:.1f} -> {samples[-1]:.1f} MB ({samples[-1] - mid:+.2f} MB; a per-frame leak would grow steadily); "
+              f"after the run returned {rss_mb():.1f} MB")
+
+        # start-up
+        imports = import_seconds()
+        times = startup_seconds(model, threads, data, startup_runs)
+        print(f"\nstart-up, process spawn -> first prediction (--testset, {startup_runs} runs): "
+              f"median {statistics.median(times):.2f} s, min {min(times):.2f} s, max {max(times):.2f} s; imports alone {imports:.2f} s")
+
+        # overhead against invoke
+        signs = resolve_data(data, log=lambda m: None)
+        common = dict(headless=True, threads=threads, data=data, max_frames=replay_frames, loop=True, status_interval=0)
+        rows = [replay(model, LiveOptions(testset=True, **common), "testset replay (64x64 frames)")]
+        with tempfile.TemporaryDirectory() as tmp:
+            video, csv = Path(tmp) / "replay.avi", Path(tmp) / "replay.csv"
+            make_labelled_video(video, csv, signs.test.x, signs.test.y, 5, video_size)
+            rows.append(replay(model, LiveOptions(video=str(video), **common), f"video replay ({video_size}x{video_size} MJPG decode)"))
+            rows.append(replay(model, LiveOptions(video=str(video), record=Path(tmp) / "rec.avi", json_path=Path(tmp) / "rec.jsonl", **common),
+                               "video replay + overlay + --record .avi + --json"))
+        print(f"\nper-frame time at {threads} thread(s), medians (overhead = everything but invoke):")
+        print(f"{'scenario':50s} {'frames':>6s} {'fps':>7s} {'invoke ms':>9s} {'overhead ms':>11s} {'% of invoke':>11s}")
+        for r in rows:
+            print(f"{r['scenario']:50s} {r['frames']:6d} {r['fps']:7.1f} {r['invoke']:9.2f} {r['overhead']:11.2f} {r['pct']:10.1f}%")
+    except EdgeSignsError as exc:
+        click.echo(f"bench_live: error: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
