@@ -151,7 +151,6 @@ def quantize(model, formats, all_formats, out, calibration, manifest, data):
 def evaluate(models, data, threads, runs, warmup, out, as_json, robustness):
     """Compare models (.tflite, .keras) on the SIGNS test set: accuracy, loss, agreement, size, latency."""
     import json
-    from dataclasses import asdict
 
     from edge_signs import evaluate as ev
     from edge_signs.data import resolve_data
@@ -159,27 +158,12 @@ def evaluate(models, data, threads, runs, warmup, out, as_json, robustness):
     for model in models:
         ev.check_model_path(model)
     signs = resolve_data(data, log=_log)
-    reports = ev.evaluate_models(list(models), signs.test.x, signs.test.y, threads=threads, runs=runs, warmup=warmup, log=_log)
-    extra = {"data": {"source": signs.source, "sha256": signs.checksum(), "test_images": len(signs.test)}}
-    table = ev.markdown_table(reports)
-    if robustness:
-        _log("robustness (accuracy under each perturbation):")
-        results = [ev.robustness(m, signs.test.x, signs.test.y, threads=threads, log=_log) for m in models]
-        extra["robustness"] = results
-        table += "\n\nRobustness (test accuracy under each camera-like perturbation):\n\n" + ev.robustness_table(results)
-    written = ev.write_report(reports, out or Path(models[0]).parent, extra)
-    if robustness:
-        with open(written[1], "a") as f:  # evaluation.md
-            f.write("\n## Robustness\n\n" + ev.robustness_table(extra["robustness"]) + "\n")
+    result = ev.run_evaluation(list(models), signs, threads=threads, runs=runs, warmup=warmup, with_robustness=robustness, log=_log)
+    written = ev.write_report(result, out or Path(models[0]).parent)
     if as_json:
-        click.echo(json.dumps([asdict(r) for r in reports] if not robustness else {"models": [asdict(r) for r in reports], "robustness": extra["robustness"]}, indent=2))
+        click.echo(json.dumps(result["models"], indent=2))
     else:
-        click.echo(table)
-        for r in reports:
-            click.echo(f"\n{Path(r.model).name} ({r.format}) confusion matrix, rows true, columns predicted:")
-            from edge_signs.plots import confusion_matrix_text
-
-            click.echo(confusion_matrix_text(__import__("numpy").asarray(r.confusion), config.LABELS))
+        click.echo(result["markdown"])
     _log("wrote " + ", ".join(str(p) for p in written))
 
 

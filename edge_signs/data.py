@@ -276,3 +276,16 @@ def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
         held.append(idx[:n_held])
         keep.append(idx[n_held:])
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+
+
+def train_val_split(y: np.ndarray, val_fraction: float, seed: int, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices into the training set: (train, validation), as `edge-signs train` splits it.
+
+    ``limit`` first keeps a stratified subset of that many images (smoke runs).
+    Anything that reports on a run's splits calls this with the run's options.
+    """
+    pool = np.arange(len(y))
+    if limit:
+        _, pool = stratified_split(y, min(1.0, limit / len(y)), seed)
+    keep, held = stratified_split(y[pool], val_fraction, seed)
+    return pool[keep], pool[held]

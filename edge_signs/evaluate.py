@@ -174,19 +174,54 @@ def markdown_table(reports: list[ModelReport]) -> str:
     return "\n".join(lines)
 
 
-def write_report(reports: list[ModelReport], out_dir: str | os.PathLike, extra: dict | None = None) -> list[Path]:
+def run_evaluation(
+    paths: list[str | os.PathLike],
+    signs,
+    *,
+    threads: int = config.THREADS,
+    runs: int = config.LATENCY_RUNS,
+    warmup: int = config.LATENCY_WARMUP,
+    with_robustness: bool = False,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+) -> dict:
+    """Everything `edge-signs evaluate` reports, as one JSON-able dict with its Markdown.
+
+    ``result["models"]`` holds one object per model; the int8 layer diagnosis and
+    the robustness results are attached to the model they are about.
+    """
+    reports = evaluate_models(paths, signs.test.x, signs.test.y, threads=threads, runs=runs, warmup=warmup, log=log)
+    result: dict = {"models": [asdict(r) for r in reports], "markdown": markdown_table(reports)}
+    sections = [markdown_table(reports)]
+    for r in reports:
+        sections.append(f"\n{Path(r.model).name} ({r.format}) confusion matrix, rows true, columns predicted:\n\n```\n"
+                        f"{confusion_matrix_text(np.asarray(r.confusion), config.LABELS)}```")
+    by_model = {m["model"]: m for m in result["models"]}
+    findings = diagnose_int8(reports, signs, log=log)
+    if findings:
+        for f in findings:
+            by_model[f["model"]]["int8_layer_errors"] = f
+        sections.append("\n## Where int8 loses accuracy\n\n" + layer_table(findings))
+    if with_robustness:
+        log("robustness (test accuracy under each perturbation):")
+        found = [robustness(r.model, signs.test.x, signs.test.y, threads=threads, log=log) for r in reports]
+        for r in found:
+            by_model[r["model"]]["robustness"] = r
+        sections.append("\n## Robustness\n\nTest accuracy under each camera-like perturbation on its own:\n\n" + robustness_table(found))
+    result["data"] = {"source": signs.source, "sha256": signs.checksum(), "test_images": len(signs.test)}
+    result["markdown"] = "\n".join(sections) + "\n"
+    return result
+
+
+def write_report(result: dict, out_dir: str | os.PathLike) -> list[Path]:
     """evaluation.json, evaluation.md and a confusion-matrix PNG per model."""
     out = Path(out_dir)
     written = []
-    text = [markdown_table(reports), ""]
-    for r in reports:
-        name = Path(r.model).stem
-        matrix = np.asarray(r.confusion)
-        png = confusion_matrix_png(matrix, config.LABELS, out / f"confusion_{name}.png", title=f"{name} ({r.format}): {r.accuracy:.3f}")
-        written.append(png)
-        text += [f"### {name}", "", "```", confusion_matrix_text(matrix, config.LABELS), "```", ""]
-    write_json(out / "evaluation.json", {"models": [asdict(r) for r in reports], **(extra or {})})
-    write_text(out / "evaluation.md", "\n".join(text))
+    for r in result["models"]:
+        name = Path(r["model"]).stem
+        written.append(confusion_matrix_png(np.asarray(r["confusion"]), config.LABELS, out / f"confusion_{name}.png",
+                                            title=f"{name} ({r['format']}): {r['accuracy']:.3f}"))
+    write_json(out / "evaluation.json", {k: v for k, v in result.items() if k != "markdown"})
+    write_text(out / "evaluation.md", result["markdown"])
     return [out / "evaluation.json", out / "evaluation.md", *written]
 
 
@@ -216,4 +251,55 @@ def robustness_table(results: list[dict]) -> str:
     for name in names:
         lines.append(f"| {name} | " + " | ".join(f"{r['perturbations'][name]:.3f}" for r in results) + " |")
     lines.append("| **mean (perturbed)** | " + " | ".join(f"**{r['mean']:.3f}**" for r in results) + " |")
+    return "\n".join(lines)
+
+
+# -- where int8 loses accuracy ------------------------------------------------------------------
+
+INT8_TOLERANCE = 0.01  # more accuracy lost than this against float: explain it
+
+
+def diagnose_int8(reports: list[ModelReport], signs, *, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[dict]:
+    """For each int8 file more than a point below the best float model here: which layers lose it.
+
+    Needs TensorFlow and the file's source model (named in its sidecar); on a Pi it
+    says where to run it instead.
+    """
+    from edge_signs.runtime import is_installed, read_sidecar
+
+    floats = [r.accuracy for r in reports if r.format in ("float32", "float16", "keras float32")]
+    if not floats:
+        return []
+    best = max(floats)
+    findings = []
+    for r in reports:
+        drop = best - r.accuracy
+        if r.format != "int8" or drop <= INT8_TOLERANCE:
+            continue
+        meta = read_sidecar(r.model)
+        source = Path(r.model).parent / (meta.get("source_model") or {}).get("file", "")
+        name = Path(r.model).name
+        if not is_installed("tensorflow") or not source.is_file():
+            log(f"{name}: int8 loses {drop:.3f} accuracy against float; run 'edge-signs evaluate' where TensorFlow and {source.name or 'the source model'} are, to see which layers lose it")
+            continue
+        from edge_signs.quantize import layer_error_report, load_calibration
+
+        cal_source = (meta.get("calibration") or {}).get("source")
+        if cal_source and Path(cal_source).is_dir():
+            calibration = load_calibration(folder=cal_source, log=log)
+        else:
+            calibration = load_calibration(manifest=cal_source or config.CALIBRATION_MANIFEST, data=signs, log=log)
+        log(f"{name}: int8 loses {drop:.3f} accuracy against float; running the quantization debugger on {source.name}")
+        layers = layer_error_report(source, calibration, calibration.images[:64])
+        findings.append({"model": r.model, "accuracy_drop": drop, "layers": layers})
+    return findings
+
+
+def layer_table(findings: list[dict]) -> str:
+    lines = []
+    for f in findings:
+        lines += [f"{Path(f['model']).name}: {f['accuracy_drop']:.3f} below float; layers with the largest int8 error (RMSE in quantization steps):", ""]
+        lines += ["| layer | op | rmse / scale |", "|---|---|---:|"]
+        lines += [f"| {row['layer'][:80]} | {row['op']} | {row['rmse_over_scale']:.2f} |" for row in f["layers"]]
+        lines.append("")
     return "\n".join(lines)

@@ -42,48 +42,41 @@ def _bn(name: str, momentum: float):
     return keras.layers.BatchNormalization(axis=3, momentum=momentum, name=name)
 
 
-def identity_block(x, f: int, filters, stage: int, block: str, *, l2=0.0, seed=0, bn_momentum=0.99):
-    """Main path 1x1 -> fxf 'same' -> 1x1, BN after each; input added before the last ReLU."""
+def _main_path(x, f: int, filters, stage: int, block: str, stride: int, l2: float, seed: int, bn_momentum: float):
+    """1x1 (stride ``stride``) -> fxf 'same' -> 1x1, each followed by batch norm, ReLU between."""
     from tensorflow import keras
 
     L = keras.layers
     f1, f2, f3 = filters
     conv, bn = f"res{stage}{block}_branch", f"bn{stage}{block}_branch"
     kw = _layers_kwargs(l2, seed)
-    shortcut = x
-    x = L.Conv2D(f1, 1, strides=1, padding="valid", name=conv + "2a", **kw)(x)
+    x = L.Conv2D(f1, 1, strides=stride, padding="valid", name=conv + "2a", **kw)(x)
     x = _bn(bn + "2a", bn_momentum)(x)
     x = L.Activation("relu")(x)
     x = L.Conv2D(f2, f, strides=1, padding="same", name=conv + "2b", **kw)(x)
     x = _bn(bn + "2b", bn_momentum)(x)
     x = L.Activation("relu")(x)
     x = L.Conv2D(f3, 1, strides=1, padding="valid", name=conv + "2c", **kw)(x)
-    x = _bn(bn + "2c", bn_momentum)(x)
-    x = L.Add()([x, shortcut])
-    return L.Activation("relu")(x)
+    return _bn(bn + "2c", bn_momentum)(x)
+
+
+def identity_block(x, f: int, filters, stage: int, block: str, *, l2=0.0, seed=0, bn_momentum=0.99):
+    """The main path, with the input added before the last ReLU."""
+    from tensorflow import keras
+
+    main = _main_path(x, f, filters, stage, block, 1, l2, seed, bn_momentum)
+    return keras.layers.Activation("relu")(keras.layers.Add()([main, x]))
 
 
 def convolutional_block(x, f: int, filters, stage: int, block: str, s: int, *, l2=0.0, seed=0, bn_momentum=0.99):
-    """Identity block's main path with stride s on the first 1x1, and a 1x1/s conv + BN shortcut."""
+    """The main path with stride s on its first 1x1, and a 1x1/s conv + batch norm on the shortcut."""
     from tensorflow import keras
 
     L = keras.layers
-    f1, f2, f3 = filters
-    conv, bn = f"res{stage}{block}_branch", f"bn{stage}{block}_branch"
-    kw = _layers_kwargs(l2, seed)
-    shortcut = x
-    x = L.Conv2D(f1, 1, strides=s, padding="valid", name=conv + "2a", **kw)(x)
-    x = _bn(bn + "2a", bn_momentum)(x)
-    x = L.Activation("relu")(x)
-    x = L.Conv2D(f2, f, strides=1, padding="same", name=conv + "2b", **kw)(x)
-    x = _bn(bn + "2b", bn_momentum)(x)
-    x = L.Activation("relu")(x)
-    x = L.Conv2D(f3, 1, strides=1, padding="valid", name=conv + "2c", **kw)(x)
-    x = _bn(bn + "2c", bn_momentum)(x)
-    shortcut = L.Conv2D(f3, 1, strides=s, padding="valid", name=conv + "1", **kw)(shortcut)
-    shortcut = _bn(bn + "1", bn_momentum)(shortcut)
-    x = L.Add()([x, shortcut])
-    return L.Activation("relu")(x)
+    main = _main_path(x, f, filters, stage, block, s, l2, seed, bn_momentum)
+    shortcut = L.Conv2D(filters[2], 1, strides=s, padding="valid", name=f"res{stage}{block}_branch1", **_layers_kwargs(l2, seed))(x)
+    shortcut = _bn(f"bn{stage}{block}_branch1", bn_momentum)(shortcut)
+    return L.Activation("relu")(L.Add()([main, shortcut]))
 
 
 def build_resnet50(

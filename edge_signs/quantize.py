@@ -208,3 +208,55 @@ def _check_writable(folder: Path) -> None:
         raise EdgeSignsError(f"{folder}: cannot create output folder ({exc.strerror})") from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise EdgeSignsError(f"{folder}: output folder is not writable")
+
+
+# -- where int8 loses accuracy ----------------------------------------------------------------
+
+
+def layer_error_report(
+    model_path: str | os.PathLike,
+    calibration: Calibration,
+    debug_images: np.ndarray,
+    *,
+    top: int = 8,
+) -> list[dict]:
+    """The layers whose int8 outputs stray furthest from float, by TensorFlow's quantization debugger.
+
+    Each layer's error is the RMS difference between its quantized and float
+    outputs, in units of its quantization step (rmse / scale): well above ~0.3 a
+    layer loses more than rounding alone explains, and is the first candidate to
+    keep in float, recalibrate on better data, or regularize in training.
+    """
+    import csv
+    import io
+    import tempfile
+
+    import tensorflow as tf
+
+    model = load_keras_classifier(model_path)
+    with tempfile.TemporaryDirectory(prefix="edge-signs-debug-") as workdir:
+        converter = _converter(model, workdir)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_dataset(calibration.images)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative_dataset(debug_images))
+        debugger.run()
+        dump = io.StringIO()
+        debugger.layer_statistics_dump(dump)
+    rows = []
+    for row in csv.DictReader(dump.getvalue().splitlines()):
+        scale = float(row.get("scale") or 0)
+        mse = float(row.get("mean_squared_error") or 0)
+        if scale <= 0:
+            continue
+        rows.append(
+            {
+                "layer": row.get("tensor_name", ""),
+                "op": row.get("op_name", ""),
+                "rmse_over_scale": float(np.sqrt(mse) / scale),
+                "mean_error": float(row.get("mean_error") or 0),
+                "max_abs_error": float(row.get("max_abs_error") or 0),
+            }
+        )
+    rows.sort(key=lambda r: r["rmse_over_scale"], reverse=True)
+    return rows[:top]

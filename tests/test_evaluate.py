@@ -53,6 +53,7 @@ def test_table_for_tflite_and_keras(tflite_models, tiny_run, signs_dir, signs, t
     assert rows[3]["accuracy"] == pytest.approx(metrics.accuracy(probs, signs.test.y))
     assert rows[3]["loss"] == pytest.approx(metrics.cross_entropy(probs, signs.test.y))
     report = json.loads((tmp_path / "evaluation.json").read_text())
+    assert report["models"] == rows
     assert len(report["models"]) == 4 and report["data"]["test_images"] == 120
     assert "| model_int8.tflite | int8 |" in (tmp_path / "evaluation.md").read_text()
     assert cv2.imread(str(tmp_path / "confusion_model_int8.png")) is not None
@@ -95,7 +96,7 @@ def test_robustness_cli(tflite_models, signs_dir, tmp_path):
     result = run_cli("evaluate", tflite_models["int8"], "--robustness", "--json", "--runs", 2, "--data", signs_dir, "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert set(out["robustness"][0]["perturbations"]) == set(perturb.names())
+    assert set(out[0]["robustness"]["perturbations"]) == set(perturb.names())
     assert "## Robustness" in (tmp_path / "evaluation.md").read_text()
 
 

@@ -175,3 +175,15 @@ def test_detect_format_rules():
     assert detect_format([f32, i8, i32], f32) == "dynamic-range"
     assert detect_format([f32, i32], f32) == "float32"
     assert json.dumps(config.FORMATS)
+
+
+def test_layer_error_report_ranks_layers(tiny_run, signs):
+    from edge_signs.quantize import layer_error_report
+
+    calibration = load_calibration(data=signs, log=lambda m: None)
+    calibration.images = calibration.images[:32]  # enough to rank layers; keeps the test quick
+    layers = layer_error_report(tiny_run / "model.keras", calibration, signs.train.x[:8], top=5)
+    assert 1 <= len(layers) <= 5
+    errors = [row["rmse_over_scale"] for row in layers]
+    assert errors == sorted(errors, reverse=True) and all(np.isfinite(errors))
+    assert all(row["layer"] and row["op"] for row in layers)

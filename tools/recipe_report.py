@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Compare training runs (e.g. seed vs default recipe) in every format: the README's table.
+
+    python tools/recipe_report.py runs/seed-s0 runs/default-s0 [--data DIR] [--json OUT]
+
+Each run folder needs model.keras (edge-signs train) and model_float16.tflite /
+model_int8.tflite (edge-signs quantize). For the float Keras model, float16 and
+int8 files it prints train, validation and test accuracy and loss (the run's own
+split, rebuilt from its options.json), the int8 robustness mean, and the run's
+seconds per epoch. Needs TensorFlow for the Keras model.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from edge_signs import metrics  # noqa: E402
+from edge_signs.artifacts import write_json  # noqa: E402
+from edge_signs.data import resolve_data, train_val_split  # noqa: E402
+from edge_signs.evaluate import open_runner, robustness  # noqa: E402
+
+FORMATS = (("float", "model.keras"), ("float16", "model_float16.tflite"), ("int8", "model_int8.tflite"))
+
+
+def run_report(run_dir: Path, signs) -> dict:
+    options = json.loads((run_dir / "options.json").read_text())
+    train_metrics = json.loads((run_dir / "metrics.json").read_text())
+    tr, va = train_val_split(signs.train.y, options["val_fraction"], options["seed"], options.get("limit"))
+    splits = {
+        "train": (signs.train.x[tr], signs.train.y[tr]),
+        "val": (signs.train.x[va], signs.train.y[va]),
+        "test": (signs.test.x, signs.test.y),
+    }
+    row = {"run": str(run_dir), "recipe": options["recipe"], "seed": options["seed"],
+           "seconds_per_epoch": train_metrics["seconds_per_epoch"], "wall_seconds": train_metrics.get("wall_seconds"),
+           "epochs": train_metrics["epochs"], "formats": {}}
+    for name, file in FORMATS:
+        runner = open_runner(run_dir / file)
+        row["formats"][name] = {split: metrics.summarize(runner.predict(x), y) for split, (x, y) in splits.items()}
+    rob = robustness(run_dir / "model_int8.tflite", signs.test.x, signs.test.y, log=lambda m: None)
+    row["int8_robustness_mean"] = rob["mean"]
+    row["int8_robustness"] = rob["perturbations"]
+    return row
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| run | recipe | seed | format | train acc / loss | val acc / loss | test acc / loss | int8 robustness mean | s/epoch | training wall time |",
+             "|---|---|---:|---|---|---|---|---:|---:|---:|"]
+    for row in rows:
+        for name, _ in FORMATS:
+            m = row["formats"][name]
+            cells = [f"{m[s]['accuracy']:.3f} / {m[s]['loss']:.3f}" for s in ("train", "val", "test")]
+            rob = f"{row['int8_robustness_mean']:.3f}" if name == "int8" else ""
+            wall = f"{row['wall_seconds'] / 60:.1f} min" if row.get("wall_seconds") and name == "float" else ""
+            spe = f"{row['seconds_per_epoch']:.1f}" if name == "float" else ""
+            lines.append(f"| {Path(row['run']).name} | {row['recipe']} | {row['seed']} | {name} | {' | '.join(cells)} | {rob} | {spe} | {wall} |")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), default=None)
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Also write the numbers here.")
+def main(runs, data, json_out):
+    signs = resolve_data(data)
+    rows = []
+    for run in runs:
+        click.echo(f"evaluating {run} ...", err=True)
+        rows.append(run_report(run, signs))
+    click.echo(markdown(rows))
+    if json_out:
+        write_json(json_out, rows)
+
+
+if __name__ == "__main__":
+    main()
