@@ -376,6 +376,7 @@ def train(
                 validation_data=val_ds,
                 epochs=recipe.epochs,
                 initial_epoch=initial_epoch,
+                shuffle=False,  # tf.data shuffles (seeded) before batching and augmenting
                 callbacks=[callback],
                 verbose=verbose if verbose is not None else (1 if sys.stderr.isatty() else 2),
             )
