@@ -22,11 +22,10 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 
 from edge_signs import config
-from edge_signs.data import IMAGE_SUFFIXES, Signs, stratified_split
+from edge_signs.data import IMAGE_SUFFIXES, Signs, read_image_bgr, stratified_split
 from edge_signs.errors import EdgeSignsError
 from edge_signs.preprocess import frame_to_rgb
 
@@ -50,10 +49,17 @@ def image_folder_names(signs_root: Path | None) -> list[str] | None:
     return names
 
 
+def default_selection(signs: Signs, per_class: int = config.CALIBRATION_PER_CLASS, seed: int = config.SEED) -> np.ndarray:
+    """Indices of the seeded, stratified pick of training images that the manifest records."""
+    y = signs.train.y
+    _, chosen = stratified_split(y, per_class / np.bincount(y).min(), seed)
+    return chosen
+
+
 def manifest_text(signs: Signs, per_class: int = config.CALIBRATION_PER_CLASS, seed: int = config.SEED) -> str:
     """CSV of ``per_class`` training images per class, chosen with ``seed``."""
     y = signs.train.y
-    _, chosen = stratified_split(y, per_class / np.bincount(y).min(), seed)
+    chosen = default_selection(signs, per_class, seed)
     names = image_folder_names(Path(signs.source)) or [""] * len(y)
     if len(names) != len(y):
         names = [""] * len(y)
@@ -105,14 +111,7 @@ def images_from_folder(folder: str | os.PathLike) -> np.ndarray:
     folder = Path(folder)
     if not folder.is_dir():
         raise EdgeSignsError(f"{folder}: calibration folder not found")
-    images = []
-    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
-        frame = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if frame is None:
-            raise EdgeSignsError(f"{path}: unreadable image (OpenCV could not decode it)")
-        if frame.dtype != np.uint8:
-            frame = cv2.convertScaleAbs(frame, alpha=255.0 / max(1, int(frame.max())))
-        images.append(frame_to_rgb(frame))
+    images = [frame_to_rgb(read_image_bgr(path)) for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)]
     return np.stack(images) if images else np.zeros((0, config.IMAGE_SIZE, config.IMAGE_SIZE, 3), np.uint8)
 
 

@@ -30,6 +30,9 @@ def friendly_errors(fn):
             return fn(*args, **kwargs)
         except EdgeSignsError as exc:
             _fail(str(exc))
+        except OSError as exc:  # an unwritable folder, a full disk: name the file, no traceback
+            where = f"{exc.filename}: " if exc.filename else ""
+            _fail(f"{where}{exc.strerror or exc}")
         except KeyboardInterrupt:
             _fail("interrupted", 130)
 
@@ -122,7 +125,7 @@ def train(data, out, recipe, epochs, batch_size, learning_rate, seed, dropout, l
 @click.option("--all", "all_formats", is_flag=True, help="float32, float16 and int8 (the default when no format is named).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder (default: next to MODEL).")
 @click.option("--calibration", type=click.Path(path_type=Path), default=None, help="A folder of your own images (e.g. Pi camera frames) to calibrate int8 instead of the committed manifest.")
-@click.option("--manifest", type=click.Path(path_type=Path), default=config.CALIBRATION_MANIFEST, show_default=True, help="Calibration manifest of SIGNS training images.")
+@click.option("--manifest", type=click.Path(path_type=Path), default=None, help="Calibration manifest of SIGNS training images (default: calibration/manifest.csv).")
 @data_option
 @friendly_errors
 def quantize(model, formats, all_formats, out, calibration, manifest, data):

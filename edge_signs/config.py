@@ -51,6 +51,8 @@ CALIBRATION_PER_CLASS = 50  # manifest written by tools/make_calibration_manifes
 CALIBRATION_MIN = 32  # fewer images than this: error (ranges too noisy)
 CALIBRATION_RECOMMENDED = 200  # fewer: warning
 FORMATS = ("float32", "float16", "int8")
+INT8_TOLERANCE = 0.01  # int8 accuracy lost against float beyond which evaluate says which layers lose it
+DEBUG_IMAGES = 64  # images the quantization debugger runs
 
 # -- edge runtime ---------------------------------------------------------------
 THREADS = 1

@@ -12,6 +12,7 @@ by hash, the way ``keras.datasets`` do.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import sys
 import urllib.request
@@ -25,7 +26,7 @@ import numpy as np
 from edge_signs import config
 from edge_signs.artifacts import atomic_path
 from edge_signs.errors import EdgeSignsError
-from edge_signs.preprocess import resize_to_model
+from edge_signs.preprocess import frame_to_rgb, square_resize
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -93,12 +94,20 @@ def load_h5(folder: Path) -> Signs:
     for name, split in (("train", train), ("test", test)):
         _check_labels(split.y, folder / f"{name}_signs.h5")
         if split.x.shape[1:3] != (config.IMAGE_SIZE, config.IMAGE_SIZE):
-            notes.append(f"{folder / f'{name}_signs.h5'}: images are {split.x.shape[1]}x{split.x.shape[2]}, resized to {config.IMAGE_SIZE}x{config.IMAGE_SIZE}")
-            split.x = np.stack([resize_to_model(im) for im in split.x])
+            notes.append(f"{folder / f'{name}_signs.h5'}: images are {split.x.shape[1]}x{split.x.shape[2]}, centre-cropped and resized to {config.IMAGE_SIZE}x{config.IMAGE_SIZE}")
+            split.x = np.stack([square_resize(im) for im in split.x])
     return Signs(train, test, str(folder), "hdf5", notes)
 
 
 # -- image folders ---------------------------------------------------------------
+
+
+def read_image_bgr(path: Path) -> np.ndarray:
+    """Any image file OpenCV reads, as 8-bit BGR (the layout of a camera frame)."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise EdgeSignsError(f"{path}: unreadable image (OpenCV could not decode it)")
+    return bgr
 
 
 def _read_image_folder(folder: Path, notes: list[str]) -> Split:
@@ -114,19 +123,15 @@ def _read_image_folder(folder: Path, notes: list[str]) -> Split:
         if not files:
             raise EdgeSignsError(f"{class_dir}: empty class folder (expected images: {', '.join(sorted(IMAGE_SUFFIXES))})")
         for path in files:
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise EdgeSignsError(f"{path}: unreadable image (OpenCV could not decode it)")
-            if bgr.shape[:2] != (config.IMAGE_SIZE, config.IMAGE_SIZE):
-                resized += 1
-                bgr = resize_to_model(bgr)
-            images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            bgr = read_image_bgr(path)
+            resized += bgr.shape[:2] != (config.IMAGE_SIZE, config.IMAGE_SIZE)
+            images.append(frame_to_rgb(bgr))  # the camera's path: centred square, resize, RGB
             labels.append(label_index)
     extra = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name not in config.LABELS)
     if extra:
         raise EdgeSignsError(f"{folder}: unexpected class folder(s) {', '.join(extra)} (labels are {', '.join(config.LABELS)})")
     if resized:
-        notes.append(f"{folder}: {resized} image(s) not {config.IMAGE_SIZE}x{config.IMAGE_SIZE}, resized")
+        notes.append(f"{folder}: {resized} image(s) not {config.IMAGE_SIZE}x{config.IMAGE_SIZE}, centre-cropped to a square and resized")
     return Split(np.stack(images), np.asarray(labels, dtype=np.int64))
 
 
@@ -251,7 +256,7 @@ def fetch_signs(
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
                 content = response.read()
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, http.client.HTTPException) as exc:
             raise EdgeSignsError(f"{url}: download failed ({getattr(exc, 'reason', exc)})") from None
         actual = git_blob_sha1(content)
         if actual != expected:

@@ -190,7 +190,7 @@ def run_evaluation(
     the robustness results are attached to the model they are about.
     """
     reports = evaluate_models(paths, signs.test.x, signs.test.y, threads=threads, runs=runs, warmup=warmup, log=log)
-    result: dict = {"models": [asdict(r) for r in reports], "markdown": markdown_table(reports)}
+    result: dict = {"models": [asdict(r) for r in reports]}
     sections = [markdown_table(reports)]
     for r in reports:
         sections.append(f"\n{Path(r.model).name} ({r.format}) confusion matrix, rows true, columns predicted:\n\n```\n"
@@ -216,8 +216,11 @@ def write_report(result: dict, out_dir: str | os.PathLike) -> list[Path]:
     """evaluation.json, evaluation.md and a confusion-matrix PNG per model."""
     out = Path(out_dir)
     written = []
+    stems = [Path(r["model"]).stem for r in result["models"]]
     for r in result["models"]:
-        name = Path(r["model"]).stem
+        path = Path(r["model"])
+        # Same-named files from different runs must not overwrite each other's picture.
+        name = path.stem if stems.count(path.stem) == 1 else f"{path.parent.name}_{path.stem}"
         written.append(confusion_matrix_png(np.asarray(r["confusion"]), config.LABELS, out / f"confusion_{name}.png",
                                             title=f"{name} ({r['format']}): {r['accuracy']:.3f}"))
     write_json(out / "evaluation.json", {k: v for k, v in result.items() if k != "markdown"})
@@ -256,7 +259,6 @@ def robustness_table(results: list[dict]) -> str:
 
 # -- where int8 loses accuracy ------------------------------------------------------------------
 
-INT8_TOLERANCE = 0.01  # more accuracy lost than this against float: explain it
 
 
 def diagnose_int8(reports: list[ModelReport], signs, *, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[dict]:
@@ -274,7 +276,7 @@ def diagnose_int8(reports: list[ModelReport], signs, *, log: Callable[[str], Non
     findings = []
     for r in reports:
         drop = best - r.accuracy
-        if r.format != "int8" or drop <= INT8_TOLERANCE:
+        if r.format != "int8" or drop <= config.INT8_TOLERANCE:
             continue
         meta = read_sidecar(r.model)
         source = Path(r.model).parent / (meta.get("source_model") or {}).get("file", "")
@@ -284,13 +286,18 @@ def diagnose_int8(reports: list[ModelReport], signs, *, log: Callable[[str], Non
             continue
         from edge_signs.quantize import layer_error_report, load_calibration
 
-        cal_source = (meta.get("calibration") or {}).get("source")
-        if cal_source and Path(cal_source).is_dir():
-            calibration = load_calibration(folder=cal_source, log=log)
-        else:
-            calibration = load_calibration(manifest=cal_source or config.CALIBRATION_MANIFEST, data=signs, log=log)
         log(f"{name}: int8 loses {drop:.3f} accuracy against float; running the quantization debugger on {source.name}")
-        layers = layer_error_report(source, calibration, calibration.images[:64])
+        # The calibration the file was made with, where it is still there; else the default one.
+        cal_source = Path((meta.get("calibration") or {}).get("source") or "")
+        try:
+            if cal_source.is_dir():
+                calibration = load_calibration(folder=cal_source, log=log)
+            else:
+                calibration = load_calibration(manifest=cal_source if cal_source.is_file() else None, data=signs, log=log)
+            layers = layer_error_report(source, calibration, calibration.images[: config.DEBUG_IMAGES])
+        except EdgeSignsError as exc:  # a diagnosis must not cost the user the report itself
+            log(f"warning: {name}: quantization debugger not run ({exc})")
+            continue
         findings.append({"model": r.model, "accuracy_drop": drop, "layers": layers})
     return findings
 

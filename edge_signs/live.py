@@ -88,7 +88,7 @@ class LiveOptions:
         if self.loop and kind not in ("testset", "video"):
             raise EdgeSignsError("--loop replays --testset or a --video file; a camera does not end")
         for name, value, low in (("--smoothing", self.smoothing, 1), ("--threads", self.threads, 1), ("--width", self.width, 1),
-                                 ("--height", self.height, 1), ("--max-frames", self.max_frames or 1, 1)):
+                                 ("--height", self.height, 1), ("--max-frames", 1 if self.max_frames is None else self.max_frames, 1)):
             if value < low:
                 raise EdgeSignsError(f"{name} must be at least {low}, got {value}")
         if not 0.0 <= self.threshold <= 1.0:
@@ -445,6 +445,9 @@ class TestsetSource:
     __test__ = False  # not a pytest class, whatever its name says
     live = False
     has_truth = True
+    # Consecutive test images are different photos: smoothing across them would mix
+    # unrelated signs, so each image is smoothed on its own.
+    independent_frames = True
 
     def __init__(self, images_rgb: np.ndarray, labels: np.ndarray, loop: bool = False, fps: float = config.RECORD_FPS):
         # Converted once, up front: frames are then views, and predict_frame's BGR->RGB restores the exact pixels.
@@ -496,6 +499,11 @@ class Smoother:
     def __init__(self, frames: int, num_classes: int):
         self._buf = np.zeros((max(1, frames), num_classes), np.float32)
         self._mean = np.zeros(num_classes, np.float32)
+        self._count = 0
+        self._next = 0
+
+    def reset(self) -> None:
+        """Forget earlier frames: the next frame shows another scene."""
         self._count = 0
         self._next = 0
 
@@ -616,7 +624,10 @@ class Window:
             return False
         if key == ord("s"):
             name = f"snapshot_{time.strftime('%Y%m%d-%H%M%S')}_{frame:06d}.png"
-            self._log(f"saved {save_png(img, self._snapshot_dir / name)}")
+            try:
+                self._log(f"saved {save_png(img, self._snapshot_dir / name)}")
+            except (EdgeSignsError, OSError) as exc:  # a lost snapshot must not end the run or its recording
+                self._log(f"warning: snapshot not saved ({exc})")
         # The window's close button: without this check the loop would run on invisibly. Some GUI
         # backends always answer -1, so a window only counts as closed if it once reported itself visible.
         try:
@@ -670,6 +681,7 @@ class Recorder:
         if self._writer is not None:
             self._writer.release()  # writes the index: without it the file does not play
         if keep and self.frames:
+            os.chmod(self._tmp, 0o644)  # the temporary file was private; a recording is for sharing
             os.replace(self._tmp, self.path)
         else:
             with contextlib.suppress(FileNotFoundError):
@@ -693,8 +705,8 @@ def _sigterm_ends_loop() -> Iterator[None]:
     try:
         yield
     finally:
-        if previous is not None:  # None: a handler installed outside Python, which cannot be put back
-            signal.signal(signal.SIGTERM, previous)
+        # None: a handler installed outside Python, which cannot be put back; the default then.
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 # -- the loop ------------------------------------------------------------------------------------------
@@ -761,6 +773,7 @@ class _Loop:
         self.clf, self.source, self.options = clf, source, options
         self.overlay, self.window, self.recorder, self.json_file = overlay, window, recorder, json_file
         self.on_frame, self.log = on_frame, log
+        self.independent_frames = getattr(source, "independent_frames", False)
         n = len(clf.labels)
         self.smoother = Smoother(options.smoothing, n)
         self.inference = RollingStats()
@@ -822,6 +835,8 @@ class _Loop:
 
     def _predict(self, frame: np.ndarray, truth: Optional[int]) -> float:
         pred = self.clf.predict_frame(frame, self.options.roi)
+        if self.independent_frames:
+            self.smoother.reset()
         mean = self.smoother.update(pred.probs)
         k = int(mean.argmax())
         r = self.result

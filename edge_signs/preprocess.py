@@ -26,7 +26,7 @@ def describe() -> dict:
     return {
         "color": "RGB",
         "size": [config.IMAGE_SIZE, config.IMAGE_SIZE],
-        "resize": "cv2.INTER_AREA",
+        "resize": "cv2.INTER_AREA to shrink, cv2.INTER_LINEAR to enlarge",
         "roi": "centered square (live: settable)",
         "scale": config.INPUT_SCALE,
         "offset": config.INPUT_OFFSET,
@@ -87,13 +87,16 @@ def to_bgr(frame: np.ndarray) -> np.ndarray:
     raise EdgeSignsError(f"frame: expected HxW, HxWx1, HxWx3 or HxWx4 pixels, got shape {frame.shape}")
 
 
+def square_resize(image: np.ndarray, roi: Roi = Roi()) -> np.ndarray:
+    """The region of interest (a square) of an image, at the model's size; channels untouched."""
+    x0, y0, x1, y1 = roi.box(*image.shape[:2])
+    return resize_to_model(image[y0:y1, x0:x1])
+
+
 def frame_to_rgb(frame: np.ndarray, roi: Roi = Roi()) -> np.ndarray:
     """Camera frame in OpenCV's layout -> uint8 RGB at the model's size."""
-    bgr = to_bgr(frame)
-    x0, y0, x1, y1 = roi.box(*bgr.shape[:2])
     # Resize before the colour swap: fewer pixels to convert.
-    small = resize_to_model(bgr[y0:y1, x0:x1])
-    return cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(square_resize(to_bgr(frame), roi), cv2.COLOR_BGR2RGB)
 
 
 @dataclass(frozen=True)

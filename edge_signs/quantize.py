@@ -28,7 +28,7 @@ import numpy as np
 
 from edge_signs import __version__, config, preprocess
 from edge_signs.artifacts import sha256_file, write_bytes, write_json
-from edge_signs.calibration import check_count, images_from_folder, images_from_manifest
+from edge_signs.calibration import check_count, default_selection, images_from_folder, images_from_manifest
 from edge_signs.errors import EdgeSignsError
 from edge_signs.runtime import Classifier, find_backend, sidecar_path
 
@@ -43,25 +43,38 @@ class Calibration:
 def load_calibration(
     *,
     folder: str | os.PathLike | None = None,
-    manifest: str | os.PathLike = config.CALIBRATION_MANIFEST,
+    manifest: str | os.PathLike | None = None,
     data=None,
     minimum: int = config.CALIBRATION_MIN,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
 ) -> Calibration:
-    """The representative images: the user's folder, else the committed manifest's SIGNS images."""
+    """The representative images: the user's folder, a given manifest, or the committed one.
+
+    The committed manifest lists images of the shared SIGNS copy. When it is not
+    installed (a non-editable install) or lists another copy (the original course
+    file has other pixels and order), the same seeded, stratified pick is made
+    from the loaded training set instead, with a warning. A manifest the user
+    names must match.
+    """
     if folder is not None:
         images = images_from_folder(folder)
-        digest = hashlib.sha256(images.tobytes()).hexdigest()
-        source = str(folder)
-    else:
-        from edge_signs.data import Signs, resolve_data
+        check_count(len(images), str(folder), minimum=minimum, log=log)
+        return Calibration(images, str(folder), hashlib.sha256(images.tobytes()).hexdigest())
+    from edge_signs.data import Signs, resolve_data
 
-        signs = data if isinstance(data, Signs) else resolve_data(data, log=log)
-        images = images_from_manifest(manifest, signs)
-        digest = sha256_file(manifest)
-        source = str(manifest)
-    check_count(len(images), source, minimum=minimum, log=log)
-    return Calibration(images, source, digest)
+    signs = data if isinstance(data, Signs) else resolve_data(data, log=log)
+    if manifest is None:
+        try:
+            return load_calibration(manifest=config.CALIBRATION_MANIFEST, data=signs, minimum=minimum, log=log)
+        except EdgeSignsError as exc:
+            images = signs.train.x[default_selection(signs)]
+            source = f"seeded stratified pick of the training set at {signs.source} ({config.CALIBRATION_PER_CLASS} per class, seed {config.SEED})"
+            log(f"warning: {exc}; calibrating on a {source} instead")
+            check_count(len(images), source, minimum=minimum, log=log)
+            return Calibration(images, source, hashlib.sha256(images.tobytes()).hexdigest())
+    images = images_from_manifest(manifest, signs)
+    check_count(len(images), str(manifest), minimum=minimum, log=log)
+    return Calibration(images, str(manifest), sha256_file(manifest))
 
 
 def load_keras_classifier(path: str | os.PathLike):
@@ -169,7 +182,7 @@ def quantize(
     *,
     out_dir: str | os.PathLike | None = None,
     calibration_dir: str | os.PathLike | None = None,
-    manifest: str | os.PathLike = config.CALIBRATION_MANIFEST,
+    manifest: str | os.PathLike | None = None,
     data=None,
     min_calibration: int = config.CALIBRATION_MIN,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),

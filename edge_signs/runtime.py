@@ -107,9 +107,13 @@ def read_sidecar(model_path: str | Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
-    except ValueError as exc:
+        meta = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
         raise EdgeSignsError(f"{path}: corrupt metadata sidecar ({exc})") from None
+    labels = meta.get("labels", config.LABELS) if isinstance(meta, dict) else None
+    if not isinstance(labels, (list, tuple)) or len(labels) != config.NUM_CLASSES:
+        raise EdgeSignsError(f"{path}: metadata sidecar is not an object with {config.NUM_CLASSES} labels; re-run 'edge-signs quantize' or delete it")
+    return meta
 
 
 def detect_format(tensor_dtypes: list[np.dtype], input_dtype: np.dtype) -> str:

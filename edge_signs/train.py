@@ -241,7 +241,7 @@ def compile_model(model, recipe: Recipe, steps_per_epoch: int):
 # -- checkpoints ----------------------------------------------------------------------------------
 
 
-def _make_checkpoint_callback(run_dir: Path, history: dict, timing: list, on_epoch: Callable[[int], None]):
+def _make_checkpoint_callback(run_dir: Path, history: dict, timing: list):
     from tensorflow import keras
 
     from edge_signs.plots import training_curves_png
@@ -274,7 +274,6 @@ def _make_checkpoint_callback(run_dir: Path, history: dict, timing: list, on_epo
                     old.unlink()
             write_json(run_dir / "history.json", history)
             training_curves_png(history, run_dir / "training_curves.png", title=f"{run_dir.name}: ResNet50 on SIGNS")
-            on_epoch(epoch + 1)
 
     return EpochCheckpoint()
 
@@ -318,8 +317,10 @@ def train(
             raise EdgeSignsError(f"{run_dir}: nothing to resume (no checkpoint/state.json); start it without --resume")
         if (run_dir / "model.keras").exists():
             raise EdgeSignsError(f"{run_dir}: the run already finished (model.keras exists); nothing to resume")
-        saved = json.loads(saved_options_path.read_text())
-        options = TrainOptions(**saved)  # a resumed run keeps the options it started with
+        try:
+            options = TrainOptions(**json.loads(saved_options_path.read_text()))  # a resumed run keeps its options
+        except (OSError, ValueError, TypeError) as exc:
+            raise EdgeSignsError(f"{saved_options_path}: missing or unreadable run options ({exc}); cannot resume") from None
         log(f"resuming {run_dir} after epoch {state['epoch']}")
     elif (run_dir / "model.keras").exists():
         raise EdgeSignsError(f"{run_dir}: already holds a trained model; choose another --out")
@@ -368,7 +369,7 @@ def train(
             f"training ResNet50 ({model.count_params():,} parameters) on {len(y_tr)} images, validating on {len(y_val)}; "
             f"recipe '{options.recipe}', {recipe.epochs} epochs, batch {options.batch_size}; {device}"
         )
-        callback = _make_checkpoint_callback(run_dir, history, timing, on_epoch=lambda e: None)
+        callback = _make_checkpoint_callback(run_dir, history, timing)
         wall_start = time.perf_counter()
         if initial_epoch < recipe.epochs:
             model.fit(

@@ -178,8 +178,9 @@ def test_smoothing_and_threshold(int8, signs_dir):
     assert all(label == raw and s == pytest.approx(c, abs=1e-6) for label, raw, s, c in seen)
     labels = []
     run_live(int8, _opts(testset=True, data=signs_dir, max_frames=12, smoothing=4, threshold=1.0), log=_quiet,
-             on_frame=lambda r: labels.append(r.label if r.smoothed_confidence < 1.0 else "sure"))
-    assert set(labels) <= {None, "sure"}
+             on_frame=lambda r: labels.append((r.label, r.smoothed_confidence)))
+    assert len(labels) == 12
+    assert all(label is None for label, conf in labels if conf < 1.0)  # below the threshold: no sign
 
 
 @pytest.mark.parametrize("signum, reason", [(signal.SIGINT, "interrupted (Ctrl-C)"), (signal.SIGTERM, "terminated (SIGTERM)")])
@@ -394,3 +395,22 @@ def test_window_close_button_quits(int8, signs_dir, monkeypatch):
     _fake_gui(monkeypatch, {}, visible_until=3)
     summary = run_live(int8, LiveOptions(testset=True, data=signs_dir), log=_quiet)
     assert summary.frames == 3 and summary.reason == "quit from the window"
+
+
+def test_smoother_averages_the_last_frames_and_resets():
+    from edge_signs.live import Smoother
+
+    s = Smoother(3, 2)
+    s.update(np.array([1.0, 0.0]))
+    s.update(np.array([0.0, 1.0]))
+    assert np.allclose(s.update(np.array([0.0, 1.0])), [1 / 3, 2 / 3])
+    assert np.allclose(s.update(np.array([0.0, 1.0])), [0.0, 1.0])  # the first frame has left the window
+    s.reset()
+    assert np.allclose(s.update(np.array([1.0, 0.0])), [1.0, 0.0])
+
+
+def test_testset_images_are_smoothed_on_their_own(int8, signs_dir):
+    seen = []
+    run_live(int8, _opts(testset=True, data=signs_dir, max_frames=10, smoothing=5, threshold=0.0), log=_quiet,
+             on_frame=lambda r: seen.append((r.label, r.raw_label)))
+    assert all(label == raw for label, raw in seen)  # unrelated photos are not averaged together

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import cv2
 import numpy as np
 import pytest
@@ -174,7 +172,6 @@ def test_detect_format_rules():
     assert detect_format([f32, f16], f32) == "float16"
     assert detect_format([f32, i8, i32], f32) == "dynamic-range"
     assert detect_format([f32, i32], f32) == "float32"
-    assert json.dumps(config.FORMATS)
 
 
 def test_layer_error_report_ranks_layers(tiny_run, signs):
@@ -187,3 +184,22 @@ def test_layer_error_report_ranks_layers(tiny_run, signs):
     errors = [row["rmse_over_scale"] for row in layers]
     assert errors == sorted(errors, reverse=True) and all(np.isfinite(errors))
     assert all(row["layer"] and row["op"] for row in layers)
+
+
+def test_default_calibration_falls_back_for_another_copy_of_signs(signs):
+    """The original course file holds other pixels in another order: same pick, with a warning."""
+    from edge_signs.calibration import default_selection
+    from edge_signs.data import Signs, Split
+
+    order = np.random.default_rng(0).permutation(len(signs.train))
+    other = Signs(Split(signs.train.x[order], signs.train.y[order]), signs.test, "elsewhere", "hdf5")
+    warnings = []
+    cal = load_calibration(data=other, log=warnings.append)
+    assert len(warnings) == 1 and "another copy of SIGNS" in warnings[0] and "seeded stratified pick" in warnings[0]
+    assert "seeded stratified pick" in cal.source
+    assert np.array_equal(cal.images, other.train.x[default_selection(other)])
+    assert np.bincount(other.train.y[default_selection(other)]).tolist() == [config.CALIBRATION_PER_CLASS] * 6
+    # on the copy the manifest was written for, the pick and the manifest are the same images
+    same = load_calibration(data=signs, log=lambda m: None)
+    assert same.source == str(config.CALIBRATION_MANIFEST)
+    assert np.array_equal(same.images, signs.train.x[default_selection(signs)])

@@ -93,3 +93,25 @@ def test_input_quantization_paths(signs):
     int8 = InputQuantization(np.dtype(np.int8), 1 / 255, -128)
     q = quantize_input(rgb, int8)
     assert q.dtype == np.int8 and np.array_equal(q.astype(int) + 128, rgb.astype(int))
+
+
+def test_no_interpreter_installed_names_the_fix(monkeypatch, tmp_path):
+    import sys
+
+    for name in ("ai_edge_litert", "tflite_runtime", "tensorflow"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    with pytest.raises(EdgeSignsError, match=r"no TFLite interpreter is installed: pip install 'edge-signs\[pi\]'"):
+        find_backend()
+
+
+def test_interpreters_are_tried_in_order(monkeypatch):
+    import sys
+
+    from edge_signs.runtime import is_installed
+
+    assert find_backend().name == "ai-edge-litert"  # first choice when installed
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
+    if not (is_installed("tflite_runtime") or is_installed("tensorflow")):
+        pytest.skip("only ai-edge-litert is installed here")
+    expected = "tflite-runtime" if is_installed("tflite_runtime") else "tensorflow"
+    assert find_backend().name == expected  # falls through, in order
