@@ -43,6 +43,7 @@ def keras_cache_dir() -> Path:
 # -- training -----------------------------------------------------------------
 SEED = 0
 BATCH_SIZE = 32
+PREDICT_BATCH = 128  # Keras inference batches (evaluation, final metrics)
 RECIPES = ("default", "seed")
 
 # -- quantization ---------------------------------------------------------------

@@ -200,10 +200,12 @@ def resolve_data(
 ) -> Signs:
     """Load SIGNS from the first place that has it; fetch into the cache as a last resort.
 
-    An explicit ``--data`` folder is never silently skipped: if given, it must hold the data.
+    An explicit ``--data`` folder or ``$EDGE_SIGNS_DATA`` is never silently skipped: it must hold the data.
     """
     if data is not None:
         return load_signs(data, log=log)
+    if os.environ.get(config.DATA_ENV_VAR):  # set on purpose: a wrong value is an error, not a reason to download
+        return load_signs(os.environ[config.DATA_ENV_VAR], log=log)
     places = candidate_folders(None)
     for _, folder in places:
         if folder.is_dir() and detect_layout(folder) is not None:

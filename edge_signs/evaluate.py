@@ -55,7 +55,7 @@ def keras_runner(path: Path, threads: int) -> Runner:
     state = {}
 
     def predict(images):
-        return model.predict(to_model_input(images), batch_size=64, verbose=0)
+        return model.predict(to_model_input(images), batch_size=config.PREDICT_BATCH, verbose=0)
 
     def prepare(rgb):
         state["x"] = tf.constant(to_model_input(rgb[np.newaxis]))

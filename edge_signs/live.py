@@ -36,7 +36,6 @@ from edge_signs.errors import EdgeSignsError
 from edge_signs.preprocess import Roi, to_bgr
 from edge_signs.runtime import Classifier, check_tflite_file, read_sidecar
 
-SOURCES = ("camera", "picamera", "video", "testset")
 PICAMERA_HINT = (
     "--picamera needs picamera2, which this Python cannot import: on Raspberry Pi OS install it with "
     "'sudo apt install python3-picamera2' and create the venv with 'python3 -m venv --system-site-packages' so the venv sees it"

@@ -296,7 +296,7 @@ def read_checkpoint(run_dir: Path) -> dict | None:
 
 
 def _predict(model, x_uint8: np.ndarray) -> np.ndarray:
-    return model.predict(to_model_input(x_uint8), batch_size=128, verbose=0)
+    return model.predict(to_model_input(x_uint8), batch_size=config.PREDICT_BATCH, verbose=0)
 
 
 def train(

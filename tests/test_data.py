@@ -194,3 +194,9 @@ def test_cli_bad_data_is_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "not an HDF5 file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_wrong_env_var_is_an_error_not_a_download(monkeypatch, tmp_path):
+    monkeypatch.setenv(config.DATA_ENV_VAR, str(tmp_path / "nowhere"))
+    with pytest.raises(EdgeSignsError, match="nowhere: data folder not found"):
+        resolve_data(None)
