@@ -26,7 +26,7 @@ from edge_signs.preprocess import InputQuantization, Roi, frame_to_rgb, quantize
 INTERPRETERS = (
     ("ai_edge_litert.interpreter", "ai-edge-litert"),
     ("tflite_runtime.interpreter", "tflite-runtime"),
-    ("tensorflow.lite", "tensorflow"),
+    ("tensorflow.lite.python.interpreter", "tensorflow"),  # tf.lite.Interpreter's own module
 )
 INSTALL_HINT = "pip install 'edge-signs[pi]'  (ai-edge-litert; or tflite-runtime 2.14 on older Pi images)"
 
@@ -49,6 +49,16 @@ def is_installed(module: str) -> bool:
         return False
 
 
+def _version(dist: str) -> str:
+    # TensorFlow ships under several distribution names (tensorflow, tensorflow-cpu, ...).
+    for name in (dist, f"{dist}-cpu", f"{dist}-aarch64"):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "unknown"
+
+
 def find_backend() -> Backend:
     """The first installed TFLite interpreter: ai-edge-litert, tflite-runtime, then TensorFlow's own."""
     for module_name, dist in INTERPRETERS:
@@ -59,11 +69,9 @@ def find_backend() -> Backend:
             module = importlib.import_module(module_name)
         except ImportError:
             continue
-        try:
-            version = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            version = getattr(module, "__version__", "unknown")
-        return Backend(module.Interpreter, dist, version)
+        if not hasattr(module, "Interpreter"):  # a build without the interpreter
+            continue
+        return Backend(module.Interpreter, dist, _version(dist))
     raise EdgeSignsError(f"no TFLite interpreter is installed: {INSTALL_HINT}")
 
 
