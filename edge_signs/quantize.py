@@ -118,6 +118,16 @@ def representative_dataset(images: np.ndarray) -> Callable[[], Iterable[list[np.
     return generate
 
 
+def _full_integer(converter, calibration: Calibration):
+    """int8 weights and activations, integer builtins only, ranges from the calibration images."""
+    import tensorflow as tf
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset(calibration.images)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter
+
+
 def convert(model, fmt: str, calibration: Calibration | None = None) -> bytes:
     """TFLite flatbuffer bytes of ``model`` in ``fmt`` (float32, float16 or int8)."""
     import tempfile
@@ -136,9 +146,7 @@ def _convert(model, fmt: str, calibration: Calibration | None, workdir: str) -> 
     elif fmt == "int8":
         if calibration is None:
             raise EdgeSignsError("int8 conversion needs calibration images")
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative_dataset(calibration.images)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        _full_integer(converter, calibration)
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
     elif fmt != "float32":
@@ -248,10 +256,7 @@ def layer_error_report(
 
     model = load_keras_classifier(model_path)
     with tempfile.TemporaryDirectory(prefix="edge-signs-debug-") as workdir:
-        converter = _converter(model, workdir)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative_dataset(calibration.images)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter = _full_integer(_converter(model, workdir), calibration)
         debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative_dataset(debug_images))
         debugger.run()
         dump = io.StringIO()

@@ -27,7 +27,6 @@ from edge_signs import config  # noqa: E402
 from edge_signs.artifacts import atomic_path, write_text  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
 
-FOURCC = {".avi": "MJPG", ".mp4": "mp4v"}
 GAP_GREY = 128
 
 
@@ -57,7 +56,7 @@ def make_labelled_video(
         raise EdgeSignsError(f"expected as many labels as images (at least one), got {len(labels)} and {len(images)}")
     if frames_per_image < 1 or size < 1 or gap < 0:
         raise EdgeSignsError("frames_per_image and size must be at least 1, gap at least 0")
-    fourcc = FOURCC.get(out.suffix.lower())
+    fourcc = config.RECORD_FOURCC.get(out.suffix.lower())
     if fourcc is None:
         raise EdgeSignsError(f"{out}: use a .avi (MJPG) or .mp4 (mp4v) file name")
 
