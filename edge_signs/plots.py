@@ -188,7 +188,7 @@ def _draw_panel(img: np.ndarray, x0: int, y0: int, w: int, h: int, name: str,
             _text_center(img, str(int(e)), x, bottom + 14, 0.45)
     cv2.rectangle(img, (left, top), (right, bottom), GREY, 1)
     _text_center(img, "epoch", (left + right) / 2, bottom + 36, 0.5)
-    for label, values, color in series:
+    for _label, values, color in series:
         pts = [(sx(i + 1), sy(v)) if np.isfinite(v) else None for i, v in enumerate(values)]
         _draw_series(img, pts, color, markers=epochs <= 25)
     legend_x = right

@@ -101,6 +101,11 @@ def test_robustness_cli(tflite_models, signs_dir, tmp_path):
 
 
 def test_same_harness_for_every_format(tflite_models, signs):
-    reports = evaluate_models([tflite_models["float32"], tflite_models["int8"]], signs.test.x[:12], signs.test.y[:12], runs=3, warmup=1, log=lambda m: None)
+    x, y = signs.test.x[:12], signs.test.y[:12]
+    reports = evaluate_models([tflite_models["float32"], tflite_models["int8"]], x, y, runs=3, warmup=1, log=lambda m: None)
     assert [r.format for r in reports] == ["float32", "int8"]
     assert all(r.threads == 1 for r in reports)
+    # the thread count reaches the interpreter, and the numbers do not depend on it
+    two = evaluate_models([tflite_models["int8"]], x, y, threads=2, runs=3, warmup=1, log=lambda m: None)[0]
+    assert two.threads == 2 and two.latency_ms_p50 > 0
+    assert two.accuracy == reports[1].accuracy and two.confusion == reports[1].confusion
