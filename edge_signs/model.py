@@ -27,13 +27,13 @@ STAGES = (
 EXPECTED_PARAMS = 23_600_006
 
 
-def _layers_kwargs(l2: float, seed: int):
+def _layers_kwargs(l2: float):
+    # No per-layer initializer seed: in Keras 3 an integer-seeded initializer draws the
+    # same values on every call, so same-shaped layers would start identical. Each layer
+    # draws its own Glorot-uniform kernel from the global RNG, which the run seeds once.
     from tensorflow import keras
 
-    kw = {"kernel_initializer": keras.initializers.GlorotUniform(seed=seed)}
-    if l2 > 0:
-        kw["kernel_regularizer"] = keras.regularizers.L2(l2)
-    return kw
+    return {"kernel_regularizer": keras.regularizers.L2(l2)} if l2 > 0 else {}
 
 
 def _bn(name: str, momentum: float):
@@ -42,41 +42,45 @@ def _bn(name: str, momentum: float):
     return keras.layers.BatchNormalization(axis=3, momentum=momentum, name=name)
 
 
-def _main_path(x, f: int, filters, stage: int, block: str, stride: int, l2: float, seed: int, bn_momentum: float):
+def _main_path(x, f: int, filters, stage: int, block: str, stride: int, l2: float, bn_momentum: float):
     """1x1 (stride ``stride``) -> fxf 'same' -> 1x1, each followed by batch norm, ReLU between."""
     from tensorflow import keras
 
     L = keras.layers
     f1, f2, f3 = filters
     conv, bn = f"res{stage}{block}_branch", f"bn{stage}{block}_branch"
-    kw = _layers_kwargs(l2, seed)
+    kw = _layers_kwargs(l2)
     x = L.Conv2D(f1, 1, strides=stride, padding="valid", name=conv + "2a", **kw)(x)
     x = _bn(bn + "2a", bn_momentum)(x)
-    x = L.Activation("relu")(x)
+    x = L.Activation("relu", name=conv + "2a_relu")(x)
     x = L.Conv2D(f2, f, strides=1, padding="same", name=conv + "2b", **kw)(x)
     x = _bn(bn + "2b", bn_momentum)(x)
-    x = L.Activation("relu")(x)
+    x = L.Activation("relu", name=conv + "2b_relu")(x)
     x = L.Conv2D(f3, 1, strides=1, padding="valid", name=conv + "2c", **kw)(x)
     return _bn(bn + "2c", bn_momentum)(x)
 
 
-def identity_block(x, f: int, filters, stage: int, block: str, *, l2=0.0, seed=0, bn_momentum=0.99):
-    """The main path, with the input added before the last ReLU."""
+def _merge(main, shortcut, stage: int, block: str):
+    """main + shortcut, then ReLU; named like the block's other layers ("res3b_add", "res3b_relu")."""
     from tensorflow import keras
 
-    main = _main_path(x, f, filters, stage, block, 1, l2, seed, bn_momentum)
-    return keras.layers.Activation("relu")(keras.layers.Add()([main, x]))
+    x = keras.layers.Add(name=f"res{stage}{block}_add")([main, shortcut])
+    return keras.layers.Activation("relu", name=f"res{stage}{block}_relu")(x)
 
 
-def convolutional_block(x, f: int, filters, stage: int, block: str, s: int, *, l2=0.0, seed=0, bn_momentum=0.99):
+def identity_block(x, f: int, filters, stage: int, block: str, *, l2=0.0, bn_momentum=0.99):
+    """The main path, with the input added before the last ReLU."""
+    return _merge(_main_path(x, f, filters, stage, block, 1, l2, bn_momentum), x, stage, block)
+
+
+def convolutional_block(x, f: int, filters, stage: int, block: str, s: int, *, l2=0.0, bn_momentum=0.99):
     """The main path with stride s on its first 1x1, and a 1x1/s conv + batch norm on the shortcut."""
     from tensorflow import keras
 
-    L = keras.layers
-    main = _main_path(x, f, filters, stage, block, s, l2, seed, bn_momentum)
-    shortcut = L.Conv2D(filters[2], 1, strides=s, padding="valid", name=f"res{stage}{block}_branch1", **_layers_kwargs(l2, seed))(x)
+    main = _main_path(x, f, filters, stage, block, s, l2, bn_momentum)
+    shortcut = keras.layers.Conv2D(filters[2], 1, strides=s, padding="valid", name=f"res{stage}{block}_branch1", **_layers_kwargs(l2))(x)
     shortcut = _bn(f"bn{stage}{block}_branch1", bn_momentum)(shortcut)
-    return L.Activation("relu")(L.Add()([main, shortcut]))
+    return _merge(main, shortcut, stage, block)
 
 
 def build_resnet50(
@@ -86,33 +90,40 @@ def build_resnet50(
     dropout: float = 0.0,
     l2: float = 0.0,
     bn_momentum: float = 0.99,
-    seed: int = config.SEED,
+    seed: int | None = None,
 ):
-    """Build (not compile) the classifier. Its output is float32 softmax even under mixed precision."""
+    """Build (not compile) the classifier. Its output is float32 softmax even under mixed precision.
+
+    ``seed``: when given, the global RNG is seeded first (``keras.utils.set_random_seed``),
+    so one seed always builds the same initial weights; a training run seeds once itself
+    and passes None.
+    """
     from tensorflow import keras
 
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
     L = keras.layers
     inputs = keras.Input(shape=input_shape, name="image")
-    x = L.ZeroPadding2D((3, 3))(inputs)
-    x = L.Conv2D(64, 7, strides=2, name="conv1", **_layers_kwargs(l2, seed))(x)
+    x = L.ZeroPadding2D((3, 3), name="conv1_pad")(inputs)
+    x = L.Conv2D(64, 7, strides=2, name="conv1", **_layers_kwargs(l2))(x)
     x = _bn("bn_conv1", bn_momentum)(x)
-    x = L.Activation("relu")(x)
-    x = L.MaxPooling2D(3, strides=2)(x)
-    kw = {"l2": l2, "seed": seed, "bn_momentum": bn_momentum}
+    x = L.Activation("relu", name="conv1_relu")(x)
+    x = L.MaxPooling2D(3, strides=2, name="pool1")(x)
+    kw = {"l2": l2, "bn_momentum": bn_momentum}
     for stage, (filters, stride, n_identity) in enumerate(STAGES, start=2):
         x = convolutional_block(x, 3, filters, stage, "a", stride, **kw)
         for i in range(n_identity):
             x = identity_block(x, 3, filters, stage, "bcdefg"[i], **kw)
     x = L.AveragePooling2D(2, name="avg_pool")(x)
-    x = L.Flatten()(x)
+    x = L.Flatten(name="flatten")(x)
     if dropout > 0:
-        x = L.Dropout(dropout, seed=seed, name="dropout")(x)
+        x = L.Dropout(dropout, name="dropout")(x)
     # float32 logits/softmax: mixed precision must not compute the probabilities in float16.
     outputs = L.Dense(
         num_classes,
         activation="softmax",
         dtype="float32",
         name="fc" + str(num_classes),
-        **_layers_kwargs(l2, seed),
+        **_layers_kwargs(l2),
     )(x)
     return keras.Model(inputs, outputs, name="ResNet50")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
@@ -47,3 +48,31 @@ def test_regularization_options():
     assert m.count_params() == EXPECTED_PARAMS  # neither adds parameters
     assert m.get_layer("dropout").rate == 0.5
     assert len(m.losses) > 0
+
+
+def test_same_shaped_layers_start_different():
+    """Each layer draws its own initial weights: an integer-seeded initializer per layer would
+    make every same-shaped kernel identical."""
+    m = build_resnet50(seed=0)
+    for a, b in (("res4b_branch2a", "res4c_branch2a"), ("res4b_branch2b", "res4e_branch2b"), ("res3b_branch2c", "res3d_branch2c")):
+        ka, kb = m.get_layer(a).kernel.numpy(), m.get_layer(b).kernel.numpy()
+        assert ka.shape == kb.shape
+        assert not np.allclose(ka, kb), f"{a} and {b} start identical"
+
+
+def test_same_seed_builds_identical_weights():
+    a, b, c = build_resnet50(seed=3), build_resnet50(seed=3), build_resnet50(seed=4)
+    wa, wb, wc = a.get_weights(), b.get_weights(), c.get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(wa, wb))
+    assert not np.array_equal(wa[0], wc[0])
+
+
+def test_every_layer_is_named(model):
+    """Add and ReLU layers carry block names, so reports and get_layer see stable names."""
+    names = [layer.name for layer in model.layers]
+    assert len(set(names)) == len(names)
+    assert model.get_layer("res3b_add").__class__.__name__ == "Add"
+    assert model.get_layer("res3b_relu").__class__.__name__ == "Activation"
+    assert model.get_layer("res5a_branch2b_relu").__class__.__name__ == "Activation"
+    # no auto-generated names ("add_3", "activation_17") that change with build order
+    assert not [n for n in names if n.split("_")[0] in ("add", "activation", "zero", "max", "flatten") and n[-1].isdigit()]
