@@ -7,12 +7,18 @@ become one line on stderr and exit status 1, never a traceback.
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from edge_signs import __version__, config
+from edge_signs.data import fetch_signs, resolve_data
+from edge_signs.edge import evaluate as ev
+from edge_signs.edge.live import LiveOptions, parse_roi, run_live
+from edge_signs.edge.preprocess import Roi
 from edge_signs.errors import EdgeSignsError
 
 
@@ -39,13 +45,6 @@ def friendly_errors(fn):
     return wrapper
 
 
-def require_tensorflow(what: str) -> None:
-    from edge_signs.runtime import is_installed
-
-    if not is_installed("tensorflow"):
-        raise EdgeSignsError(f"{what} needs TensorFlow, which is not installed: pip install 'edge-signs[train]' (a Pi only needs 'edge-signs[pi]')")
-
-
 def _log(msg: str) -> None:
     click.echo(msg, err=True)
 
@@ -70,7 +69,7 @@ def main():
 @main.command()
 @data_option
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder for the model, history, curves and metrics.")
-@click.option("--recipe", type=click.Choice(config.RECIPES), default=config.RECIPES[0], show_default=True, help="'seed': the original 20-epoch Adam run; 'default': augmented and regularized.")
+@click.option("--recipe", type=click.Choice(tuple(config.RECIPES)), default=config.DEFAULT_RECIPE, show_default=True, help="'seed': the original 20-epoch Adam run; 'default': augmented and regularized.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the recipe's epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=config.BATCH_SIZE, show_default=True, help="Global batch size (split across replicas).")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Override the recipe's peak learning rate.")
@@ -87,9 +86,9 @@ def main():
 @friendly_errors
 def train(data, out, recipe, epochs, batch_size, learning_rate, seed, dropout, l2, label_smoothing, augment, val_fraction, mixed_precision, devices, limit, resume):
     """Train the ResNet50 on SIGNS and report train/test accuracy and loss."""
-    require_tensorflow("training")
-    from edge_signs.train import TrainOptions
-    from edge_signs.train import train as run_training
+    # The trainer imports TensorFlow: only here, and its guard turns a missing one into an install hint.
+    from edge_signs.trainer.train import TrainOptions
+    from edge_signs.trainer.train import train as run_training
 
     overrides = {"epochs": epochs, "learning_rate": learning_rate, "dropout": dropout, "l2": l2, "label_smoothing": label_smoothing, "augment": augment}
     options = TrainOptions(
@@ -130,8 +129,7 @@ def train(data, out, recipe, epochs, batch_size, learning_rate, seed, dropout, l
 @friendly_errors
 def quantize(model, formats, all_formats, out, calibration, manifest, data):
     """Convert a trained .keras model to float32, float16 and int8 TFLite."""
-    require_tensorflow("quantize")
-    from edge_signs.quantize import quantize as run_quantize
+    from edge_signs.trainer.quantize import quantize as run_quantize  # TensorFlow, behind the trainer's guard
 
     chosen = list(config.FORMATS) if all_formats or not formats else [f for f in config.FORMATS if f in formats]
     for path in run_quantize(model, chosen, out_dir=out, calibration_dir=calibration, manifest=manifest, data=data, log=_log):
@@ -153,11 +151,6 @@ def quantize(model, formats, all_formats, out, calibration, manifest, data):
 @friendly_errors
 def evaluate(models, data, threads, runs, warmup, out, as_json, robustness):
     """Compare models (.tflite, .keras) on the SIGNS test set: accuracy, loss, agreement, size, latency."""
-    import json
-
-    from edge_signs import evaluate as ev
-    from edge_signs.data import resolve_data
-
     for model in models:
         ev.check_model_path(model)
     signs = resolve_data(data, log=_log)
@@ -183,8 +176,6 @@ def data():
 @friendly_errors
 def data_fetch(cache):
     """Download the course's HDF5 files once, verified by hash."""
-    from edge_signs.data import fetch_signs
-
     where = fetch_signs(cache, log=_log)
     click.echo(str(where))
 
@@ -194,10 +185,6 @@ def data_fetch(cache):
 @friendly_errors
 def data_info(data):
     """Say where SIGNS is found and what it holds."""
-    import numpy as np
-
-    from edge_signs.data import resolve_data
-
     signs = resolve_data(data, fetch=False, log=_log)
     click.echo(f"{signs.source} ({signs.layout}): train {len(signs.train)} {np.bincount(signs.train.y).tolist()}, test {len(signs.test)} {np.bincount(signs.test.y).tolist()}; sha256 {signs.checksum()[:16]}")
 
@@ -235,9 +222,6 @@ def live(model, camera, picamera, video, testset, width, height, fps, roi, smoot
     Ends with a summary: frames, FPS, inference and overhead times, and with known
     labels (--testset, --video --labels) accuracy and a confusion matrix.
     """
-    from edge_signs.live import LiveOptions, parse_roi, run_live
-    from edge_signs.preprocess import Roi
-
     options = LiveOptions(
         camera=camera, picamera=picamera, video=video, testset=testset, width=width, height=height, fps=fps,
         roi=parse_roi(roi) if roi is not None else Roi(), smoothing=smoothing, threshold=threshold, headless=headless,

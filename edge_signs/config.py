@@ -7,6 +7,7 @@ that the CLI, the Python API and the documentation never disagree.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 # -- the task ---------------------------------------------------------------
@@ -44,7 +45,44 @@ def keras_cache_dir() -> Path:
 SEED = 0
 BATCH_SIZE = 32
 PREDICT_BATCH = 128  # Keras inference batches (evaluation, final metrics)
-RECIPES = ("default", "seed")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that defines how a model is trained, apart from data and seed."""
+
+    epochs: int
+    learning_rate: float
+    schedule: str = "constant"  # "constant" or "cosine" (with linear warm-up)
+    warmup_epochs: int = 0
+    optimizer: str = "adam"  # "adam" or "adamw"
+    weight_decay: float = 0.0  # decoupled (AdamW)
+    l2: float = 0.0  # kernel L2 penalty
+    dropout: float = 0.0  # before the classifier
+    label_smoothing: float = 0.0
+    augment: bool = False
+    bn_momentum: float = 0.99
+
+
+DEFAULT_RECIPE = "default"
+RECIPES: dict[str, Recipe] = {
+    # The deeplearning.ai project as published: 20 epochs of plain Adam, no augmentation.
+    "seed": Recipe(epochs=20, learning_rate=1e-3),
+    # Robust to a real camera: camera-like augmentation, cosine schedule, regularized.
+    "default": Recipe(
+        epochs=30,
+        learning_rate=1e-3,
+        schedule="cosine",
+        warmup_epochs=2,
+        optimizer="adamw",
+        weight_decay=0.05,
+        dropout=0.3,
+        label_smoothing=0.1,
+        augment=True,
+        bn_momentum=0.9,
+    ),
+}
+
 
 # -- quantization ---------------------------------------------------------------
 CALIBRATION_MANIFEST = Path(__file__).resolve().parent.parent / "calibration" / "manifest.csv"

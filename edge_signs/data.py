@@ -14,19 +14,24 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import sys
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
 import cv2
 import numpy as np
 
+try:  # only the HDF5 layout needs it: a Pi with image folders can do without
+    import h5py
+except ImportError:
+    h5py = None
+
 from edge_signs import config
 from edge_signs.artifacts import atomic_path
+from edge_signs.edge.preprocess import frame_to_rgb, square_resize
 from edge_signs.errors import EdgeSignsError
-from edge_signs.preprocess import frame_to_rgb, square_resize
+from edge_signs.log import Log, log_stderr
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -60,8 +65,8 @@ class Signs:
 
 
 def _read_h5_split(path: Path, split: str) -> Split:
-    import h5py
-
+    if h5py is None:
+        raise EdgeSignsError(f"{path}: reading the HDF5 layout needs h5py (pip install h5py), or use the image-folder layout")
     if not path.is_file():
         raise EdgeSignsError(f"{path}: file not found (expected the course's {path.name})")
     if not h5py.is_hdf5(path):
@@ -166,7 +171,7 @@ def detect_layout(folder: Path) -> tuple[str, Path] | None:
     return None
 
 
-def load_signs(folder: str | os.PathLike, *, log: Callable[[str], None] | None = None) -> Signs:
+def load_signs(folder: str | os.PathLike, *, log: Log | None = None) -> Signs:
     """Load SIGNS from one folder (either layout). Resizing is reported once through ``log``."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -196,7 +201,7 @@ def resolve_data(
     data: str | os.PathLike | None = None,
     *,
     fetch: bool = True,
-    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    log: Log = log_stderr,
 ) -> Signs:
     """Load SIGNS from the first place that has it; fetch into the cache as a last resort.
 
@@ -242,7 +247,7 @@ def fetch_signs(
     *,
     base_url: str = config.MIRROR_BASE_URL,
     blob_sha1: Mapping[str, str] = config.MIRROR_BLOB_SHA1,
-    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    log: Log = log_stderr,
     timeout: float = 60.0,
 ) -> Path:
     """Download each file of ``blob_sha1`` from ``base_url`` into ``cache`` once, verified by hash."""

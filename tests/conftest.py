@@ -44,7 +44,7 @@ def signs(signs_dir):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, signs):
     """A run folder from a real (one-epoch, 96-image) `train`: model.keras and friends."""
-    from edge_signs.train import TrainOptions, train
+    from edge_signs.trainer.train import TrainOptions, train
 
     run_dir = tmp_path_factory.mktemp("tiny") / "run"
     train(TrainOptions(recipe="seed", limit=96, overrides={"epochs": 1}), run_dir, data=signs, verbose=0, log=lambda m: None)
@@ -54,7 +54,7 @@ def tiny_run(tmp_path_factory, signs):
 @pytest.fixture(scope="session")
 def tflite_models(tiny_run, signs) -> dict[str, Path]:
     """float32, float16 and int8 files of the tiny model, calibrated on the committed manifest."""
-    from edge_signs.quantize import quantize
+    from edge_signs.trainer.quantize import quantize
 
     paths = quantize(tiny_run / "model.keras", ["float32", "float16", "int8"], data=signs, log=lambda m: None)
     return {p.stem.rsplit("_", 1)[1]: p for p in paths}

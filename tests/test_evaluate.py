@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from edge_signs import metrics, perturb
-from edge_signs.evaluate import evaluate_models, robustness
-from edge_signs.runtime import Classifier
+from edge_signs.edge.evaluate import evaluate_models, robustness
+from edge_signs.edge.runtime import Classifier
 from tests.conftest import REPO, run_cli
 
 pytestmark = pytest.mark.slow

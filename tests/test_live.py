@@ -22,10 +22,10 @@ import pytest
 
 from edge_signs import config
 from edge_signs.errors import EdgeSignsError
-from edge_signs.live import LiveOptions, parse_roi, read_label_ranges, run_live
+from edge_signs.edge.live import LiveOptions, parse_roi, read_label_ranges, run_live
 from edge_signs.plots import confusion_matrix
-from edge_signs.preprocess import Roi
-from edge_signs.runtime import Classifier
+from edge_signs.edge.preprocess import Roi
+from edge_signs.edge.runtime import Classifier
 from tests.conftest import REPO, run_cli
 
 JSON_KEYS = {"frame", "label", "raw_label", "confidence", "inference_ms"}
@@ -370,7 +370,7 @@ def test_live_runs_without_tensorflow(int8, signs_dir):
 
 
 def _fake_gui(monkeypatch, keys: dict[int, str], visible_until: int | None = None) -> list:
-    import edge_signs.live as live
+    import edge_signs.edge.live as live
 
     shown: list = []
     monkeypatch.setattr(live, "_check_gui", lambda: None)
@@ -398,7 +398,7 @@ def test_window_close_button_quits(int8, signs_dir, monkeypatch):
 
 
 def test_smoother_averages_the_last_frames_and_resets():
-    from edge_signs.live import Smoother
+    from edge_signs.edge.live import Smoother
 
     s = Smoother(3, 2)
     s.update(np.array([1.0, 0.0]))

@@ -7,7 +7,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from edge_signs.model import EXPECTED_PARAMS, STAGES, build_resnet50  # noqa: E402
+from edge_signs.trainer.model import EXPECTED_PARAMS, STAGES, build_resnet50  # noqa: E402
 
 
 @pytest.fixture(scope="module")

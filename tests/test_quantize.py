@@ -10,10 +10,10 @@ pytest.importorskip("tensorflow")
 
 from edge_signs import config  # noqa: E402
 from edge_signs.artifacts import sha256_file  # noqa: E402
-from edge_signs.calibration import read_manifest  # noqa: E402
+from edge_signs.trainer.calibration import read_manifest  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
-from edge_signs.quantize import load_calibration, quantize  # noqa: E402
-from edge_signs.runtime import Classifier, detect_format, find_backend, read_sidecar  # noqa: E402
+from edge_signs.trainer.quantize import load_calibration, quantize  # noqa: E402
+from edge_signs.edge.runtime import Classifier, detect_format, find_backend, read_sidecar  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -48,7 +48,7 @@ def test_int8_file_is_integer_only(tflite_models):
 def test_dynamic_range_file_is_not_called_int8(tiny_run, tmp_path):
     import tensorflow as tf
 
-    from edge_signs.quantize import _converter, load_keras_classifier
+    from edge_signs.trainer.quantize import _converter, load_keras_classifier
 
     converter = _converter(load_keras_classifier(tiny_run / "model.keras"), str(tmp_path / "export"))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: dynamic range
@@ -175,7 +175,7 @@ def test_detect_format_rules():
 
 
 def test_layer_error_report_ranks_layers(tiny_run, signs):
-    from edge_signs.quantize import layer_error_report
+    from edge_signs.trainer.quantize import layer_error_report
 
     calibration = load_calibration(data=signs, log=lambda m: None)
     calibration.images = calibration.images[:32]  # enough to rank layers; keeps the test quick
@@ -188,7 +188,7 @@ def test_layer_error_report_ranks_layers(tiny_run, signs):
 
 def test_default_calibration_falls_back_for_another_copy_of_signs(signs):
     """The original course file holds other pixels in another order: same pick, with a warning."""
-    from edge_signs.calibration import default_selection
+    from edge_signs.trainer.calibration import default_selection
     from edge_signs.data import Signs, Split
 
     order = np.random.default_rng(0).permutation(len(signs.train))

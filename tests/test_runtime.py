@@ -8,8 +8,8 @@ import pytest
 
 from edge_signs import config
 from edge_signs.errors import EdgeSignsError
-from edge_signs.preprocess import InputQuantization, Roi, frame_to_rgb, quantize_input, to_model_input
-from edge_signs.runtime import Classifier, find_backend
+from edge_signs.edge.preprocess import InputQuantization, Roi, frame_to_rgb, quantize_input, to_model_input
+from edge_signs.edge.runtime import Classifier, find_backend
 
 pytestmark = pytest.mark.slow
 
@@ -107,7 +107,7 @@ def test_no_interpreter_installed_names_the_fix(monkeypatch, tmp_path):
 def test_interpreters_are_tried_in_order(monkeypatch):
     import sys
 
-    from edge_signs.runtime import is_installed
+    from edge_signs.edge.runtime import is_installed
 
     assert find_backend().name == "ai-edge-litert"  # first choice when installed
     monkeypatch.setitem(sys.modules, "ai_edge_litert", None)

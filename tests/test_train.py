@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from edge_signs.errors import EdgeSignsError  # noqa: E402
-from edge_signs.train import RECIPES, TrainOptions, make_dataset, train  # noqa: E402
+from edge_signs.trainer.train import RECIPES, TrainOptions, make_dataset, train  # noqa: E402
 from tests.conftest import REPO, run_cli  # noqa: E402
 
 pytestmark = pytest.mark.slow

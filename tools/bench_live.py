@@ -64,13 +64,13 @@ def startup_seconds(model: Path, threads: int, data: Path | None, runs: int) -> 
 
 def import_seconds() -> float:
     """What the imports alone cost in a fresh process (numpy, OpenCV, the interpreter, edge_signs.live)."""
-    code = ("import time; t = time.perf_counter(); import edge_signs.live; from edge_signs.runtime import find_backend; "
+    code = ("import time; t = time.perf_counter(); import edge_signs.edge.live; from edge_signs.edge.runtime import find_backend; "
             "find_backend(); print(time.perf_counter() - t)")
     return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip())
 
 
 def replay(model: Path, options, label: str) -> dict:
-    from edge_signs.live import run_live
+    from edge_signs.edge.live import run_live
 
     s = run_live(model, options, log=lambda m: None)
     pct = 100.0 * s.median_overhead_ms / s.median_inference_ms
@@ -88,8 +88,8 @@ def replay(model: Path, options, label: str) -> dict:
 def main(model, frames, replay_frames, threads, startup_runs, video_size, data):
     """Print start-up, per-frame overhead and memory numbers for MODEL in the live loop."""
     from edge_signs.data import resolve_data
-    from edge_signs.live import LiveOptions, run_live
-    from edge_signs.runtime import Classifier
+    from edge_signs.edge.live import LiveOptions, run_live
+    from edge_signs.edge.runtime import Classifier
     from make_labelled_video import make_labelled_video
 
     rss_start_process = rss_mb()

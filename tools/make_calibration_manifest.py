@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edge_signs import config  # noqa: E402
 from edge_signs.artifacts import write_text  # noqa: E402
-from edge_signs.calibration import manifest_text  # noqa: E402
+from edge_signs.trainer.calibration import manifest_text  # noqa: E402
 from edge_signs.data import resolve_data  # noqa: E402
 
 

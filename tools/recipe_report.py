@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edge_signs import metrics  # noqa: E402
 from edge_signs.artifacts import write_json  # noqa: E402
 from edge_signs.data import resolve_data, train_val_split  # noqa: E402
-from edge_signs.evaluate import open_runner, robustness  # noqa: E402
+from edge_signs.edge.evaluate import open_runner, robustness  # noqa: E402
 
 FORMATS = (("float", "model.keras"), ("float16", "model_float16.tflite"), ("int8", "model_int8.tflite"))
 

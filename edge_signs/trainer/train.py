@@ -1,8 +1,5 @@
 """`edge-signs train`: the seed ResNet50 on SIGNS, on whatever devices TensorFlow sees.
 
-TensorFlow is imported inside the functions here, never at module level, so
-that ``edge_signs`` stays importable on a Pi.
-
 A run folder holds, each written atomically:
 
     model.keras         the trained classifier (no optimizer state)
@@ -24,51 +21,20 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from edge_signs import config, metrics
+from edge_signs.config import RECIPES, Recipe
 from edge_signs.artifacts import atomic_path, write_json
 from edge_signs.data import Signs, resolve_data, train_val_split
 from edge_signs.errors import EdgeSignsError
-from edge_signs.preprocess import to_model_input
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Everything that defines how a model is trained, apart from data and seed."""
-
-    epochs: int
-    learning_rate: float
-    schedule: str = "constant"  # "constant" or "cosine" (with linear warm-up)
-    warmup_epochs: int = 0
-    optimizer: str = "adam"  # "adam" or "adamw"
-    weight_decay: float = 0.0  # decoupled (AdamW)
-    l2: float = 0.0  # kernel L2 penalty
-    dropout: float = 0.0  # before the classifier
-    label_smoothing: float = 0.0
-    augment: bool = False
-    bn_momentum: float = 0.99
-
-
-RECIPES: dict[str, Recipe] = {
-    # The deeplearning.ai project as published: 20 epochs of plain Adam, no augmentation.
-    "seed": Recipe(epochs=20, learning_rate=1e-3),
-    # Robust to a real camera: camera-like augmentation, cosine schedule, regularized.
-    "default": Recipe(
-        epochs=30,
-        learning_rate=1e-3,
-        schedule="cosine",
-        warmup_epochs=2,
-        optimizer="adamw",
-        weight_decay=0.05,
-        dropout=0.3,
-        label_smoothing=0.1,
-        augment=True,
-        bn_momentum=0.9,
-    ),
-}
+from edge_signs.edge.preprocess import to_model_input
+from edge_signs.log import Log, log_stderr
+from edge_signs.plots import training_curves_png
+from edge_signs.trainer import keras, tf
+from edge_signs.trainer.augment import augmenter
+from edge_signs.trainer.model import build_resnet50
 
 
 @dataclass
@@ -96,69 +62,8 @@ class TrainOptions:
 # -- data pipeline ------------------------------------------------------------------------
 
 
-def augmenter(seed: int):
-    """Camera-like augmentation for float images in [0, 1], batched (B, 64, 64, 3).
-
-    Mirrored hands, a hand a little off-centre, tilted or nearer/farther, and, on
-    about half of the images, other light, white balance, contrast, sensor noise
-    and defocus. Geometry stays mild on purpose: SIGNS fingertips reach the top
-    edge, and a crop that cuts a finger off changes the true label. All
-    TensorFlow ops, so it runs inside tf.data (and on a GPU when there is one);
-    labels are untouched.
-    """
-    import tensorflow as tf
-    from tensorflow import keras
-
-    geometry = keras.Sequential(
-        [
-            keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomRotation(15 / 360, fill_mode="nearest", seed=seed + 1),
-            keras.layers.RandomTranslation(0.06, 0.06, fill_mode="nearest", seed=seed + 2),
-            keras.layers.RandomZoom((-0.08, 0.12), fill_mode="nearest", seed=seed + 3),
-        ],
-        name="augment_geometry",
-    )
-    gen = tf.random.Generator.from_seed(seed + 4)
-
-    def blur(images, sigma):
-        # Separable Gaussian blur with a per-batch sigma; 5 taps cover sigma <= 1.5 px.
-        taps = tf.range(-2.0, 3.0)
-        k = tf.exp(-0.5 * tf.square(taps / sigma))
-        k = k / tf.reduce_sum(k)
-        kx = tf.tile(tf.reshape(k, (1, 5, 1, 1)), (1, 1, 3, 1))
-        ky = tf.tile(tf.reshape(k, (5, 1, 1, 1)), (1, 1, 3, 1))
-        images = tf.nn.depthwise_conv2d(images, kx, (1, 1, 1, 1), "SAME")
-        return tf.nn.depthwise_conv2d(images, ky, (1, 1, 1, 1), "SAME")
-
-    def photometric(images):
-        batch = tf.shape(images)[0]
-        ones = (batch, 1, 1, 1)
-        mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
-        # Ranges a little wider than the robustness report's perturbations, not much more:
-        # stronger colour changes slowed learning without helping accuracy.
-        images = (images - mean) * gen.uniform(ones, 0.65, 1.35) + mean  # contrast
-        gain = gen.uniform(ones, 0.65, 1.3)  # exposure
-        cast = gen.uniform((batch, 1, 1, 3), 0.87, 1.15)  # white balance
-        offset = gen.uniform(ones, -0.08, 0.16)  # brightness (the report adds up to +40 levels)
-        images = images * gain * cast + offset
-        images = images + gen.normal(tf.shape(images)) * gen.uniform(ones, 0.0, 0.04)  # sensor noise
-        return tf.cond(gen.uniform(()) < 0.5, lambda: blur(images, gen.uniform((), 0.5, 1.3)), lambda: images)
-
-    def augment(images, labels):
-        images = geometry(images, training=True)
-        # Half of the images keep their colours: the camera is often fine, and clean
-        # images keep learning fast.
-        keep = gen.uniform((tf.shape(images)[0], 1, 1, 1)) < 0.5
-        images = tf.where(keep, images, photometric(images))
-        return tf.clip_by_value(images, 0.0, 1.0), labels
-
-    return augment
-
-
 def make_dataset(x_uint8: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool, augment: bool, seed: int):
     """uint8 RGB + int labels -> tf.data of (model input, one-hot labels)."""
-    import tensorflow as tf
-
     x = to_model_input(x_uint8)  # the single preprocessing definition
     onehot = np.eye(config.NUM_CLASSES, dtype=np.float32)[y]
     ds = tf.data.Dataset.from_tensor_slices((x, onehot))
@@ -178,8 +83,6 @@ def make_dataset(x_uint8: np.ndarray, y: np.ndarray, *, batch_size: int, trainin
 def choose_strategy(devices: list[str] | None = None):
     """tf.distribute strategy for what is available: several machines (TF_CONFIG), several
     GPUs (MirroredStrategy), explicit devices, or the default (one GPU if any, else CPU)."""
-    import tensorflow as tf
-
     if os.environ.get("TF_CONFIG"):
         return tf.distribute.MultiWorkerMirroredStrategy()
     if devices:
@@ -192,8 +95,6 @@ def choose_strategy(devices: list[str] | None = None):
 
 
 def describe_device(strategy) -> str:
-    import tensorflow as tf
-
     gpus = tf.config.list_physical_devices("GPU")
     names = []
     for gpu in gpus:
@@ -209,8 +110,6 @@ def describe_device(strategy) -> str:
 
 
 def compile_model(model, recipe: Recipe, steps_per_epoch: int):
-    from tensorflow import keras
-
     lr = recipe.learning_rate
     if recipe.schedule == "cosine":
         total = max(1, recipe.epochs * steps_per_epoch)
@@ -242,10 +141,6 @@ def compile_model(model, recipe: Recipe, steps_per_epoch: int):
 
 
 def _make_checkpoint_callback(run_dir: Path, history: dict, timing: list):
-    from tensorflow import keras
-
-    from edge_signs.plots import training_curves_png
-
     ckpt_dir = run_dir / "checkpoint"
 
     class EpochCheckpoint(keras.callbacks.Callback):
@@ -306,7 +201,7 @@ def train(
     data: str | os.PathLike | Signs | None = None,
     resume: bool = False,
     verbose: int | None = None,
-    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    log: Log = log_stderr,
 ) -> dict:
     """Train the classifier into ``out_dir`` and return the metrics (also in metrics.json)."""
     run_dir = Path(out_dir)
@@ -329,12 +224,6 @@ def train(
 
     recipe = options.resolved_recipe()
     signs = data if isinstance(data, Signs) else resolve_data(data, log=log)
-
-    import tensorflow as tf
-    from tensorflow import keras
-
-    from edge_signs.model import build_resnet50
-    from edge_signs.plots import training_curves_png
 
     keras.utils.set_random_seed(options.seed)
     strategy = choose_strategy(options.devices)

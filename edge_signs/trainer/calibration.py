@@ -18,16 +18,15 @@ import csv
 import hashlib
 import io
 import os
-import sys
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from edge_signs import config
 from edge_signs.data import IMAGE_SUFFIXES, Signs, read_image_bgr, stratified_split
+from edge_signs.edge.preprocess import frame_to_rgb
 from edge_signs.errors import EdgeSignsError
-from edge_signs.preprocess import frame_to_rgb
+from edge_signs.log import Log, log_stderr
 
 FIELDS = ("index", "label", "file", "pixels_sha256")
 
@@ -117,7 +116,7 @@ def images_from_folder(folder: str | os.PathLike) -> np.ndarray:
 
 def check_count(count: int, source: str, *, minimum: int = config.CALIBRATION_MIN,
                 recommended: int = config.CALIBRATION_RECOMMENDED,
-                log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> None:
+                log: Log = log_stderr) -> None:
     if count < minimum:
         raise EdgeSignsError(f"{source}: {count} calibration image(s), at least {minimum} needed for stable int8 ranges ({recommended}+ recommended)")
     if count < recommended:

@@ -1,7 +1,5 @@
 """`edge-signs quantize`: float32, float16 and full-integer int8 TFLite from a trained model.
 
-TensorFlow is imported inside these functions only (a workstation job).
-
 int8 is full-integer: int8 weights and activations, integer builtins only, and a
 uint8 input. The model's input is pixel/255, so the calibrated input range is
 [0, 1] and the uint8 input gets scale 1/255 and zero point 0: raw camera pixels
@@ -16,21 +14,28 @@ converter version.
 
 from __future__ import annotations
 
+import csv
 import datetime
 import hashlib
+import io
 import os
-import sys
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
-from edge_signs import __version__, config, preprocess
+from edge_signs import __version__, config
 from edge_signs.artifacts import sha256_file, write_bytes, write_json
-from edge_signs.calibration import check_count, default_selection, images_from_folder, images_from_manifest
+from edge_signs.data import Signs, resolve_data
+from edge_signs.edge import preprocess
+from edge_signs.edge.runtime import Classifier, find_backend, sidecar_path
 from edge_signs.errors import EdgeSignsError
-from edge_signs.runtime import Classifier, find_backend, sidecar_path
+from edge_signs.log import Log, log_stderr
+from edge_signs.trainer import keras, tf
+from edge_signs.trainer.calibration import check_count, default_selection, images_from_folder, images_from_manifest
 
 
 @dataclass
@@ -46,7 +51,7 @@ def load_calibration(
     manifest: str | os.PathLike | None = None,
     data=None,
     minimum: int = config.CALIBRATION_MIN,
-    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+    log: Log = log_stderr,
 ) -> Calibration:
     """The representative images: the user's folder, a given manifest, or the committed one.
 
@@ -60,8 +65,6 @@ def load_calibration(
         images = images_from_folder(folder)
         check_count(len(images), str(folder), minimum=minimum, log=log)
         return Calibration(images, str(folder), hashlib.sha256(images.tobytes()).hexdigest())
-    from edge_signs.data import Signs, resolve_data
-
     signs = data if isinstance(data, Signs) else resolve_data(data, log=log)
     if manifest is None:
         try:
@@ -82,12 +85,8 @@ def load_keras_classifier(path: str | os.PathLike):
     path = Path(path)
     if not path.is_file():
         raise EdgeSignsError(f"{path}: model file not found (expected model.keras from 'edge-signs train')")
-    import zipfile
-
     if not zipfile.is_zipfile(path):
         raise EdgeSignsError(f"{path}: not a Keras model (expected a .keras zip archive from 'edge-signs train')")
-    from tensorflow import keras
-
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a bad archive
@@ -101,8 +100,6 @@ def load_keras_classifier(path: str | os.PathLike):
 
 
 def _converter(model, workdir: str):
-    import tensorflow as tf
-
     # Through a SavedModel: Keras 3 variables are frozen into constants on that path.
     # A fixed batch of one: what a camera feeds, and static shapes convert best.
     spec = tf.TensorSpec((1, config.IMAGE_SIZE, config.IMAGE_SIZE, config.CHANNELS), tf.float32, name="image")
@@ -120,8 +117,6 @@ def representative_dataset(images: np.ndarray) -> Callable[[], Iterable[list[np.
 
 def _full_integer(converter, calibration: Calibration):
     """int8 weights and activations, integer builtins only, ranges from the calibration images."""
-    import tensorflow as tf
-
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset(calibration.images)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -130,15 +125,11 @@ def _full_integer(converter, calibration: Calibration):
 
 def convert(model, fmt: str, calibration: Calibration | None = None) -> bytes:
     """TFLite flatbuffer bytes of ``model`` in ``fmt`` (float32, float16 or int8)."""
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="edge-signs-export-") as workdir:
         return _convert(model, fmt, calibration, workdir)
 
 
 def _convert(model, fmt: str, calibration: Calibration | None, workdir: str) -> bytes:
-    import tensorflow as tf
-
     converter = _converter(model, workdir)
     if fmt == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -159,8 +150,6 @@ def output_path(model_path: Path, fmt: str, out_dir: Path | None) -> Path:
 
 
 def _sidecar(tflite_path: Path, fmt: str, source: Path, source_sha: str, calibration: Calibration | None) -> dict:
-    import tensorflow as tf
-
     clf = Classifier(tflite_path)  # read back what the file really is
     q = clf.input_quant
     return {
@@ -193,7 +182,7 @@ def quantize(
     manifest: str | os.PathLike | None = None,
     data=None,
     min_calibration: int = config.CALIBRATION_MIN,
-    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+    log: Log = log_stderr,
 ) -> list[Path]:
     """Convert a trained .keras model to each format; returns the .tflite paths written."""
     model_path = Path(model_path)
@@ -248,12 +237,6 @@ def layer_error_report(
     layer loses more than rounding alone explains, and is the first candidate to
     keep in float, recalibrate on better data, or regularize in training.
     """
-    import csv
-    import io
-    import tempfile
-
-    import tensorflow as tf
-
     model = load_keras_classifier(model_path)
     with tempfile.TemporaryDirectory(prefix="edge-signs-debug-") as workdir:
         converter = _full_integer(_converter(model, workdir), calibration)

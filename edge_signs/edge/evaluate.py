@@ -4,14 +4,15 @@ For each model: what the file really is (read from its tensors, not its name),
 size, accuracy, loss, per-class accuracy, a confusion matrix, top-1 agreement
 with the first model, and latency per image from one harness for every format.
 
-``.tflite`` files are evaluated with the edge runtime only (no TensorFlow), so a
-Pi can run this; ``.keras`` files need TensorFlow.
+This is the edge half: ``.tflite`` files through the edge runtime, so a Pi can run
+it. ``.keras`` files and the int8 layer diagnosis are the trainer's half
+(``edge_signs.trainer.evaluate``), reached only when a ``.keras`` file is named or
+an int8 file loses accuracy, and only where TensorFlow is installed.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,11 +20,12 @@ from typing import Callable
 
 import numpy as np
 
-from edge_signs import config, metrics
+from edge_signs import config, metrics, perturb
 from edge_signs.artifacts import write_json, write_text
+from edge_signs.edge.runtime import Backend, Classifier, check_tflite_file, is_installed
 from edge_signs.errors import EdgeSignsError
+from edge_signs.log import Log, log_stderr
 from edge_signs.plots import confusion_matrix, confusion_matrix_png, confusion_matrix_text
-from edge_signs.preprocess import to_model_input
 
 
 @dataclass
@@ -38,38 +40,13 @@ class Runner:
     run_one: Callable[[], None]  # one inference on it
 
 
-def tflite_runner(path: Path, threads: int) -> Runner:
-    from edge_signs.runtime import Classifier
-
-    clf = Classifier(path, threads=threads)
+def tflite_runner(path: Path, threads: int, backend: Backend | None = None) -> Runner:
+    clf = Classifier(path, threads=threads, backend=backend)
     return Runner(path, clf.format, str(clf.backend), clf.predict_batch, clf.set_input, clf.interpreter.invoke)
-
-
-def keras_runner(path: Path, threads: int) -> Runner:
-    from edge_signs.quantize import load_keras_classifier  # imports TensorFlow
-
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    model = load_keras_classifier(path)
-    state = {}
-
-    def predict(images):
-        return model.predict(to_model_input(images), batch_size=config.PREDICT_BATCH, verbose=0)
-
-    def prepare(rgb):
-        state["x"] = tf.constant(to_model_input(rgb[np.newaxis]))
-
-    def run_one():
-        model(state["x"], training=False).numpy()
-
-    return Runner(path, "keras float32", f"tensorflow {tf.__version__}", predict, prepare, run_one)
 
 
 def check_model_path(path: str | os.PathLike) -> Path:
     """Fail fast, before any data is loaded, on a missing file or one of another kind."""
-    from edge_signs.runtime import check_tflite_file
-
     path = Path(path)
     if path.suffix == ".keras":
         if not path.is_file():
@@ -80,15 +57,16 @@ def check_model_path(path: str | os.PathLike) -> Path:
     raise EdgeSignsError(f"{path}: not a model file (expected .tflite from 'edge-signs quantize' or .keras from 'edge-signs train')")
 
 
-def open_runner(path: str | os.PathLike, threads: int = config.THREADS) -> Runner:
+def open_runner(path: str | os.PathLike, threads: int = config.THREADS, backend: Backend | None = None) -> Runner:
+    """A runner for a .tflite file (edge runtime, optionally a given interpreter backend) or a .keras file (TensorFlow)."""
     path = check_model_path(path)
     if path.suffix == ".keras":
-        from edge_signs.runtime import is_installed
-
         if not is_installed("tensorflow"):
             raise EdgeSignsError(f"{path}: evaluating a Keras model needs TensorFlow (pip install 'edge-signs[train]'); .tflite files do not")
+        from edge_signs.trainer.evaluate import keras_runner  # the TensorFlow boundary
+
         return keras_runner(path, threads)
-    return tflite_runner(path, threads)
+    return tflite_runner(path, threads, backend)
 
 
 def measure_latency(runner: Runner, image: np.ndarray, runs: int = config.LATENCY_RUNS, warmup: int = config.LATENCY_WARMUP) -> tuple[float, float]:
@@ -128,12 +106,14 @@ def evaluate_models(
     threads: int = config.THREADS,
     runs: int = config.LATENCY_RUNS,
     warmup: int = config.LATENCY_WARMUP,
-    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+    backend: Backend | None = None,
+    log: Log = log_stderr,
 ) -> list[ModelReport]:
+    """Every model on the same images through the same harness; ``backend`` picks the TFLite interpreter."""
     reports: list[ModelReport] = []
     reference = None
     for path in paths:
-        runner = open_runner(path, threads)
+        runner = open_runner(path, threads, backend)
         log(f"evaluating {runner.path.name} ({runner.format}, {runner.backend})")
         probs = runner.predict(images)
         pred = np.argmax(probs, axis=1)
@@ -182,7 +162,7 @@ def run_evaluation(
     runs: int = config.LATENCY_RUNS,
     warmup: int = config.LATENCY_WARMUP,
     with_robustness: bool = False,
-    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+    log: Log = log_stderr,
 ) -> dict:
     """Everything `edge-signs evaluate` reports, as one JSON-able dict with its Markdown.
 
@@ -196,10 +176,12 @@ def run_evaluation(
         sections.append(f"\n{Path(r.model).name} ({r.format}) confusion matrix, rows true, columns predicted:\n\n```\n"
                         f"{confusion_matrix_text(np.asarray(r.confusion), config.LABELS)}```")
     by_model = {m["model"]: m for m in result["models"]}
-    findings = diagnose_int8(reports, signs, log=log)
+    findings = _diagnose_int8(reports, signs, log)
     if findings:
         for f in findings:
             by_model[f["model"]]["int8_layer_errors"] = f
+        from edge_signs.trainer.evaluate import layer_table  # findings exist only where TensorFlow is
+
         sections.append("\n## Where int8 loses accuracy\n\n" + layer_table(findings))
     if with_robustness:
         log("robustness (test accuracy under each perturbation):")
@@ -232,10 +214,8 @@ def write_report(result: dict, out_dir: str | os.PathLike) -> list[Path]:
 
 
 def robustness(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray, *, threads: int = config.THREADS, seed: int = 0,
-               log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> dict:
+               log: Log = log_stderr) -> dict:
     """Accuracy on the test set under each camera-like perturbation on its own, and their mean."""
-    from edge_signs import perturb
-
     runner = open_runner(path, threads)
     result = {"model": str(runner.path), "format": runner.format, "clean": metrics.accuracy(runner.predict(images), labels), "perturbations": {}}
     for name in perturb.names():
@@ -260,53 +240,25 @@ def robustness_table(results: list[dict]) -> str:
 # -- where int8 loses accuracy ------------------------------------------------------------------
 
 
-
-def diagnose_int8(reports: list[ModelReport], signs, *, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[dict]:
-    """For each int8 file more than a point below the best float model here: which layers lose it.
-
-    Needs TensorFlow and the file's source model (named in its sidecar); on a Pi it
-    says where to run it instead.
-    """
-    from edge_signs.runtime import is_installed, read_sidecar
-
+def int8_losses(reports: list[ModelReport], tolerance: float = config.INT8_TOLERANCE) -> list[tuple[ModelReport, float]]:
+    """int8 files more than ``tolerance`` below the best float model in the same run, with their drop."""
     floats = [r.accuracy for r in reports if r.format in ("float32", "float16", "keras float32")]
     if not floats:
         return []
     best = max(floats)
-    findings = []
-    for r in reports:
-        drop = best - r.accuracy
-        if r.format != "int8" or drop <= config.INT8_TOLERANCE:
-            continue
-        meta = read_sidecar(r.model)
-        source = Path(r.model).parent / (meta.get("source_model") or {}).get("file", "")
-        name = Path(r.model).name
-        if not is_installed("tensorflow") or not source.is_file():
-            log(f"{name}: int8 loses {drop:.3f} accuracy against float; run 'edge-signs evaluate' where TensorFlow and {source.name or 'the source model'} are, to see which layers lose it")
-            continue
-        from edge_signs.quantize import layer_error_report, load_calibration
-
-        log(f"{name}: int8 loses {drop:.3f} accuracy against float; running the quantization debugger on {source.name}")
-        # The calibration the file was made with, where it is still there; else the default one.
-        cal_source = Path((meta.get("calibration") or {}).get("source") or "")
-        try:
-            if cal_source.is_dir():
-                calibration = load_calibration(folder=cal_source, log=log)
-            else:
-                calibration = load_calibration(manifest=cal_source if cal_source.is_file() else None, data=signs, log=log)
-            layers = layer_error_report(source, calibration, calibration.images[: config.DEBUG_IMAGES])
-        except EdgeSignsError as exc:  # a diagnosis must not cost the user the report itself
-            log(f"warning: {name}: quantization debugger not run ({exc})")
-            continue
-        findings.append({"model": r.model, "accuracy_drop": drop, "layers": layers})
-    return findings
+    return [(r, best - r.accuracy) for r in reports if r.format == "int8" and best - r.accuracy > tolerance]
 
 
-def layer_table(findings: list[dict]) -> str:
-    lines = []
-    for f in findings:
-        lines += [f"{Path(f['model']).name}: {f['accuracy_drop']:.3f} below float; layers with the largest int8 error (RMSE in quantization steps):", ""]
-        lines += ["| layer | op | rmse / scale |", "|---|---|---:|"]
-        lines += [f"| {row['layer'][:80]} | {row['op']} | {row['rmse_over_scale']:.2f} |" for row in f["layers"]]
-        lines.append("")
-    return "\n".join(lines)
+def _diagnose_int8(reports: list[ModelReport], signs, log: Log) -> list[dict]:
+    """Which layers lose accuracy, by TensorFlow's quantization debugger; on a Pi, where to run it."""
+    losses = int8_losses(reports)
+    if not losses:
+        return []
+    if not is_installed("tensorflow"):
+        for r, drop in losses:
+            log(f"{Path(r.model).name}: int8 loses {drop:.3f} accuracy against float; run 'edge-signs evaluate' "
+                f"where TensorFlow and its source model are, to see which layers lose it")
+        return []
+    from edge_signs.trainer.evaluate import diagnose_int8  # the TensorFlow boundary
+
+    return diagnose_int8(losses, signs, log=log)

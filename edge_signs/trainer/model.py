@@ -1,7 +1,5 @@
 """The seed's ResNet50 (deeplearning.ai "Residual Networks"), layer for layer.
 
-TensorFlow/Keras is imported here; the edge runtime never imports this module.
-
     zero-pad 3 -> conv 7x7/2, 64 -> BN -> ReLU -> max-pool 3x3/2
     stage 2: conv block [64, 64, 256], s=1  + 2 identity blocks
     stage 3: conv block [128, 128, 512], s=2 + 3 identity blocks
@@ -16,6 +14,7 @@ At 64x64x3 that is 23,600,006 parameters. Layer names follow the course
 from __future__ import annotations
 
 from edge_signs import config
+from edge_signs.trainer import keras
 
 # (filters, stride of the conv block, number of identity blocks) per stage
 STAGES = (
@@ -31,21 +30,15 @@ def _layers_kwargs(l2: float):
     # No per-layer initializer seed: in Keras 3 an integer-seeded initializer draws the
     # same values on every call, so same-shaped layers would start identical. Each layer
     # draws its own Glorot-uniform kernel from the global RNG, which the run seeds once.
-    from tensorflow import keras
-
     return {"kernel_regularizer": keras.regularizers.L2(l2)} if l2 > 0 else {}
 
 
 def _bn(name: str, momentum: float):
-    from tensorflow import keras
-
     return keras.layers.BatchNormalization(axis=3, momentum=momentum, name=name)
 
 
 def _main_path(x, f: int, filters, stage: int, block: str, stride: int, l2: float, bn_momentum: float):
     """1x1 (stride ``stride``) -> fxf 'same' -> 1x1, each followed by batch norm, ReLU between."""
-    from tensorflow import keras
-
     L = keras.layers
     f1, f2, f3 = filters
     conv, bn = f"res{stage}{block}_branch", f"bn{stage}{block}_branch"
@@ -62,8 +55,6 @@ def _main_path(x, f: int, filters, stage: int, block: str, stride: int, l2: floa
 
 def _merge(main, shortcut, stage: int, block: str):
     """main + shortcut, then ReLU; named like the block's other layers ("res3b_add", "res3b_relu")."""
-    from tensorflow import keras
-
     x = keras.layers.Add(name=f"res{stage}{block}_add")([main, shortcut])
     return keras.layers.Activation("relu", name=f"res{stage}{block}_relu")(x)
 
@@ -75,8 +66,6 @@ def identity_block(x, f: int, filters, stage: int, block: str, *, l2=0.0, bn_mom
 
 def convolutional_block(x, f: int, filters, stage: int, block: str, s: int, *, l2=0.0, bn_momentum=0.99):
     """The main path with stride s on its first 1x1, and a 1x1/s conv + batch norm on the shortcut."""
-    from tensorflow import keras
-
     main = _main_path(x, f, filters, stage, block, s, l2, bn_momentum)
     shortcut = keras.layers.Conv2D(filters[2], 1, strides=s, padding="valid", name=f"res{stage}{block}_branch1", **_layers_kwargs(l2))(x)
     shortcut = _bn(f"bn{stage}{block}_branch1", bn_momentum)(shortcut)
@@ -98,8 +87,6 @@ def build_resnet50(
     so one seed always builds the same initial weights; a training run seeds once itself
     and passes None.
     """
-    from tensorflow import keras
-
     if seed is not None:
         keras.utils.set_random_seed(seed)
     L = keras.layers

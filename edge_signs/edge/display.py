@@ -1,0 +1,189 @@
+"""What a person sees: the overlay, the preview window, the recording and snapshots.
+
+Nothing here runs unless someone will look: the loop draws the overlay only for a
+window or a recording.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from edge_signs import config
+from edge_signs.artifacts import atomic_path
+from edge_signs.edge.preprocess import Roi, to_bgr
+from edge_signs.errors import EdgeSignsError
+from edge_signs.log import Log
+
+if TYPE_CHECKING:  # annotations only: live imports this module
+    from edge_signs.edge.live import FrameResult
+
+
+def record_fourcc(path: Path) -> str:
+    """The codec for a --record file, chosen by its extension."""
+    fourcc = config.RECORD_FOURCC.get(Path(path).suffix.lower())
+    if fourcc is None:
+        names = ", ".join(f"{ext} ({cc})" for ext, cc in config.RECORD_FOURCC.items())
+        raise EdgeSignsError(f"--record {path}: use a file name ending in {names}")
+    return fourcc
+
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+AA = cv2.LINE_AA
+GREEN = (80, 220, 80)
+RED = (60, 60, 235)
+AMBER = (0, 190, 255)
+WHITE = (255, 255, 255)
+PANEL = (30, 30, 30)
+
+
+class Overlay:
+    """Draws the ROI box, the sign, FPS and inference time onto a canvas it owns (the frame is untouched)."""
+
+    def __init__(self, roi: Roi, labels: Sequence[str]):
+        self._roi = roi
+        self._labels = labels
+        self._canvas: Optional[np.ndarray] = None
+
+    def render(self, frame: np.ndarray, r: FrameResult, fps: float) -> np.ndarray:
+        bgr = to_bgr(frame)
+        h, w = bgr.shape[:2]
+        # Tiny frames (the 64x64 test set) are blown up by a whole factor so the text fits and pixels stay crisp.
+        s = max(1, math.ceil(config.DISPLAY_MIN_SIDE / min(h, w)))
+        shape = (h * s, w * s, 3)
+        if self._canvas is None or self._canvas.shape != shape:
+            self._canvas = np.empty(shape, np.uint8)  # only when the frame size changes
+        if s == 1:
+            np.copyto(self._canvas, bgr)
+        else:
+            cv2.resize(bgr, (w * s, h * s), dst=self._canvas, interpolation=cv2.INTER_NEAREST)
+        img = self._canvas
+        H, W = shape[:2]
+        x0, y0, x1, y1 = self._roi.box(h, w)
+        thick = max(1, round(W / 320))
+        cv2.rectangle(img, (x0 * s, y0 * s), (x1 * s - 1, y1 * s - 1), AMBER, thick, AA)
+
+        fs = max(0.45, W / 900)  # small text; the sign is drawn at twice this
+        big = f"sign {r.label}  {r.smoothed_confidence:.0%}" if r.label is not None else "no sign"
+        small = f"raw {r.raw_label} {r.confidence:.0%}"
+        if r.truth is not None:
+            small += f"   truth {self._labels[r.truth]}"
+        stats = f"{fps:.1f} fps   {r.inference_ms:.1f} ms inference"
+        (bw, bh), _ = cv2.getTextSize(big, FONT, 2 * fs, 2 * thick)
+        (sw, sh), _ = cv2.getTextSize(small, FONT, fs, thick)
+        pad = max(4, round(8 * fs))
+        # Solid panels behind text: legible on any background, cheaper than blending.
+        cv2.rectangle(img, (0, 0), (min(W, max(bw, sw) + 2 * pad), bh + sh + 3 * pad), PANEL, -1)
+        cv2.putText(img, big, (pad, pad + bh), FONT, 2 * fs, GREEN if r.label is not None else AMBER, 2 * thick, AA)
+        ink = WHITE if r.truth is None else (GREEN if r.raw_index == r.truth else RED)
+        cv2.putText(img, small, (pad, 2 * pad + bh + sh), FONT, fs, ink, thick, AA)
+        (tw, th), base = cv2.getTextSize(stats, FONT, fs, thick)
+        cv2.rectangle(img, (0, H - th - base - 2 * pad), (min(W, tw + 2 * pad), H), PANEL, -1)
+        cv2.putText(img, stats, (pad, H - base - pad), FONT, fs, WHITE, thick, AA)
+        return img
+
+
+def check_gui() -> None:
+    """A window needs an OpenCV with a GUI and a display; say how to get them, or to use --headless."""
+    info = cv2.getBuildInformation()
+    gui = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.strip().startswith("GUI:")), "")
+    if gui.upper() == "NONE":
+        raise EdgeSignsError("this OpenCV has no GUI (opencv-python-headless): run with --headless (and --record FILE to keep the "
+                             "annotated video), or install opencv-python instead / apt's python3-opencv to get a window")
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise EdgeSignsError("no display to show a window on (DISPLAY is not set, e.g. over ssh): run with --headless, "
+                             "or from the Pi's desktop, or with 'ssh -X'")
+
+
+class Window:
+    """The preview window: q or Esc quits, s saves a snapshot PNG."""
+
+    def __init__(self, snapshot_dir: Path, log: Log):
+        check_gui()
+        try:
+            cv2.namedWindow(config.WINDOW_NAME, cv2.WINDOW_AUTOSIZE)
+        except cv2.error as exc:
+            raise EdgeSignsError(f"cannot open a window ({str(exc).strip().splitlines()[-1]}): run with --headless") from None
+        self._snapshot_dir = Path(snapshot_dir)
+        self._log = log
+        self._visible_known: Optional[bool] = None  # does this GUI backend report WND_PROP_VISIBLE?
+
+    def show(self, img: np.ndarray, frame: int) -> bool:
+        """Show ``img``; False when the user asked to quit."""
+        cv2.imshow(config.WINDOW_NAME, img)
+        key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), 27):
+            return False
+        if key == ord("s"):
+            name = f"snapshot_{time.strftime('%Y%m%d-%H%M%S')}_{frame:06d}.png"
+            try:
+                self._log(f"saved {save_png(img, self._snapshot_dir / name)}")
+            except (EdgeSignsError, OSError) as exc:  # a lost snapshot must not end the run or its recording
+                self._log(f"warning: snapshot not saved ({exc})")
+        # The window's close button: without this check the loop would run on invisibly. Some GUI
+        # backends always answer -1, so a window only counts as closed if it once reported itself visible.
+        try:
+            visible = cv2.getWindowProperty(config.WINDOW_NAME, cv2.WND_PROP_VISIBLE) >= 1
+        except cv2.error:  # some backends raise once the window is gone
+            return False
+        if self._visible_known is None:
+            self._visible_known = visible
+        return visible or not self._visible_known
+
+    def close(self) -> None:
+        with contextlib.suppress(cv2.error):
+            cv2.destroyWindow(config.WINDOW_NAME)
+            cv2.waitKey(1)  # let the GUI thread actually remove it
+
+
+def save_png(img: np.ndarray, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), img):
+            raise EdgeSignsError(f"{path}: could not write the PNG")
+    return path
+
+
+class Recorder:
+    """--record: the annotated frames as a video, moved into place only once finalized (playable)."""
+
+    def __init__(self, path: Path, fps: float):
+        self.path = Path(path)
+        self._fourcc = record_fourcc(self.path)
+        self._fps = fps
+        self._writer: Optional[cv2.VideoWriter] = None
+        self._size: Optional[tuple[int, int]] = None
+        self.frames = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=self.path.suffix, dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+
+    def write(self, img: np.ndarray) -> None:
+        if self._writer is None:  # the frame size is only known now
+            self._size = (img.shape[1], img.shape[0])
+            self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*self._fourcc), self._fps, self._size)
+            if not self._writer.isOpened():
+                raise EdgeSignsError(f"--record {self.path}: OpenCV cannot write {self._fourcc} video here")
+        if (img.shape[1], img.shape[0]) != self._size:  # a source that changed resolution mid-stream
+            img = cv2.resize(img, self._size)
+        self._writer.write(img)
+        self.frames += 1
+
+    def close(self, keep: bool) -> None:
+        if self._writer is not None:
+            self._writer.release()  # writes the index: without it the file does not play
+        if keep and self.frames:
+            os.chmod(self._tmp, 0o644)  # the temporary file was private; a recording is for sharing
+            os.replace(self._tmp, self.path)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                self._tmp.unlink()

@@ -1,0 +1,449 @@
+"""The camera loop: frames in, smoothed hand-sign predictions out.
+
+numpy, OpenCV and a LiteRT interpreter only -- never TensorFlow -- so it runs on
+a Raspberry Pi. Every frame, whatever its source (USB webcam, Pi Camera Module,
+video file or stream, or the SIGNS test set replayed as frames), goes through
+``Classifier.predict_frame``: the preprocessing the model was evaluated with, so
+a test-set replay here scores exactly what ``evaluate`` scores.
+
+    source (sources.py) -> predict_frame (raw) -> Smoother (mean of last N) -> threshold
+                        -> overlay (display.py; only when shown or recorded) -> window / video / JSON lines
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Sequence
+
+import numpy as np
+
+from edge_signs import config
+from edge_signs.artifacts import write_json
+from edge_signs.data import resolve_data
+from edge_signs.edge.display import Overlay, Recorder, Window, check_gui, record_fourcc
+from edge_signs.edge.preprocess import Roi
+from edge_signs.edge.runtime import Classifier, check_tflite_file, read_sidecar
+from edge_signs.edge.sources import CameraSource, FrameSource, PiCameraSource, TestsetSource, VideoSource
+from edge_signs.edge.truth import read_label_ranges
+from edge_signs.errors import EdgeSignsError
+from edge_signs.log import Log, log_stderr
+from edge_signs.plots import confusion_matrix_png, confusion_matrix_text
+
+# -- options and results ------------------------------------------------------------------------
+
+
+@dataclass
+class LiveOptions:
+    """Everything `edge-signs live` can be told. Name at most one source; none means ``--camera 0``."""
+
+    camera: Optional[int] = None  # OpenCV camera index (USB webcam)
+    picamera: bool = False  # Pi Camera Module through picamera2
+    video: Optional[str] = None  # file, URL or GStreamer pipeline string
+    testset: bool = False  # SIGNS test images as frames, with their labels
+    width: int = config.CAMERA_WIDTH
+    height: int = config.CAMERA_HEIGHT
+    fps: float = config.CAMERA_FPS
+    roi: Roi = field(default_factory=Roi)
+    smoothing: int = config.SMOOTHING_FRAMES
+    threshold: float = config.CONFIDENCE_THRESHOLD
+    headless: bool = False
+    record: Optional[Path] = None  # annotated video, .avi (MJPG) or .mp4 (mp4v)
+    max_frames: Optional[int] = None
+    json_path: Optional[Path] = None  # one JSON object per frame
+    labels_csv: Optional[Path] = None  # --video ground truth: start_frame,end_frame,label
+    threads: int = config.THREADS
+    data: Optional[Path] = None  # SIGNS folder for --testset (default: as resolve_data)
+    status_interval: float = config.STATUS_INTERVAL_S  # --headless status line period, seconds (0: none)
+    loop: bool = False  # start --testset / a --video file again at its end (soak tests)
+    report: Optional[Path] = None  # folder for live_summary.json and confusion_matrix.png
+    snapshot_dir: Path = Path(".")  # where the window's 's' key saves PNGs
+
+    def source_kind(self) -> str:
+        """Which source is named; a one-line error when the options contradict each other."""
+        named = [name for name, on in (("camera", self.camera is not None), ("picamera", self.picamera),
+                                       ("video", self.video is not None), ("testset", self.testset)) if on]
+        if len(named) > 1:
+            raise EdgeSignsError(f"name one source, not {' and '.join('--' + n for n in named)}")
+        kind = named[0] if named else "camera"
+        if self.labels_csv is not None and kind != "video":
+            raise EdgeSignsError("--labels scores a --video; --testset brings its own labels and cameras have none")
+        if self.loop and kind not in ("testset", "video"):
+            raise EdgeSignsError("--loop replays --testset or a --video file; a camera does not end")
+        for name, value, low in (("--smoothing", self.smoothing, 1), ("--threads", self.threads, 1), ("--width", self.width, 1),
+                                 ("--height", self.height, 1), ("--max-frames", 1 if self.max_frames is None else self.max_frames, 1)):
+            if value < low:
+                raise EdgeSignsError(f"{name} must be at least {low}, got {value}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise EdgeSignsError(f"--threshold is a probability in [0, 1], got {self.threshold}")
+        if not self.fps > 0:
+            raise EdgeSignsError(f"--fps must be positive, got {self.fps}")
+        if self.record is not None:
+            record_fourcc(self.record)
+        return kind
+
+
+@dataclass
+class FrameResult:
+    """One frame's outcome. The loop reuses a single instance: copy what you keep from ``on_frame``."""
+
+    frame: int = 0  # 0-based index of the frame in this run
+    label: Optional[str] = None  # smoothed label; None ("no sign") below the confidence threshold
+    index: Optional[int] = None  # its class index
+    smoothed_confidence: float = 0.0
+    raw_label: str = ""  # this frame alone
+    raw_index: int = 0
+    confidence: float = 0.0  # of raw_label
+    inference_ms: float = 0.0  # invoke only
+    truth: Optional[int] = None  # true class index when the source knows it
+
+    def json_line(self, labels: Sequence[str], with_truth: bool) -> str:
+        obj = {
+            "frame": self.frame,
+            "time": round(time.time(), 3),  # wall clock: lets tools measure start-up from outside
+            "label": self.label,
+            "smoothed_confidence": round(self.smoothed_confidence, 4),
+            "raw_label": self.raw_label,
+            "confidence": round(self.confidence, 4),
+            "inference_ms": round(self.inference_ms, 3),
+        }
+        if with_truth:
+            obj["truth"] = None if self.truth is None else labels[self.truth]
+        return json.dumps(obj)
+
+
+@dataclass
+class LiveSummary:
+    """How a run went. Accuracies count only frames whose truth is known (``scored``)."""
+
+    frames: int
+    reason: str  # why the loop ended
+    source: str
+    model: str  # Classifier.describe(): format, input, interpreter backend, threads
+    labels: tuple[str, ...]
+    seconds: float  # loop wall time
+    fps: float
+    median_inference_ms: float  # over the last config.STATS_WINDOW frames
+    median_overhead_ms: float  # capture + preprocess + overlay + record + output, i.e. all but invoke
+    startup_s: float  # run_live() called -> first prediction
+    scored: int = 0
+    accuracy: Optional[float] = None  # raw per-frame argmax
+    smoothed_accuracy: Optional[float] = None  # a "no sign" frame counts as wrong
+    no_sign: int = 0  # frames whose smoothed label was below the threshold
+    confusion: Optional[np.ndarray] = None  # rows true, columns raw prediction
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        for k, v in d.items():  # strict JSON has no NaN
+            if isinstance(v, float) and not math.isfinite(v):
+                d[k] = None
+        d["labels"] = list(self.labels)
+        d["confusion"] = None if self.confusion is None else self.confusion.tolist()
+        return d
+
+    def text(self) -> str:
+        lines = [
+            f"{self.model}",
+            f"{self.frames} frames from {self.source} in {self.seconds:.1f} s ({self.fps:.1f} fps); ended: {self.reason}",
+            f"inference {self.median_inference_ms:.2f} ms median; per-frame overhead {self.median_overhead_ms:.2f} ms median "
+            f"(capture, preprocess, overlay, record); first prediction {self.startup_s:.2f} s after start",
+        ]
+        if self.scored:
+            correct = int(round(self.accuracy * self.scored))
+            lines.append(f"accuracy {self.accuracy:.4f} ({correct}/{self.scored} frames), smoothed {self.smoothed_accuracy:.4f} "
+                         f"(no sign on {self.no_sign} of {self.frames} frames)")
+            lines.append("confusion matrix, rows true, columns predicted (raw per-frame):")
+            lines.append(confusion_matrix_text(self.confusion, self.labels).rstrip("\n"))
+        return "\n".join(lines) + "\n"
+
+
+def parse_roi(text: str) -> Roi:
+    """'SIZE' or 'SIZE,CX,CY' (fractions) -> Roi, e.g. '0.6' or '0.6,0.5,0.4'."""
+    try:
+        parts = [float(p) for p in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 3):
+        raise EdgeSignsError(f"--roi {text!r}: expected SIZE or SIZE,CX,CY as fractions, e.g. 0.6 or 0.6,0.5,0.4")
+    size, cx, cy = (parts + [0.5, 0.5])[:3]
+    if not 0 < size <= 1 or not 0 <= cx <= 1 or not 0 <= cy <= 1:
+        raise EdgeSignsError(f"--roi {text!r}: SIZE must be in (0, 1] and CX, CY in [0, 1]")
+    return Roi(size, cx, cy)
+
+
+
+def open_source(options: LiveOptions, labels: Sequence[str], *, log: Log = log_stderr) -> FrameSource:
+    """The source the options name, opened: a one-line error when it cannot be."""
+    kind = options.source_kind()
+    if kind == "testset":
+        signs = resolve_data(options.data, log=log)
+        return TestsetSource(signs.test.x, signs.test.y, loop=options.loop)
+    if kind == "video":
+        ranges = read_label_ranges(options.labels_csv, labels) if options.labels_csv is not None else None
+        return VideoSource(options.video, ranges, loop=options.loop)
+    if kind == "picamera":
+        return PiCameraSource(options.width, options.height, options.fps)
+    index = config.CAMERA_INDEX if options.camera is None else options.camera
+    return CameraSource(index, options.width, options.height, options.fps)
+
+
+# -- per-frame helpers -------------------------------------------------------------------------------
+
+class Smoother:
+    """Mean of the last N probability vectors, in preallocated arrays."""
+
+    def __init__(self, frames: int, num_classes: int):
+        self._buf = np.zeros((max(1, frames), num_classes), np.float32)
+        self._mean = np.zeros(num_classes, np.float32)
+        self._count = 0
+        self._next = 0
+
+    def reset(self) -> None:
+        """Forget earlier frames: the next frame shows another scene."""
+        self._count = 0
+        self._next = 0
+
+    def update(self, probs: np.ndarray) -> np.ndarray:
+        """Add one frame's probabilities; the current mean (a view: valid until the next update)."""
+        self._buf[self._next] = probs
+        self._next = (self._next + 1) % len(self._buf)
+        self._count = min(self._count + 1, len(self._buf))
+        # Summing N rows afresh (not a running sum) so float error never accumulates over a day of frames.
+        np.sum(self._buf[: self._count], axis=0, out=self._mean)
+        self._mean /= self._count
+        return self._mean
+
+
+class RollingStats:
+    """The last ``size`` values of a per-frame timing, for medians with bounded memory."""
+
+    def __init__(self, size: int = config.STATS_WINDOW):
+        self._buf = np.zeros(size, np.float64)
+        self._n = 0
+
+    def add(self, value: float) -> None:
+        self._buf[self._n % len(self._buf)] = value
+        self._n += 1
+
+    def median(self) -> float:
+        n = min(self._n, len(self._buf))
+        return float(np.median(self._buf[:n])) if n else float("nan")
+
+class _Terminated(Exception):
+    """SIGTERM (systemd stop, docker stop): ends the loop like Ctrl-C, so the recording is finalized."""
+
+
+@contextlib.contextmanager
+def _sigterm_ends_loop() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+
+    def handler(signum, frame):
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        # None: a handler installed outside Python, which cannot be put back; the default then.
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+# -- the loop ------------------------------------------------------------------------------------------
+
+
+def run_live(
+    model_path: str | os.PathLike,
+    options: Optional[LiveOptions] = None,
+    *,
+    log: Log = log_stderr,
+    on_frame: Optional[Callable[[FrameResult], None]] = None,
+) -> LiveSummary:
+    """Classify frames from the chosen source until it ends, --max-frames, q/Esc, Ctrl-C or SIGTERM.
+
+    ``on_frame`` is called after every frame with the (reused) FrameResult: a hook
+    for GPIO, MQTT or measurements. User mistakes raise EdgeSignsError before any
+    frame; a source that stops later ends the loop with a summary instead.
+    """
+    t_start = time.perf_counter()
+    options = options or LiveOptions()
+    options.source_kind()  # contradictions first: before opening a camera or loading a model
+    check_tflite_file(model_path)
+    if not options.headless:
+        check_gui()
+    labels = tuple(read_sidecar(model_path).get("labels", config.LABELS))  # what Classifier will use; needed for --labels
+    source = open_source(options, labels, log=log)
+    with contextlib.ExitStack() as stack:
+        stack.callback(source.close)
+        clf = Classifier(model_path, threads=options.threads)
+        labels = clf.labels
+        log(f"model: {clf.describe()}")
+        log(f"source: {source.name}")
+        window = Window(options.snapshot_dir, log) if not options.headless else None
+        if window is not None:
+            stack.callback(window.close)
+        json_file = None
+        if options.json_path is not None:
+            # Streamed, not atomic: a line per frame that another program can tail while the camera runs.
+            Path(options.json_path).parent.mkdir(parents=True, exist_ok=True)
+            json_file = stack.enter_context(open(options.json_path, "w", buffering=1))
+        recorder = Recorder(options.record, source.fps) if options.record is not None else None
+        overlay = Overlay(options.roi, labels) if (window is not None or recorder is not None) else None
+        kept = False
+        try:
+            with _sigterm_ends_loop():
+                loop = _Loop(clf, source, options, overlay, window, recorder, json_file, on_frame, log)
+                summary = loop.run(t_start)
+            kept = True
+        finally:
+            if recorder is not None:
+                recorder.close(keep=kept)
+    if recorder is not None and recorder.frames:
+        log(f"wrote {options.record} ({recorder.frames} frames)")
+    if options.report is not None:
+        _write_report(summary, Path(options.report), log)
+    return summary
+
+
+class _Loop:
+    """The per-frame work, with its state in attributes rather than in a long function."""
+
+    def __init__(self, clf: Classifier, source: FrameSource, options: LiveOptions, overlay: Optional[Overlay],
+                 window: Optional[Window], recorder: Optional[Recorder], json_file, on_frame, log):
+        self.clf, self.source, self.options = clf, source, options
+        self.overlay, self.window, self.recorder, self.json_file = overlay, window, recorder, json_file
+        self.on_frame, self.log = on_frame, log
+        self.independent_frames = getattr(source, "independent_frames", False)
+        n = len(clf.labels)
+        self.smoother = Smoother(options.smoothing, n)
+        self.inference = RollingStats()
+        self.overhead = RollingStats()
+        self.confusion = np.zeros((n, n), np.int64)
+        self.result = FrameResult()
+        self.frames = self.scored = self.correct = self.smoothed_correct = self.no_sign = 0
+        self.fps = 0.0
+
+    def run(self, t_start: float) -> LiveSummary:
+        opts, source = self.options, self.source
+        startup = float("nan")
+        t_loop = time.perf_counter()
+        t_status = t_loop
+        period_ms = 0.0
+        reason = ""
+        try:
+            frames = iter(source)  # the source owns its retries (sources.FrameSource)
+            while True:
+                if opts.max_frames is not None and self.frames >= opts.max_frames:
+                    reason = f"--max-frames {opts.max_frames} reached"
+                    break
+                t0 = time.perf_counter()
+                item = next(frames, None)
+                if item is None:
+                    reason = source.ended
+                    break
+                frame, truth = item
+                inference_ms = self._predict(frame, truth)
+                if self.frames == 1:
+                    startup = time.perf_counter() - t_start
+                if not self._output(frame):
+                    reason = "quit from the window"
+                    break
+                t1 = time.perf_counter()
+                dt_ms = (t1 - t0) * 1e3
+                self.overhead.add(dt_ms - inference_ms)
+                # Smoothed frame period for the overlay's FPS: steady numbers, not per-frame jitter.
+                period_ms = dt_ms if period_ms == 0 else 0.9 * period_ms + 0.1 * dt_ms
+                self.fps = 1e3 / period_ms if period_ms > 0 else 0.0
+                if opts.headless and opts.status_interval > 0 and t1 - t_status >= opts.status_interval:
+                    t_status = t1
+                    self.log(self._status())
+        except (KeyboardInterrupt, _Terminated) as exc:
+            reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else "terminated (SIGTERM)"
+        seconds = time.perf_counter() - t_loop
+        return self._summary(reason, seconds, startup)
+
+    def _predict(self, frame: np.ndarray, truth: Optional[int]) -> float:
+        pred = self.clf.predict_frame(frame, self.options.roi)
+        if self.independent_frames:
+            self.smoother.reset()
+        mean = self.smoother.update(pred.probs)
+        k = int(mean.argmax())
+        r = self.result
+        r.frame = self.frames
+        r.raw_index, r.raw_label, r.confidence, r.inference_ms = pred.index, pred.label, pred.confidence, pred.inference_ms
+        r.smoothed_confidence = float(mean[k])
+        confident = r.smoothed_confidence >= self.options.threshold
+        r.index = k if confident else None
+        r.label = self.clf.labels[k] if confident else None
+        r.truth = truth
+        self.no_sign += not confident
+        if truth is not None:
+            self.scored += 1
+            self.correct += pred.index == truth
+            self.smoothed_correct += r.index == truth
+            self.confusion[truth, pred.index] += 1
+        self.frames += 1
+        self.inference.add(pred.inference_ms)
+        return pred.inference_ms
+
+    def _output(self, frame: np.ndarray) -> bool:
+        """Overlay, window, recording, JSON line, callback. False when the user quit."""
+        r = self.result
+        keep_going = True
+        if self.overlay is not None:  # drawn only when someone will see it
+            img = self.overlay.render(frame, r, self.fps)
+            if self.recorder is not None:
+                self.recorder.write(img)
+            if self.window is not None:
+                keep_going = self.window.show(img, r.frame)
+        if self.json_file is not None:
+            self.json_file.write(r.json_line(self.clf.labels, self.source.has_truth) + "\n")
+        if self.on_frame is not None:
+            self.on_frame(r)
+        return keep_going
+
+    def _status(self) -> str:
+        r = self.result
+        text = (f"frame {r.frame}: {r.label if r.label is not None else 'no sign'} ({r.smoothed_confidence:.2f}), "
+                f"raw {r.raw_label} ({r.confidence:.2f}) | {self.fps:.1f} fps, inference {self.inference.median():.1f} ms, "
+                f"overhead {self.overhead.median():.1f} ms")
+        if self.scored:
+            text += f" | accuracy {self.correct / self.scored:.3f} on {self.scored}"
+        return text
+
+    def _summary(self, reason: str, seconds: float, startup: float) -> LiveSummary:
+        scored = self.scored
+        return LiveSummary(
+            frames=self.frames,
+            reason=reason,
+            source=self.source.name,
+            model=self.clf.describe(),
+            labels=tuple(self.clf.labels),
+            seconds=seconds,
+            fps=self.frames / seconds if seconds > 0 else 0.0,
+            median_inference_ms=self.inference.median(),
+            median_overhead_ms=self.overhead.median(),
+            startup_s=startup,
+            scored=scored,
+            accuracy=self.correct / scored if scored else None,
+            smoothed_accuracy=self.smoothed_correct / scored if scored else None,
+            no_sign=self.no_sign,
+            confusion=self.confusion if scored else None,
+        )
+
+
+def _write_report(summary: LiveSummary, folder: Path, log: Log) -> None:
+    """live_summary.json, and confusion_matrix.png when any frame was scored."""
+    write_json(folder / "live_summary.json", summary.to_dict())
+    written = [folder / "live_summary.json"]
+    if summary.confusion is not None:
+        title = f"live: accuracy {summary.accuracy:.3f} on {summary.scored} frames"
+        written.append(confusion_matrix_png(summary.confusion, summary.labels, folder / "confusion_matrix.png", title))
+    log("wrote " + ", ".join(str(p) for p in written))
