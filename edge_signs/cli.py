@@ -129,7 +129,9 @@ def train(data, out, recipe, epochs, batch_size, learning_rate, seed, dropout, l
 @friendly_errors
 def quantize(model, formats, all_formats, out, calibration, manifest, data):
     """Convert a trained .keras model to float32, float16 and int8 TFLite."""
-    from edge_signs.trainer.quantize import quantize as run_quantize  # TensorFlow, behind the trainer's guard
+    from edge_signs.trainer.quantize import (
+        quantize as run_quantize,  # TensorFlow, behind the trainer's guard
+    )
 
     chosen = list(config.FORMATS) if all_formats or not formats else [f for f in config.FORMATS if f in formats]
     for path in run_quantize(model, chosen, out_dir=out, calibration_dir=calibration, manifest=manifest, data=data, log=_log):

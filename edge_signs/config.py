@@ -6,6 +6,7 @@ that the CLI, the Python API and the documentation never disagree.
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,20 @@ RECIPES: dict[str, Recipe] = {
 
 
 # -- quantization ---------------------------------------------------------------
-CALIBRATION_MANIFEST = Path(__file__).resolve().parent.parent / "calibration" / "manifest.csv"
+CALIBRATION_PACKAGE = "edge_signs.calibration_data"  # calibration/ of the repository, as the wheel ships it
+CALIBRATION_MANIFEST_NAME = "manifest.csv"
+CHECKOUT_CALIBRATION_MANIFEST = Path(__file__).resolve().parent.parent / "calibration" / CALIBRATION_MANIFEST_NAME
+
+
+def calibration_manifest() -> Path:
+    """The committed calibration manifest: package data when installed, calibration/ in a checkout."""
+    try:
+        packaged = Path(str(importlib.resources.files(CALIBRATION_PACKAGE) / CALIBRATION_MANIFEST_NAME))
+    except ModuleNotFoundError:  # a checkout on sys.path without an install
+        return CHECKOUT_CALIBRATION_MANIFEST
+    return packaged if packaged.is_file() else CHECKOUT_CALIBRATION_MANIFEST
+
+
 CALIBRATION_PER_CLASS = 50  # manifest written by tools/make_calibration_manifest.py
 CALIBRATION_MIN = 32  # fewer images than this: error (ranges too noisy)
 CALIBRATION_RECOMMENDED = 200  # fewer: warning
@@ -113,8 +127,3 @@ DISPLAY_MIN_SIDE = 320  # smaller frames (the 64x64 test set) are upscaled to th
 RECORD_FPS = 15.0  # --record frame rate when the source does not say (test set, some streams)
 RECORD_FOURCC = {".avi": "MJPG", ".mp4": "mp4v"}  # --record container by extension -> codec
 WINDOW_NAME = "edge-signs live"
-# tools/make_labelled_video.py and tools/bench_live.py
-LABELLED_VIDEO_SIZE = 256  # SIGNS images upscaled to this square
-LABELLED_VIDEO_FRAMES_PER_IMAGE = 5
-LABELLED_VIDEO_FPS = 15.0
-BENCH_FRAMES = 10_000  # RSS soak: frames replayed (the test set, looped)

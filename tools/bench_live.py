@@ -30,8 +30,15 @@ import click
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from edge_signs import config  # noqa: E402
+from make_labelled_video import make_labelled_video  # noqa: E402
+
+from edge_signs.data import resolve_data  # noqa: E402
+from edge_signs.edge.live import LiveOptions, run_live  # noqa: E402
+from edge_signs.edge.runtime import Classifier  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
+from edge_signs.log import quiet  # noqa: E402
+
+SOAK_FRAMES = 10_000  # memory soak: frames replayed (the test set, looped)
 
 
 def rss_mb() -> float:
@@ -70,16 +77,14 @@ def import_seconds() -> float:
 
 
 def replay(model: Path, options, label: str) -> dict:
-    from edge_signs.edge.live import run_live
-
-    s = run_live(model, options, log=lambda m: None)
+    s = run_live(model, options, log=quiet)
     pct = 100.0 * s.median_overhead_ms / s.median_inference_ms
     return {"scenario": label, "frames": s.frames, "fps": s.fps, "invoke": s.median_inference_ms, "overhead": s.median_overhead_ms, "pct": pct}
 
 
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path, exists=True, dir_okay=False))
-@click.option("--frames", type=click.IntRange(min=100), default=config.BENCH_FRAMES, show_default=True, help="Frames in the memory soak (the test set, looped).")
+@click.option("--frames", type=click.IntRange(min=100), default=SOAK_FRAMES, show_default=True, help="Frames in the memory soak (the test set, looped).")
 @click.option("--replay-frames", type=click.IntRange(min=10), default=600, show_default=True, help="Frames per overhead scenario.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--startup-runs", type=click.IntRange(min=1), default=3, show_default=True)
@@ -87,11 +92,6 @@ def replay(model: Path, options, label: str) -> dict:
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="SIGNS folder (default: as edge-signs train).")
 def main(model, frames, replay_frames, threads, startup_runs, video_size, data):
     """Print start-up, per-frame overhead and memory numbers for MODEL in the live loop."""
-    from edge_signs.data import resolve_data
-    from edge_signs.edge.live import LiveOptions, run_live
-    from edge_signs.edge.runtime import Classifier
-    from make_labelled_video import make_labelled_video
-
     rss_start_process = rss_mb()
     clf = Classifier(model, threads=threads)
     print(f"model:   {clf.describe()}")
@@ -108,7 +108,7 @@ def main(model, frames, replay_frames, threads, startup_runs, video_size, data):
 
         t0 = time.perf_counter()
         s = run_live(model, LiveOptions(testset=True, headless=True, threads=threads, data=data, max_frames=frames, loop=True,
-                                        status_interval=0), log=lambda m: None, on_frame=sample)
+                                        status_interval=0), log=quiet, on_frame=sample)
         print(f"\nmemory, RSS over {s.frames} frames ({time.perf_counter() - t0:.0f} s, test set looped, {len(samples)} samples): "
               f"bench process before the model {rss_start_process:.1f} MB; first frame {samples[0]:.1f} MB, end {samples[-1]:.1f} MB, "
               f"max {max(samples):.1f} MB; growth first->end {samples[-1] - samples[0]:+.1f} MB")
@@ -123,7 +123,7 @@ def main(model, frames, replay_frames, threads, startup_runs, video_size, data):
               f"median {statistics.median(times):.2f} s, min {min(times):.2f} s, max {max(times):.2f} s; imports alone {imports:.2f} s")
 
         # overhead against invoke
-        signs = resolve_data(data, log=lambda m: None)
+        signs = resolve_data(data, log=quiet)
         common = dict(headless=True, threads=threads, data=data, max_frames=replay_frames, loop=True, status_interval=0)
         rows = [replay(model, LiveOptions(testset=True, **common), "testset replay (64x64 frames)")]
         with tempfile.TemporaryDirectory() as tmp:

@@ -25,9 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edge_signs import config  # noqa: E402
 from edge_signs.artifacts import atomic_path, write_text  # noqa: E402
+from edge_signs.data import resolve_data  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
 
 GAP_GREY = 128
+SIZE = 256  # SIGNS images upscaled to this square
+FRAMES_PER_IMAGE = 5  # each image held this many frames
+FPS = 15.0
 
 
 def make_labelled_video(
@@ -35,10 +39,10 @@ def make_labelled_video(
     labels_csv: str | Path,
     images: np.ndarray,
     labels: np.ndarray,
-    frames_per_image: int = config.LABELLED_VIDEO_FRAMES_PER_IMAGE,
-    size: int = config.LABELLED_VIDEO_SIZE,
+    frames_per_image: int = FRAMES_PER_IMAGE,
+    size: int = SIZE,
     *,
-    fps: float = config.LABELLED_VIDEO_FPS,
+    fps: float = FPS,
     gap: int = 0,
     label_names: Sequence[str] = config.LABELS,
 ) -> int:
@@ -89,14 +93,13 @@ def make_labelled_video(
 @click.option("--out", type=click.Path(path_type=Path), default=Path("signs_test.avi"), show_default=True, help="Video file (.avi MJPG or .mp4 mp4v).")
 @click.option("--labels-csv", type=click.Path(path_type=Path), default=None, help="Labels CSV (default: the video's name with .csv).")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="SIGNS folder (default: as edge-signs train).")
-@click.option("--frames-per-image", type=click.IntRange(min=1), default=config.LABELLED_VIDEO_FRAMES_PER_IMAGE, show_default=True)
-@click.option("--size", type=click.IntRange(min=8), default=config.LABELLED_VIDEO_SIZE, show_default=True, help="Frame side in pixels.")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=config.LABELLED_VIDEO_FPS, show_default=True)
+@click.option("--frames-per-image", type=click.IntRange(min=1), default=FRAMES_PER_IMAGE, show_default=True)
+@click.option("--size", type=click.IntRange(min=8), default=SIZE, show_default=True, help="Frame side in pixels.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=FPS, show_default=True)
 @click.option("--gap", type=click.IntRange(min=0), default=0, show_default=True, help="Unlabelled grey frames between images.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N test images.")
 def main(out, labels_csv, data, frames_per_image, size, fps, gap, limit):
     """Write a video of SIGNS test images and its labels CSV."""
-    from edge_signs.data import resolve_data
 
     labels_csv = labels_csv or out.with_suffix(".csv")
     try:

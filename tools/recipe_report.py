@@ -24,6 +24,7 @@ from edge_signs import metrics  # noqa: E402
 from edge_signs.artifacts import write_json  # noqa: E402
 from edge_signs.data import resolve_data, train_val_split  # noqa: E402
 from edge_signs.edge.evaluate import open_runner, robustness  # noqa: E402
+from edge_signs.log import quiet  # noqa: E402
 
 FORMATS = (("float", "model.keras"), ("float16", "model_float16.tflite"), ("int8", "model_int8.tflite"))
 
@@ -43,7 +44,7 @@ def run_report(run_dir: Path, signs) -> dict:
     for name, file in FORMATS:
         runner = open_runner(run_dir / file)
         row["formats"][name] = {split: metrics.summarize(runner.predict(x), y) for split, (x, y) in splits.items()}
-    rob = robustness(run_dir / "model_int8.tflite", signs.test.x, signs.test.y, log=lambda m: None)
+    rob = robustness(run_dir / "model_int8.tflite", signs.test.x, signs.test.y, log=quiet)
     row["int8_robustness_mean"] = rob["mean"]
     row["int8_robustness"] = rob["perturbations"]
     return row

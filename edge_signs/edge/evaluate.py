@@ -25,7 +25,11 @@ from edge_signs.artifacts import write_json, write_text
 from edge_signs.edge.runtime import Backend, Classifier, check_tflite_file, is_installed
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
-from edge_signs.plots import confusion_matrix, confusion_matrix_png, confusion_matrix_text
+from edge_signs.plots import (
+    confusion_matrix,
+    confusion_matrix_png,
+    confusion_matrix_text,
+)
 
 
 @dataclass
@@ -180,7 +184,9 @@ def run_evaluation(
     if findings:
         for f in findings:
             by_model[f["model"]]["int8_layer_errors"] = f
-        from edge_signs.trainer.evaluate import layer_table  # findings exist only where TensorFlow is
+        from edge_signs.trainer.evaluate import (
+            layer_table,  # findings exist only where TensorFlow is
+        )
 
         sections.append("\n## Where int8 loses accuracy\n\n" + layer_table(findings))
     if with_robustness:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_signs import config
-from edge_signs.errors import EdgeSignsError
 from edge_signs.edge.preprocess import InputQuantization, Roi, frame_to_rgb, quantize_input
+from edge_signs.errors import EdgeSignsError
 
 # Import path of the Interpreter class and the distribution that provides it, in order of preference.
 INTERPRETERS = (

@@ -17,7 +17,11 @@ from edge_signs.edge.runtime import read_sidecar
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
 from edge_signs.trainer import tf
-from edge_signs.trainer.quantize import layer_error_report, load_calibration, load_keras_classifier
+from edge_signs.trainer.quantize import (
+    layer_error_report,
+    load_calibration,
+    load_keras_classifier,
+)
 
 
 def keras_runner(path: Path, threads: int) -> Runner:

@@ -35,7 +35,12 @@ from edge_signs.edge.runtime import Classifier, find_backend, sidecar_path
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
 from edge_signs.trainer import keras, tf
-from edge_signs.trainer.calibration import check_count, default_selection, images_from_folder, images_from_manifest
+from edge_signs.trainer.calibration import (
+    check_count,
+    default_selection,
+    images_from_folder,
+    images_from_manifest,
+)
 
 
 @dataclass
@@ -55,10 +60,10 @@ def load_calibration(
 ) -> Calibration:
     """The representative images: the user's folder, a given manifest, or the committed one.
 
-    The committed manifest lists images of the shared SIGNS copy. When it is not
-    installed (a non-editable install) or lists another copy (the original course
-    file has other pixels and order), the same seeded, stratified pick is made
-    from the loaded training set instead, with a warning. A manifest the user
+    The committed manifest (shipped in the wheel, see ``config.calibration_manifest``)
+    lists images of the shared SIGNS copy. When the loaded data is another copy (the
+    original course file has other pixels and order), the same seeded, stratified
+    pick is made from its training set instead, with a warning. A manifest the user
     names must match.
     """
     if folder is not None:
@@ -68,7 +73,7 @@ def load_calibration(
     signs = data if isinstance(data, Signs) else resolve_data(data, log=log)
     if manifest is None:
         try:
-            return load_calibration(manifest=config.CALIBRATION_MANIFEST, data=signs, minimum=minimum, log=log)
+            return load_calibration(manifest=config.calibration_manifest(), data=signs, minimum=minimum, log=log)
         except EdgeSignsError as exc:
             images = signs.train.x[default_selection(signs)]
             source = f"seeded stratified pick of the training set at {signs.source} ({config.CALIBRATION_PER_CLASS} per class, seed {config.SEED})"

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from edge_signs import config, metrics
-from edge_signs.config import RECIPES, Recipe
 from edge_signs.artifacts import atomic_path, write_json
+from edge_signs.config import RECIPES, Recipe
 from edge_signs.data import Signs, resolve_data, train_val_split
-from edge_signs.errors import EdgeSignsError
 from edge_signs.edge.preprocess import to_model_input
+from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
 from edge_signs.plots import training_curves_png
 from edge_signs.trainer import keras, tf
