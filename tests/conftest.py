@@ -1,8 +1,15 @@
-"""Shared fixtures: the real SIGNS data from ../shared, and one small real model.
+"""Shared fixtures: where SIGNS is, the committed tiny TFLite models, and one small real ResNet50.
 
-The model is a real ResNet50 trained for one epoch on a small stratified subset
-(seconds on a CPU), then converted to all three TFLite formats; it is built once
-per test session and shared by the quantize, evaluate and live tests.
+Layout of the suite:
+
+    tests/edge     the Raspberry Pi side (edge_signs.edge, the CLI's live/evaluate on .tflite files);
+                   runs without TensorFlow, on the committed tiny models in tests/fixtures
+    tests/shared   numpy/OpenCV modules both sides use (data, plots, perturb, metrics); no TensorFlow
+    tests/trainer  training, conversion, Keras evaluation; needs TensorFlow (skipped without it)
+
+Nothing that tests/edge or tests/shared use may import TensorFlow or train: the
+``tiny_run`` and ``tflite_models`` fixtures below are for tests/trainer only, and
+every test that uses them is marked ``slow``.
 """
 
 from __future__ import annotations
@@ -14,8 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from edge_signs import config
+
 REPO = Path(__file__).resolve().parent.parent
-SIGNS_DIR = Path(os.environ.get("EDGE_SIGNS_DATA") or REPO.parent / "shared" / "datasets" / "signs")
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# The one place the tests look for SIGNS: $EDGE_SIGNS_DATA, else the shared copy beside the checkout.
+SIGNS_DIR = Path(os.environ.get(config.DATA_ENV_VAR) or REPO.parent / "shared" / "datasets" / "signs")
 
 
 def run_cli(*args, env=None, timeout=600, **kwargs) -> subprocess.CompletedProcess:
@@ -30,7 +41,7 @@ def run_cli(*args, env=None, timeout=600, **kwargs) -> subprocess.CompletedProce
 @pytest.fixture(scope="session")
 def signs_dir() -> Path:
     if not (SIGNS_DIR / "test_signs.h5").is_file():
-        pytest.fail(f"SIGNS data not found at {SIGNS_DIR}; set EDGE_SIGNS_DATA")
+        pytest.fail(f"SIGNS data not found at {SIGNS_DIR}; set {config.DATA_ENV_VAR}")
     return SIGNS_DIR
 
 
@@ -39,6 +50,19 @@ def signs(signs_dir):
     from edge_signs.data import load_signs
 
     return load_signs(signs_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_models() -> dict[str, Path]:
+    """The committed tiny classifier (tests/fixtures/make_tiny_model.py): format -> .tflite, each with its sidecar."""
+    models = {fmt: FIXTURES / f"tiny_{fmt}.tflite" for fmt in config.FORMATS}
+    missing = [p.name for p in models.values() if not p.is_file() or not p.with_suffix(".json").is_file()]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} (or its .json) missing from {FIXTURES}: regenerate with tests/fixtures/make_tiny_model.py")
+    return models
+
+
+# -- a real ResNet50: tests/trainer only, and only in tests marked slow ----------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -53,8 +77,24 @@ def tiny_run(tmp_path_factory, signs):
 
 @pytest.fixture(scope="session")
 def tflite_models(tiny_run, signs) -> dict[str, Path]:
-    """float32, float16 and int8 files of the tiny model, calibrated on the committed manifest."""
+    """float32, float16 and int8 files of the one-epoch ResNet50, calibrated on the committed manifest."""
     from edge_signs.trainer.quantize import quantize
 
     paths = quantize(tiny_run / "model.keras", ["float32", "float16", "int8"], data=signs, log=lambda m: None)
     return {p.stem.rsplit("_", 1)[1]: p for p in paths}
+
+
+HEAVY_FIXTURES = {"tiny_run", "tflite_models"}  # train or convert a real ResNet50
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep the layout honest: no heavy fixture on the Pi side, and every test that uses one is marked slow."""
+    tf_free = (Path(__file__).parent / "edge", Path(__file__).parent / "shared")
+    for item in items:
+        heavy = HEAVY_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if not heavy:
+            continue
+        if any(Path(item.path).is_relative_to(d) for d in tf_free):
+            raise pytest.UsageError(f"{item.nodeid} uses {', '.join(sorted(heavy))}: tests/edge and tests/shared must run without TensorFlow")
+        if item.get_closest_marker("slow") is None:
+            raise pytest.UsageError(f"{item.nodeid} uses {', '.join(sorted(heavy))} (trains or converts a ResNet50) but is not marked slow")

@@ -1,7 +1,9 @@
-"""The live loop: the same numbers as offline evaluation, playable outputs, one-line errors, no TensorFlow.
+"""The live loop: the same numbers as offline evaluation, playable outputs, one-line errors.
 
-Uses the session's tiny real model (tests/conftest.py). Runs are kept short:
-the test set is 120 frames and most other runs stop at --max-frames.
+Uses the committed tiny int8 model (tests/fixtures), without TensorFlow. Runs are
+kept short: the test set is 120 frames and most other runs stop at --max-frames.
+Sources (cameras, videos, the test set) are tested on their own in test_sources.py;
+running without TensorFlow in test_no_tensorflow.py.
 """
 
 from __future__ import annotations
@@ -11,9 +13,7 @@ import json
 import signal
 import subprocess
 import sys
-import textwrap
 import time
-import types
 from pathlib import Path
 
 import cv2
@@ -21,18 +21,15 @@ import numpy as np
 import pytest
 
 from edge_signs import config
-from edge_signs.errors import EdgeSignsError
-from edge_signs.edge.live import LiveOptions, parse_roi, read_label_ranges, run_live
-from edge_signs.plots import confusion_matrix
+from edge_signs.edge.live import LiveOptions, RollingStats, Smoother, parse_roi, run_live
 from edge_signs.edge.preprocess import Roi
 from edge_signs.edge.runtime import Classifier
+from edge_signs.errors import EdgeSignsError
+from edge_signs.log import quiet
+from edge_signs.plots import confusion_matrix
 from tests.conftest import REPO, run_cli
 
 JSON_KEYS = {"frame", "label", "raw_label", "confidence", "inference_ms"}
-
-
-def _quiet(msg: str) -> None:
-    pass
 
 
 def _tool(name: str):
@@ -57,8 +54,8 @@ def _count_frames(path: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def int8(tflite_models) -> Path:
-    return tflite_models["int8"]
+def int8(tiny_models) -> Path:
+    return tiny_models["int8"]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +68,7 @@ def batch_preds(int8, signs) -> np.ndarray:
 
 
 def test_testset_replay_matches_predict_batch(int8, signs, signs_dir, batch_preds):
-    summary = run_live(int8, _opts(testset=True, data=signs_dir), log=_quiet)
+    summary = run_live(int8, _opts(testset=True, data=signs_dir), log=quiet)
     expected = batch_preds.argmax(axis=1)
     assert summary.frames == summary.scored == len(signs.test)
     assert summary.reason == "end of test set"
@@ -103,10 +100,11 @@ def test_labelled_video_accuracy_matches_per_image(int8, signs, signs_dir, batch
     pick = np.concatenate([np.flatnonzero(signs.test.y == c)[:2] for c in range(config.NUM_CLASSES)])
     k, gap = 3, 1
     video, csv = tmp_path / "clip.avi", tmp_path / "clip.csv"
-    frames = make(video, csv, signs.test.x[pick], signs.test.y[pick], k, 128, gap=gap)
+    # 4x nearest upscale: the area downscale in the live path averages MJPG's losses away
+    frames = make(video, csv, signs.test.x[pick], signs.test.y[pick], k, 256, gap=gap)
     assert frames == len(pick) * k + (len(pick) - 1) * gap
     jsonl = tmp_path / "clip.jsonl"
-    summary = run_live(int8, _opts(video=str(video), labels_csv=csv, json_path=jsonl), log=_quiet)
+    summary = run_live(int8, _opts(video=str(video), labels_csv=csv, json_path=jsonl), log=quiet)
 
     assert summary.frames == frames and summary.reason == "end of video"
     assert summary.scored == len(pick) * k  # grey gap frames are outside every range
@@ -127,36 +125,13 @@ def test_labelled_video_accuracy_matches_per_image(int8, signs, signs_dir, batch
     assert all(ln["truth"] == config.LABELS[signs.test.y[pick][image_of[ln["frame"]]]] for ln in scored)
 
 
-@pytest.mark.parametrize("content, message", [
-    ("start_frame,end_frame,label\n0,4,7\n", "row 2: unknown label '7'"),
-    ("0,x,1\n", "row 1: start_frame and end_frame must be integers"),
-    ("5,4,1\n", "row 1: need 0 <= start_frame <= end_frame"),
-    ("0,4,1\n3,6,2\n", "row 2: frames 3..4 overlap the range of row 1"),
-    ("0,4\n", "row 1: expected 3 columns"),
-    ("start_frame,end_frame,label\n", "no label rows"),
-])
-def test_bad_labels_csv_names_file_and_row(tmp_path, content, message):
-    path = tmp_path / "labels.csv"
-    path.write_text(content)
-    with pytest.raises(EdgeSignsError) as err:
-        read_label_ranges(path, config.LABELS)
-    assert str(err.value).startswith(str(path)) and message in str(err.value)
-
-
-def test_label_ranges_lookup(tmp_path):
-    path = tmp_path / "labels.csv"
-    path.write_text("# comment\nstart_frame,end_frame,label\n10,12,5\n0,2,0\n")
-    ranges = read_label_ranges(path, config.LABELS)
-    assert [ranges.lookup(i) for i in (0, 2, 3, 9, 10, 12, 13)] == [0, 0, None, None, 5, 5, None]
-
-
 # -- recording and JSON lines -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("suffix", [".avi", ".mp4"])
 def test_record_and_json_lines(int8, signs_dir, tmp_path, suffix):
     record, jsonl = tmp_path / f"rec{suffix}", tmp_path / "frames.jsonl"
-    summary = run_live(int8, _opts(testset=True, data=signs_dir, max_frames=25, record=record, json_path=jsonl), log=_quiet)
+    summary = run_live(int8, _opts(testset=True, data=signs_dir, max_frames=25, record=record, json_path=jsonl), log=quiet)
     assert summary.frames == 25 and summary.reason == "--max-frames 25 reached"
     assert _count_frames(record) == 25
     first = cv2.VideoCapture(str(record)).read()[1]
@@ -173,11 +148,11 @@ def test_record_and_json_lines(int8, signs_dir, tmp_path, suffix):
 
 def test_smoothing_and_threshold(int8, signs_dir):
     seen = []
-    run_live(int8, _opts(testset=True, data=signs_dir, max_frames=12, smoothing=1, threshold=0.0), log=_quiet,
+    run_live(int8, _opts(testset=True, data=signs_dir, max_frames=12, smoothing=1, threshold=0.0), log=quiet,
              on_frame=lambda r: seen.append((r.label, r.raw_label, r.smoothed_confidence, r.confidence)))
     assert all(label == raw and s == pytest.approx(c, abs=1e-6) for label, raw, s, c in seen)
     labels = []
-    run_live(int8, _opts(testset=True, data=signs_dir, max_frames=12, smoothing=4, threshold=1.0), log=_quiet,
+    run_live(int8, _opts(testset=True, data=signs_dir, max_frames=12, smoothing=4, threshold=1.0), log=quiet,
              on_frame=lambda r: labels.append((r.label, r.smoothed_confidence)))
     assert len(labels) == 12
     assert all(label is None for label, conf in labels if conf < 1.0)  # below the threshold: no sign
@@ -199,7 +174,12 @@ def test_ctrl_c_or_sigterm_finalizes_recording(int8, signs_dir, tmp_path, signum
     assert proc.returncode == 0, err
     assert f"ended: {reason}" in out
     frames = int(out.split(" frames from ")[0].splitlines()[-1])
-    assert frames >= 10 and _count_frames(record) == frames
+    assert frames >= 10
+    # The recording was finalized: playable, with every frame written before the signal. The signal can land
+    # between a frame's classification (counted in the summary) and its outputs (video, then JSON line), so
+    # the last counted frame may be missing from them; never more than that one.
+    recorded, lines = _count_frames(record), len(jsonl.read_text().splitlines())
+    assert frames - 1 <= lines <= recorded <= frames, (frames, recorded, lines)
 
 
 # -- errors a user makes ---------------------------------------------------------------------------------
@@ -224,7 +204,7 @@ def test_window_without_gui_or_display_is_a_clear_error(int8, monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     with pytest.raises(EdgeSignsError, match="--headless"):
-        run_live(int8, LiveOptions(testset=True), log=_quiet)
+        run_live(int8, LiveOptions(testset=True), log=quiet)
 
 
 def test_parse_roi():
@@ -235,157 +215,39 @@ def test_parse_roi():
             parse_roi(bad)
 
 
-# -- the Pi camera, with a stand-in for picamera2 -------------------------------------------------------------
+# -- the window, with OpenCV's GUI calls stood in for (no display here) ------------------------------------------
 
 
-def test_picamera_missing_says_how_to_install(int8, monkeypatch):
-    monkeypatch.setitem(sys.modules, "picamera2", None)  # import picamera2 -> ImportError
-    with pytest.raises(EdgeSignsError, match=r"sudo apt install python3-picamera2.*--system-site-packages"):
-        run_live(int8, _opts(picamera=True), log=_quiet)
-
-
-def _fake_picamera2(monkeypatch, frames_before_failing: int | None = None, start_error: Exception | None = None):
-    state = {"closed": False, "config": None, "served": 0}
-
-    class Picamera2:
-        def __init__(self, index=0):
-            pass
-
-        def create_video_configuration(self, main, controls):
-            return {"main": main, "controls": controls}
-
-        def configure(self, cfg):
-            state["config"] = cfg
-
-        def start(self):
-            if start_error is not None:
-                raise start_error
-
-        def capture_array(self, name="main"):
-            if frames_before_failing is not None and state["served"] >= frames_before_failing:
-                raise RuntimeError("camera timed out")
-            state["served"] += 1
-            w, h = state["config"]["main"]["size"]
-            return np.full((h, w, 3), 90, np.uint8)  # RGB888: BGR order in memory
-
-        def stop(self):
-            pass
-
-        def close(self):
-            state["closed"] = True
-
-    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=Picamera2))
-    monkeypatch.setattr(config, "READ_RETRY_SLEEP_S", 0.0)
-    return state
-
-
-def test_picamera_frames_and_release(int8, monkeypatch):
-    state = _fake_picamera2(monkeypatch)
-    summary = run_live(int8, _opts(picamera=True, width=320, height=240, max_frames=4), log=_quiet)
-    assert summary.frames == 4 and summary.scored == 0 and summary.accuracy is None
-    assert state["config"]["main"] == {"size": (320, 240), "format": "RGB888"}
-    assert state["closed"]
-
-
-def test_camera_that_stops_ends_with_summary(int8, monkeypatch):
-    state = _fake_picamera2(monkeypatch, frames_before_failing=3)
-    summary = run_live(int8, _opts(picamera=True, max_frames=50), log=_quiet)
-    assert summary.frames == 3 and "stopped delivering frames" in summary.reason and state["closed"]
-
-
-def test_camera_with_no_frames_or_no_start_is_an_error(int8, monkeypatch):
-    _fake_picamera2(monkeypatch, frames_before_failing=0)
-    with pytest.raises(EdgeSignsError, match="delivered no frames"):
-        run_live(int8, _opts(picamera=True), log=_quiet)
-    _fake_picamera2(monkeypatch, start_error=IndexError("list index out of range"))
-    with pytest.raises(EdgeSignsError, match="rpicam-hello --list-cameras"):
-        run_live(int8, _opts(picamera=True), log=_quiet)
-
-
-# -- frames of every layout through predict_frame ----------------------------------------------------------------
-
-
-def test_predict_frame_layouts(int8, signs):
-    clf = Classifier(int8)
-    rng = np.random.default_rng(0)
-    gray = rng.integers(0, 256, (480, 640), dtype=np.uint8)
-    bgr = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
-    bgra = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
-    reference = clf.predict_frame(bgr).probs
-    for frame in (gray, gray[..., np.newaxis], bgra):
-        pred = clf.predict_frame(frame)
-        assert pred.probs.shape == (config.NUM_CLASSES,) and pred.probs.dtype == np.float32
-        assert pred.label in config.LABELS and 0 <= pred.confidence <= 1
-        np.testing.assert_array_equal(pred.probs, reference)  # same pixels, same answer, whatever the layout
-
-
-def test_predict_frame_with_roi_on_another_size(int8, signs):
-    """A test image placed where a non-default ROI looks, in a 400x600 frame of noise, gives the image's own answer."""
-    clf = Classifier(int8)
-    rng = np.random.default_rng(1)
-    frame = rng.integers(0, 256, (400, 600, 3), dtype=np.uint8)
-    roi = Roi(size=0.64, cx=0.3, cy=0.6)  # a 256 px square: 4x the model's 64
-    x0, y0, x1, y1 = roi.box(400, 600)
-    assert (x1 - x0, y1 - y0) == (256, 256) and (x0, y0) != ((600 - 256) // 2, (400 - 256) // 2)
-    rgb = signs.test.x[7]
-    frame[y0:y1, x0:x1] = cv2.resize(rgb[..., ::-1], (256, 256), interpolation=cv2.INTER_NEAREST)
-    pred = clf.predict_frame(frame, roi)
-    assert pred.probs.shape == (config.NUM_CLASSES,) and pred.probs.dtype == np.float32
-    np.testing.assert_array_equal(pred.probs, clf.predict_rgb(rgb).probs)
-
-
-# -- never TensorFlow ------------------------------------------------------------------------------------------
-
-
-def test_live_runs_without_tensorflow(int8, signs_dir):
-    script = textwrap.dedent(f"""
-        import sys
-
-        class NoTensorFlow:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("tensorflow", "keras"):
-                    raise ImportError(f"blocked: {{name}}")
-                return None
-
-        sys.meta_path.insert(0, NoTensorFlow())
-        import edge_signs
-        from edge_signs.cli import main
-        try:
-            main(["live", {str(int8)!r}, "--testset", "--headless", "--data", {str(signs_dir)!r}, "--status-every", "0"])
-        except SystemExit as exc:
-            assert not exc.code, exc.code
-        bad = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
-        assert not bad, bad
-        try:
-            import tensorflow  # noqa: F401 -- the blocker must really block, or this test proves nothing
-        except ImportError:
-            print("NO-TF-OK")
-    """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert "NO-TF-OK" in proc.stdout and "accuracy " in proc.stdout
-
-
-# -- the window, with OpenCV's GUI calls stood in for (this OpenCV has no GUI) ------------------------------------
-
-
-def _fake_gui(monkeypatch, keys: dict[int, str], visible_until: int | None = None) -> list:
+def _fake_gui(monkeypatch, keys: dict[int, str], visible_until: int | None = None) -> "_Shown":
+    import edge_signs.edge.display as display
     import edge_signs.edge.live as live
 
-    shown: list = []
-    monkeypatch.setattr(live, "_check_gui", lambda: None)
-    monkeypatch.setattr(cv2, "namedWindow", lambda *a, **k: None)
-    monkeypatch.setattr(cv2, "imshow", lambda name, img: shown.append(img.shape))
-    monkeypatch.setattr(cv2, "waitKey", lambda ms: ord(keys[len(shown) - 1]) if len(shown) - 1 in keys else -1)
-    monkeypatch.setattr(cv2, "getWindowProperty", lambda *a: 1.0 if visible_until is None or len(shown) < visible_until else 0.0)
-    monkeypatch.setattr(cv2, "destroyWindow", lambda *a: None)
+    shown = _Shown()
+    checked: list = []
+    monkeypatch.setattr(live, "check_gui", lambda: checked.append("run_live"))  # run_live's own check, imported by name
+    monkeypatch.setattr(display, "check_gui", lambda: checked.append("Window"))  # the window's
+    gui = display.cv2
+    monkeypatch.setattr(gui, "namedWindow", lambda *a, **k: None)
+    monkeypatch.setattr(gui, "imshow", lambda name, img: shown.append(img.shape))
+    monkeypatch.setattr(gui, "waitKey", lambda ms: ord(keys[len(shown) - 1]) if len(shown) - 1 in keys else -1)
+    monkeypatch.setattr(gui, "getWindowProperty", lambda *a: 1.0 if visible_until is None or len(shown) < visible_until else 0.0)
+    monkeypatch.setattr(gui, "destroyWindow", lambda *a: None)
+    shown.checked = checked
     return shown
+
+
+class _Shown(list):
+    """Shapes of the images shown, and which GUI checks ran."""
+
+    checked: list
 
 
 def test_window_keys_snapshot_and_quit(int8, signs_dir, tmp_path, monkeypatch):
     shown = _fake_gui(monkeypatch, {2: "s", 4: "q"})
-    summary = run_live(int8, LiveOptions(testset=True, data=signs_dir, snapshot_dir=tmp_path), log=_quiet)
+    summary = run_live(int8, LiveOptions(testset=True, data=signs_dir, snapshot_dir=tmp_path), log=quiet)
     assert summary.frames == 5 and summary.reason == "quit from the window" and len(shown) == 5
+    assert shown.checked == ["run_live", "Window"]  # checked before the source opens, and by the window itself
+    assert all(min(shape[:2]) >= config.DISPLAY_MIN_SIDE for shape in shown)  # upscaled for a legible overlay
     (snap,) = tmp_path.glob("snapshot_*_000002.png")
     img = cv2.imread(str(snap))
     assert img is not None and min(img.shape[:2]) >= config.DISPLAY_MIN_SIDE
@@ -393,13 +255,11 @@ def test_window_keys_snapshot_and_quit(int8, signs_dir, tmp_path, monkeypatch):
 
 def test_window_close_button_quits(int8, signs_dir, monkeypatch):
     _fake_gui(monkeypatch, {}, visible_until=3)
-    summary = run_live(int8, LiveOptions(testset=True, data=signs_dir), log=_quiet)
+    summary = run_live(int8, LiveOptions(testset=True, data=signs_dir), log=quiet)
     assert summary.frames == 3 and summary.reason == "quit from the window"
 
 
 def test_smoother_averages_the_last_frames_and_resets():
-    from edge_signs.edge.live import Smoother
-
     s = Smoother(3, 2)
     s.update(np.array([1.0, 0.0]))
     s.update(np.array([0.0, 1.0]))
@@ -411,6 +271,14 @@ def test_smoother_averages_the_last_frames_and_resets():
 
 def test_testset_images_are_smoothed_on_their_own(int8, signs_dir):
     seen = []
-    run_live(int8, _opts(testset=True, data=signs_dir, max_frames=10, smoothing=5, threshold=0.0), log=_quiet,
+    run_live(int8, _opts(testset=True, data=signs_dir, max_frames=10, smoothing=5, threshold=0.0), log=quiet,
              on_frame=lambda r: seen.append((r.label, r.raw_label)))
     assert all(label == raw for label, raw in seen)  # unrelated photos are not averaged together
+
+
+def test_rolling_stats_keep_the_last_values():
+    stats = RollingStats(size=3)
+    assert np.isnan(stats.median())
+    for v in (100.0, 1.0, 2.0, 3.0):
+        stats.add(v)
+    assert stats.median() == 2.0  # 100 has left the window

@@ -1,4 +1,7 @@
-"""Conversion of a real trained model to each TFLite format, and its guards."""
+"""Conversion of a real trained model to each TFLite format, calibration data, and the guards.
+
+Tests that train or convert the one-epoch ResNet50 (``tiny_run``, ``tflite_models``) are marked slow.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +13,14 @@ pytest.importorskip("tensorflow")
 
 from edge_signs import config  # noqa: E402
 from edge_signs.artifacts import sha256_file  # noqa: E402
-from edge_signs.trainer.calibration import read_manifest  # noqa: E402
+from edge_signs.edge.runtime import Classifier, find_backend, read_sidecar  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
+from edge_signs.trainer.calibration import read_manifest  # noqa: E402
 from edge_signs.trainer.quantize import load_calibration, quantize  # noqa: E402
-from edge_signs.edge.runtime import Classifier, detect_format, find_backend, read_sidecar  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_three_formats_are_written_with_honest_names(tflite_models, tiny_run):
     assert set(tflite_models) == {"float32", "float16", "int8"}
     for fmt, path in tflite_models.items():
@@ -28,6 +30,7 @@ def test_three_formats_are_written_with_honest_names(tflite_models, tiny_run):
     assert sizes["int8"] <= 25 and sizes["float16"] <= 48 and sizes["float32"] > 90
 
 
+@pytest.mark.slow
 def test_int8_file_is_integer_only(tflite_models):
     backend = find_backend()
     interp = backend.interpreter_class(model_path=str(tflite_models["int8"]))
@@ -45,6 +48,7 @@ def test_int8_file_is_integer_only(tflite_models):
             assert len(t["shape"]) == 1 or tuple(t["shape"]) == (4, 2), (t["name"], t["shape"])
 
 
+@pytest.mark.slow
 def test_dynamic_range_file_is_not_called_int8(tiny_run, tmp_path):
     import tensorflow as tf
 
@@ -57,6 +61,7 @@ def test_dynamic_range_file_is_not_called_int8(tiny_run, tmp_path):
     assert Classifier(path).format == "dynamic-range"
 
 
+@pytest.mark.slow
 def test_sidecar_round_trips(tflite_models, tiny_run):
     for fmt, path in tflite_models.items():
         meta = read_sidecar(path)
@@ -71,10 +76,11 @@ def test_sidecar_round_trips(tflite_models, tiny_run):
         assert meta["converter"]["tensorflow"]
     int8 = read_sidecar(tflite_models["int8"])
     assert int8["input"]["takes_raw_pixels"] is True
-    assert int8["calibration"]["sha256"] == sha256_file(config.CALIBRATION_MANIFEST)
-    assert int8["calibration"]["images"] == len(read_manifest(config.CALIBRATION_MANIFEST))
+    assert int8["calibration"]["sha256"] == sha256_file(config.calibration_manifest())
+    assert int8["calibration"]["images"] == len(read_manifest(config.calibration_manifest()))
 
 
+@pytest.mark.slow
 def test_int8_agrees_with_float32_on_real_images(tflite_models, signs):
     x = signs.test.x[:40]
     p32 = Classifier(tflite_models["float32"]).predict_batch(x)
@@ -86,7 +92,7 @@ def test_int8_agrees_with_float32_on_real_images(tflite_models, signs):
 
 
 def test_committed_manifest_is_stratified_training_only(signs):
-    rows = read_manifest(config.CALIBRATION_MANIFEST)
+    rows = read_manifest(config.calibration_manifest())
     labels = np.array([r["label"] for r in rows])
     assert len(rows) >= config.CALIBRATION_RECOMMENDED
     assert np.bincount(labels).tolist() == [len(rows) // 6] * 6
@@ -111,7 +117,7 @@ def test_manifest_guards(tmp_path, signs):
         load_calibration(manifest=_manifest(tmp_path, "index,label,file,pixels_sha256\n5000,0,x,abc\n"), data=signs)
     with pytest.raises(EdgeSignsError, match="another copy of SIGNS"):
         load_calibration(manifest=_manifest(tmp_path, "index,label,file,pixels_sha256\n0,0,x,0000000000000000\n"), data=signs)
-    good = config.CALIBRATION_MANIFEST.read_text().splitlines()
+    good = config.calibration_manifest().read_text().splitlines()
     few = _manifest(tmp_path, "\n".join(good[:3 + 10]) + "\n")  # comments + header + 10 rows
     with pytest.raises(EdgeSignsError, match=r"10 calibration image\(s\), at least 32 needed"):
         load_calibration(manifest=few, data=signs)
@@ -158,22 +164,17 @@ def test_keras_model_of_another_task(tmp_path):
     assert not list(tmp_path.glob("*.tflite"))
 
 
-def test_unwritable_output_folder(tiny_run, tmp_path):
+def test_unwritable_output_folder(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    result = run_cli("quantize", tiny_run / "model.keras", "--fp16", "--out", blocker / "sub")
+    model = tmp_path / "model.keras"  # the output folder is checked before the model is even loaded
+    model.write_text("")
+    result = run_cli("quantize", model, "--fp16", "--out", blocker / "sub")
     assert result.returncode == 1 and "cannot create output folder" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_detect_format_rules():
-    i8, u8, i32, f32, f16 = (np.dtype(t) for t in ("int8", "uint8", "int32", "float32", "float16"))
-    assert detect_format([u8, i8, i32, u8], u8) == "int8"
-    assert detect_format([f32, f16], f32) == "float16"
-    assert detect_format([f32, i8, i32], f32) == "dynamic-range"
-    assert detect_format([f32, i32], f32) == "float32"
-
-
+@pytest.mark.slow
 def test_layer_error_report_ranks_layers(tiny_run, signs):
     from edge_signs.trainer.quantize import layer_error_report
 
@@ -188,8 +189,8 @@ def test_layer_error_report_ranks_layers(tiny_run, signs):
 
 def test_default_calibration_falls_back_for_another_copy_of_signs(signs):
     """The original course file holds other pixels in another order: same pick, with a warning."""
-    from edge_signs.trainer.calibration import default_selection
     from edge_signs.data import Signs, Split
+    from edge_signs.trainer.calibration import default_selection
 
     order = np.random.default_rng(0).permutation(len(signs.train))
     other = Signs(Split(signs.train.x[order], signs.train.y[order]), signs.test, "elsewhere", "hdf5")
@@ -201,5 +202,5 @@ def test_default_calibration_falls_back_for_another_copy_of_signs(signs):
     assert np.bincount(other.train.y[default_selection(other)]).tolist() == [config.CALIBRATION_PER_CLASS] * 6
     # on the copy the manifest was written for, the pick and the manifest are the same images
     same = load_calibration(data=signs, log=lambda m: None)
-    assert same.source == str(config.CALIBRATION_MANIFEST)
+    assert same.source == str(config.calibration_manifest())
     assert np.array_equal(same.images, signs.train.x[default_selection(signs)])

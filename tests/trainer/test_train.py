@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -15,16 +16,16 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from edge_signs.config import DEFAULT_RECIPE, RECIPES  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
-from edge_signs.trainer.train import RECIPES, TrainOptions, make_dataset, train  # noqa: E402
+from edge_signs.trainer.train import TrainOptions, make_dataset, train  # noqa: E402
 from tests.conftest import REPO, run_cli  # noqa: E402
-
-pytestmark = pytest.mark.slow
 
 METRIC_KEYS = {"train_accuracy", "train_loss", "val_accuracy", "val_loss", "test_accuracy", "test_loss", "params",
                "seconds_per_epoch", "device", "tensorflow_version", "dataset", "options", "seed"}
 
 
+@pytest.mark.slow
 def test_cli_training_run_writes_every_output(tmp_path, signs_dir):
     out = tmp_path / "run"
     result = run_cli("train", "--data", signs_dir, "--out", out, "--limit", 60, "--epochs", 2)
@@ -45,7 +46,7 @@ def test_cli_training_run_writes_every_output(tmp_path, signs_dir):
 
 
 def test_augmentation_is_on_by_default_and_keeps_labels_and_ranges(signs):
-    assert RECIPES[TrainOptions().recipe].augment
+    assert TrainOptions().recipe == DEFAULT_RECIPE and RECIPES[DEFAULT_RECIPE].augment
     x, y = signs.train.x[:64], signs.train.y[:64]
     ds = make_dataset(x, y, batch_size=64, training=False, augment=True, seed=0)
     images, onehot = next(iter(ds))
@@ -56,6 +57,15 @@ def test_augmentation_is_on_by_default_and_keeps_labels_and_ranges(signs):
     assert np.abs(images - x / 255.0).mean() > 0.02  # the images really changed
     plain, _ = next(iter(make_dataset(x, y, batch_size=64, training=False, augment=False, seed=0)))
     assert np.allclose(plain.numpy(), x / 255.0)
+
+
+def test_recipe_overrides_and_unknown_names():
+    recipe = TrainOptions(recipe="seed", overrides={"epochs": 3, "dropout": None}).resolved_recipe()
+    assert recipe == dataclasses.replace(RECIPES["seed"], epochs=3)  # None: not overridden
+    with pytest.raises(EdgeSignsError, match="recipe 'fast': unknown"):
+        TrainOptions(recipe="fast").resolved_recipe()
+    with pytest.raises(EdgeSignsError, match="recipe option.*epoch: unknown"):
+        TrainOptions(overrides={"epoch": 3}).resolved_recipe()
 
 
 def test_resume_without_checkpoint_is_an_error(tmp_path, signs):
@@ -70,6 +80,7 @@ def _state_epoch(run_dir):
         return 0
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_last_finished_epoch(tmp_path, signs_dir):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "edge_signs", "train", "--data", str(signs_dir), "--out", str(out),
@@ -107,6 +118,7 @@ main(sys.argv[1:])
 """
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus_trains(tmp_path, signs_dir):
     out = tmp_path / "run"
     result = subprocess.run(

@@ -1,0 +1,73 @@
+"""What a person sees: the overlay, recordings and snapshots (the window itself is in test_live.py)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_signs import config
+from edge_signs.edge.display import Overlay, Recorder, check_gui, record_fourcc, save_png
+from edge_signs.edge.live import FrameResult
+from edge_signs.edge.preprocess import Roi
+from edge_signs.errors import EdgeSignsError
+
+
+def test_record_codec_by_extension(tmp_path):
+    assert record_fourcc(tmp_path / "a.avi") == "MJPG" and record_fourcc(tmp_path / "b.MP4") == "mp4v"
+    with pytest.raises(EdgeSignsError, match=r"--record .*out\.mkv: use a file name ending in \.avi \(MJPG\), \.mp4 \(mp4v\)"):
+        record_fourcc(tmp_path / "out.mkv")
+
+
+def test_overlay_draws_on_its_own_canvas():
+    frame = np.full((64, 64), 100, np.uint8)  # a gray 64x64 test image
+    before = frame.copy()
+    result = FrameResult(label="3", index=3, smoothed_confidence=0.9, raw_label="3", raw_index=3, confidence=0.8, truth=2)
+    overlay = Overlay(Roi(), config.LABELS)
+    img = overlay.render(frame, result, fps=12.5)
+    assert np.array_equal(frame, before)  # the frame is untouched
+    side = config.DISPLAY_MIN_SIDE
+    assert img.shape == (side, side, 3) and img.dtype == np.uint8  # 64 px upscaled by a whole factor (5)
+    assert (img != 100).any(axis=2).mean() > 0.05  # text panels and the ROI box are drawn
+    again = overlay.render(frame, result, fps=12.5)
+    assert again is img  # the canvas is reused while the frame size stays
+    big = overlay.render(np.zeros((480, 640, 3), np.uint8), result, fps=30.0)
+    assert big.shape == (480, 640, 3)  # a camera frame is drawn on at its own size
+
+
+def test_recorder_keeps_a_playable_file_only_when_asked(tmp_path):
+    path = tmp_path / "rec.avi"
+    rec = Recorder(path, fps=10.0)
+    for v in range(4):
+        rec.write(np.full((120, 160, 3), 40 * v, np.uint8))
+    rec.write(np.zeros((60, 80, 3), np.uint8))  # a source that changed resolution: resized to the first size
+    rec.close(keep=True)
+    cap = cv2.VideoCapture(str(path))
+    sizes = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        sizes.append(frame.shape)
+    cap.release()
+    assert sizes == [(120, 160, 3)] * 5 and rec.frames == 5
+    assert [p.name for p in tmp_path.iterdir()] == ["rec.avi"]  # no temporary left behind
+    dropped = Recorder(tmp_path / "dropped.avi", fps=10.0)
+    dropped.write(np.zeros((120, 160, 3), np.uint8))
+    dropped.close(keep=False)  # an error ended the run: nothing half-written is left
+    assert [p.name for p in tmp_path.iterdir()] == ["rec.avi"]
+
+
+def test_save_png(tmp_path):
+    img = np.zeros((10, 20, 3), np.uint8)
+    img[:, :10] = (0, 0, 255)
+    out = save_png(img, tmp_path / "snap.png")
+    assert np.array_equal(cv2.imread(str(out)), img)
+
+
+def test_check_gui_without_a_display(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(EdgeSignsError, match="--headless") as err:
+        check_gui()
+    assert "\n" not in str(err.value)
