@@ -25,7 +25,10 @@ from edge_signs.trainer.quantize import (
 
 
 def keras_runner(path: Path, threads: int) -> Runner:
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already ran in this process (a notebook, a test): its thread pool is fixed now
+        pass
     model = load_keras_classifier(path)
     state = {}
 
