@@ -34,6 +34,9 @@ MIRROR_BLOB_SHA1 = {
     "test_signs.h5": "ac34131b87c829b90f5c0913f90d509f1c1f8ed0",
 }
 VAL_FRACTION = 0.1  # stratified, seeded; carved from the training set
+# Fewest images of each class a split may hold: training needs two (one can be held
+# out for validation), a test set one. Both layouts are held to the same rule.
+MIN_IMAGES_PER_CLASS = {"train": 2, "test": 1}
 
 
 def keras_cache_dir() -> Path:

@@ -26,11 +26,11 @@ from typing import Callable, Iterator, Optional, Sequence
 import numpy as np
 
 from edge_signs import config
-from edge_signs.artifacts import write_json
+from edge_signs.artifacts import PendingFile, check_output_dir, check_output_file, write_json
 from edge_signs.data import resolve_data
 from edge_signs.edge.display import Overlay, Recorder, Window, check_gui, record_fourcc
 from edge_signs.edge.preprocess import Roi
-from edge_signs.edge.runtime import Classifier, check_tflite_file, read_sidecar
+from edge_signs.edge.runtime import Classifier, check_tflite_file, read_sidecar, sidecar_path
 from edge_signs.edge.sources import CameraSource, FrameSource, PiCameraSource, TestsetSource, VideoSource
 from edge_signs.edge.truth import read_label_ranges
 from edge_signs.errors import EdgeSignsError
@@ -138,6 +138,7 @@ class LiveSummary:
     smoothed_accuracy: Optional[float] = None  # a "no sign" frame counts as wrong
     no_sign: int = 0  # frames whose smoothed label was below the threshold
     confusion: Optional[np.ndarray] = None  # rows true, columns raw prediction
+    warnings: list[str] = field(default_factory=list)  # e.g. labelled frames the video never reached
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -161,6 +162,7 @@ class LiveSummary:
                          f"(no sign on {self.no_sign} of {self.frames} frames)")
             lines.append("confusion matrix, rows true, columns predicted (raw per-frame):")
             lines.append(confusion_matrix_text(self.confusion, self.labels).rstrip("\n"))
+        lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines) + "\n"
 
 
@@ -259,6 +261,27 @@ def _sigterm_ends_loop() -> Iterator[None]:
 # -- the loop ------------------------------------------------------------------------------------------
 
 
+def check_outputs(model_path: str | os.PathLike, options: LiveOptions) -> None:
+    """Every output path writable and none of them an input of this run: before a camera opens."""
+    model_path = Path(model_path)
+    inputs = [model_path, sidecar_path(model_path), options.labels_csv]
+    if options.video is not None and os.path.exists(options.video):
+        inputs.append(options.video)
+    if options.json_path is not None:
+        check_output_file(options.json_path, "--json", inputs)
+    if options.record is not None:
+        check_output_file(options.record, "--record", inputs)
+    if options.report is not None:
+        check_output_dir(options.report, "--report")
+        for name in REPORT_FILES:
+            check_output_file(Path(options.report) / name, "--report", inputs)
+    if not options.headless:
+        check_output_dir(options.snapshot_dir, "--snapshot-dir")
+    outputs = [Path(p).resolve() for p in (options.json_path, options.record) if p is not None]
+    if len(set(outputs)) < len(outputs):
+        raise EdgeSignsError(f"--json and --record name the same file ({options.json_path}); give each its own")
+
+
 def run_live(
     model_path: str | os.PathLike,
     options: Optional[LiveOptions] = None,
@@ -276,9 +299,11 @@ def run_live(
     options = options or LiveOptions()
     options.source_kind()  # contradictions first: before opening a camera or loading a model
     check_tflite_file(model_path)
+    check_outputs(model_path, options)  # every output path, before any work
     if not options.headless:
         check_gui()
-    labels = tuple(read_sidecar(model_path).get("labels", config.LABELS))  # what Classifier will use; needed for --labels
+    # What Classifier will use (it also checks the metadata belongs to the model); needed for --labels.
+    labels = tuple(read_sidecar(model_path, check_model=False).get("labels", config.LABELS))
     source = open_source(options, labels, log=log)
     with contextlib.ExitStack() as stack:
         stack.callback(source.close)
@@ -289,11 +314,12 @@ def run_live(
         window = Window(options.snapshot_dir, log) if not options.headless else None
         if window is not None:
             stack.callback(window.close)
-        json_file = None
+        json_out = json_file = None
         if options.json_path is not None:
-            # Streamed, not atomic: a line per frame that another program can tail while the camera runs.
-            Path(options.json_path).parent.mkdir(parents=True, exist_ok=True)
-            json_file = stack.enter_context(open(options.json_path, "w", buffering=1))
+            # Line-buffered into a temporary file beside the target (tail it while the camera runs);
+            # it replaces the target only when the run ends, so a failed run never truncates an old file.
+            json_out = PendingFile(options.json_path)
+            json_file = stack.enter_context(open(json_out.tmp, "w", buffering=1, encoding="utf-8"))
         recorder = Recorder(options.record, source.fps) if options.record is not None else None
         overlay = Overlay(options.roi, labels) if (window is not None or recorder is not None) else None
         kept = False
@@ -303,10 +329,15 @@ def run_live(
                 summary = loop.run(t_start)
             kept = True
         finally:
+            if json_file is not None:
+                json_file.close()
+                json_out.close(keep=kept)
             if recorder is not None:
                 recorder.close(keep=kept)
     if recorder is not None and recorder.frames:
         log(f"wrote {options.record} ({recorder.frames} frames)")
+    if json_out is not None:
+        log(f"wrote {options.json_path} ({summary.frames} lines)")
     if options.report is not None:
         _write_report(summary, Path(options.report), log)
     return summary
@@ -436,7 +467,12 @@ class _Loop:
             smoothed_accuracy=self.smoothed_correct / scored if scored else None,
             no_sign=self.no_sign,
             confusion=self.confusion if scored else None,
+            # Only a source that ran out can have left labelled frames unreached (not --max-frames or Ctrl-C).
+            warnings=[w for w in [self.source.unscored()] if w] if reason and reason == getattr(self.source, "ended", None) else [],
         )
+
+
+REPORT_FILES = ("live_summary.json", "confusion_matrix.png")
 
 
 def _write_report(summary: LiveSummary, folder: Path, log: Log) -> None:

@@ -58,6 +58,10 @@ class FrameSource:
     def close(self) -> None:
         """Release the device or file; safe to call twice."""
 
+    def unscored(self) -> Optional[str]:
+        """A warning when ground truth was promised for frames the source never delivered."""
+        return None
+
     def __iter__(self) -> Iterator[Frame]:
         self.ended = ""
         failures = delivered = 0
@@ -236,6 +240,15 @@ class VideoSource(FrameSource):
         truth = self._ranges.lookup(self._index) if self._ranges is not None else None
         self._index += 1
         return frame, truth
+
+    def unscored(self) -> Optional[str]:
+        if self._ranges is None or self._loop:
+            return None
+        missed = self._ranges.labelled_from(self._index)
+        if not missed:
+            return None
+        return (f"{self._ranges.path or 'labels CSV'}: {missed} labelled frame(s) were never reached: the video ended after "
+                f"{self._index} frame(s), the labels run to frame {self._ranges.last_frame()}; accuracy covers only the frames it had")
 
     def close(self) -> None:
         self._cap.release()
