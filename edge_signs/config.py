@@ -74,7 +74,7 @@ RECIPES: dict[str, Recipe] = {
     "seed": Recipe(epochs=20, learning_rate=1e-3),
     # Robust to a real camera: camera-like augmentation, cosine schedule, regularized.
     "default": Recipe(
-        epochs=30,
+        epochs=60,
         learning_rate=1e-3,
         schedule="cosine",
         warmup_epochs=2,
