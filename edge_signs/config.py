@@ -111,6 +111,9 @@ INT8_TOLERANCE = 0.01  # int8 accuracy lost against float beyond which evaluate 
 DEBUG_IMAGES = 64  # images the quantization debugger runs
 
 # -- edge runtime ---------------------------------------------------------------
+# The oldest interpreter a Pi may have: tflite-runtime 2.14 (Python 3.11 aarch64 wheels,
+# Raspberry Pi OS Bookworm). quantize says when a file needs something newer.
+OLDEST_RUNTIME = "2.14.0"
 THREADS = 1
 LATENCY_RUNS = 50
 LATENCY_WARMUP = 5

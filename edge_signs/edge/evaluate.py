@@ -22,6 +22,7 @@ import numpy as np
 
 from edge_signs import config, metrics, perturb
 from edge_signs.artifacts import check_output_dir, check_output_file, finite_or_none, write_json, write_text
+from edge_signs.edge.cpu import cpu_info, int8_advice
 from edge_signs.edge.runtime import Backend, Classifier, check_tflite_file, is_installed, sidecar_path
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
@@ -155,7 +156,17 @@ def markdown_table(reports: list[ModelReport]) -> str:
         )
     if reports:
         lines.append(f"\n{int(np.sum(reports[0].confusion))} test images; agreement and speed-up are relative to the first model; latency is one image, {reports[0].threads} thread(s), median and 90th percentile after warm-up.")
+        runtimes = sorted({r.backend for r in reports})
+        lines.append(f"Runtime: {', '.join(runtimes)}. CPU: {cpu_info().describe()}.")
     return "\n".join(lines)
+
+
+def int8_speedup(reports: list[ModelReport]) -> float | None:
+    """How much faster the int8 file runs than the float32 TFLite file of the same run, if both are there."""
+    by_format = {r.format: r for r in reports}
+    if "int8" not in by_format or "float32" not in by_format:
+        return None
+    return by_format["float32"].latency_ms_p50 / by_format["int8"].latency_ms_p50
 
 
 def run_evaluation(
@@ -174,8 +185,13 @@ def run_evaluation(
     the robustness results are attached to the model they are about.
     """
     reports = evaluate_models(paths, signs.test.x, signs.test.y, threads=threads, runs=runs, warmup=warmup, log=log)
-    result: dict = {"models": [asdict(r) for r in reports]}
+    result: dict = {"models": [asdict(r) for r in reports], "cpu": cpu_info().describe()}
     sections = [markdown_table(reports)]
+    speedup = int8_speedup(reports)
+    advice = int8_advice(speedup, cpu_info()) if speedup is not None else None
+    if advice:
+        log(f"note: {advice}")
+        sections.append(f"\nNote: {advice}.")
     for r in reports:
         sections.append(f"\n{Path(r.model).name} ({r.format}) confusion matrix, rows true, columns predicted:\n\n```\n"
                         f"{confusion_matrix_text(np.asarray(r.confusion), config.LABELS)}```")

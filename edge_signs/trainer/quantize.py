@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+from tensorflow.lite.python import schema_py_generated as schema  # TFLite flatbuffer reader; the package guard ran first
 
 from edge_signs import __version__, config
 from edge_signs.artifacts import check_output_dir, check_output_file, dumps, folder_lock, make_temp, publish, remove_stale_temps, sha256_file
@@ -183,6 +184,33 @@ def check_runs(tflite_path: Path, fmt: str) -> None:
         raise EdgeSignsError(f"the converted {fmt} model does not run in the edge runtime ({why}); nothing was replaced")
 
 
+def runtime_requirements(blob: bytes) -> dict:
+    """The builtin ops (and versions) a TFLite file uses and the oldest runtime the converter says runs it.
+
+    The converter writes ``min_runtime_version`` into the file from its table of op
+    versions; the op list is recorded too, so a runtime that refuses the file can be
+    matched against it.
+    """
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(blob, 0))
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    ops = {}
+    for code in model.operatorCodes or []:
+        name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), f"BUILTIN_{code.builtinCode}")
+        ops[name] = max(ops.get(name, 0), int(code.version))
+    minimum = ""
+    for meta in model.metadata or []:
+        if meta.name in (b"min_runtime_version", "min_runtime_version"):
+            data = model.buffers[meta.buffer].data
+            minimum = bytes(data if data is not None else b"").rstrip(b"\0").decode("ascii", "replace")
+    oldest = config.OLDEST_RUNTIME
+    return {"ops": dict(sorted(ops.items())), "min_runtime_version": minimum or None, "oldest_supported_runtime": oldest,
+            "runs_on_oldest": not minimum or _version_tuple(minimum) <= _version_tuple(oldest)}
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
+
+
 def _sidecar(tflite_path: Path, fmt: str, source: Path, source_sha: str, calibration: Calibration | None) -> dict:
     clf = Classifier(tflite_path, check_metadata=False)  # read back what the file really is
     q = clf.input_quant
@@ -202,6 +230,7 @@ def _sidecar(tflite_path: Path, fmt: str, source: Path, source_sha: str, calibra
         "source_model": {"file": source.name, "sha256": source_sha},
         "calibration": None if calibration is None else {"source": calibration.source, "sha256": calibration.sha256, "images": int(len(calibration.images))},
         "converter": {"tensorflow": tf.__version__, "edge_signs": __version__},
+        "runtime": runtime_requirements(tflite_path.read_bytes()),
         "tflite_sha256": sha256_file(tflite_path),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -239,13 +268,17 @@ def quantize(
     with folder_lock(out, f"quantize into {out}"):
         for fmt, path in targets.items():
             log(f"converting {model_path.name} to {fmt}" + (f" (calibrating on {len(calibration.images)} images from {calibration.source})" if fmt == "int8" else ""))
-            _write_pair(convert(model, fmt, calibration), path, fmt, model_path, source_sha, calibration)
-            log(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+            meta = _write_pair(convert(model, fmt, calibration), path, fmt, model_path, source_sha, calibration)
+            needs = meta["runtime"]
+            log(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; runs on TFLite runtimes from {needs['min_runtime_version'] or 'any version'})")
+            if not needs["runs_on_oldest"]:
+                log(f"warning: {path.name} needs a TFLite runtime >= {needs['min_runtime_version']}: tflite-runtime {needs['oldest_supported_runtime']} "
+                    f"(older Pi images) cannot load it; use ai-edge-litert there")
             written.append(path)
     return written
 
 
-def _write_pair(blob: bytes, path: Path, fmt: str, source: Path, source_sha: str, calibration: Calibration | None) -> None:
+def _write_pair(blob: bytes, path: Path, fmt: str, source: Path, source_sha: str, calibration: Calibration | None) -> dict:
     """The model and its metadata, each complete and checked before either replaces anything.
 
     The .tflite is moved into place first, then its sidecar: a kill between the two
@@ -264,6 +297,7 @@ def _write_pair(blob: bytes, path: Path, fmt: str, source: Path, source_sha: str
         meta_tmp.write_text(dumps(meta, indent=2) + "\n")
         publish(model_tmp, path)
         publish(meta_tmp, sidecar_path(path))
+        return meta
     finally:
         for tmp in (model_tmp, meta_tmp):
             if tmp is not None:
