@@ -72,8 +72,24 @@ def find_backend() -> Backend:
             continue
         if not hasattr(module, "Interpreter"):  # a build without the interpreter
             continue
-        return Backend(module.Interpreter, dist, _version(dist))
+        backend = Backend(module.Interpreter, dist, _version(dist))
+        check_numpy_abi(backend)
+        return backend
     raise EdgeSignsError(f"no TFLite interpreter is installed: {INSTALL_HINT}")
+
+
+NUMPY1_FIX = "pip install 'numpy<2' 'opencv-python-headless<4.12' (README: Raspberry Pi)"
+
+
+def check_numpy_abi(backend: Backend) -> None:
+    """tflite-runtime (2.14 is the last) was built for numpy 1: with numpy 2 every model load fails
+    with a page of numpy's advice and a SystemError. Say it in one line before that happens."""
+    if backend.name != "tflite-runtime" or backend.version == "unknown":
+        return
+    numpy_major = int(np.__version__.split(".")[0])
+    if numpy_major >= 2 and tuple(int(p) for p in backend.version.split(".")[:2] if p.isdigit()) <= (2, 14):
+        raise EdgeSignsError(f"{backend} was built for numpy 1, and this Python has numpy {np.__version__}: {NUMPY1_FIX}, "
+                             f"or pip install ai-edge-litert, which works with numpy 2")
 
 
 _OP_VERSION = re.compile(r"Didn't find op for builtin opcode '([A-Z0-9_]+)' version '(\d+)'")
@@ -176,7 +192,7 @@ class Classifier:
         try:
             self.interpreter = self.backend.interpreter_class(model_path=str(self.path), num_threads=threads)
             self.interpreter.allocate_tensors()
-        except (RuntimeError, ValueError) as exc:
+        except (RuntimeError, ValueError, SystemError) as exc:
             raise _explain_load_error(self.path, self.backend, exc) from None
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         expected_in = (1, config.IMAGE_SIZE, config.IMAGE_SIZE, config.CHANNELS)

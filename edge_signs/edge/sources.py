@@ -153,9 +153,13 @@ class PiCameraSource(FrameSource):
 
     def __init__(self, width: int, height: int, fps: float, index: int = 0):
         try:
+            # Imported here, not at the top: only a Pi with the Camera Module has it, and it is slow to import.
             from picamera2 import Picamera2
         except ImportError:
             raise EdgeSignsError(PICAMERA_HINT) from None
+        except ValueError as exc:  # "numpy.dtype size changed": Debian's picamera2 pieces were built for Debian's numpy 1
+            raise EdgeSignsError(f"picamera2 cannot be imported with this venv's numpy ({exc}): Debian's python3-picamera2 is built for "
+                                 f"Debian's numpy 1; in the venv run pip install 'numpy<2' 'opencv-python-headless<4.12' (README: Camera Module)") from None
         self.name = f"Pi camera {index}"
         self.fps = float(fps)
         self._cam = None
