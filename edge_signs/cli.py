@@ -256,8 +256,9 @@ def data_info(data):
 @click.option("--report", type=click.Path(path_type=Path), default=None, help="Folder for live_summary.json and, with known labels, confusion_matrix.png.")
 @click.option("--snapshot-dir", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Where the window's 's' key saves PNG snapshots.")
 @click.option("--status-every", type=click.FloatRange(min=0), default=config.STATUS_INTERVAL_S, show_default=True, help="Seconds between --headless status lines (0: none).")
+@click.option("--capture-thread/--no-capture-thread", default=True, show_default=True, help="Read cameras and streams in a background thread that keeps only the newest frame.")
 @friendly_errors
-def live(model, camera, picamera, video, testset, width, height, fps, roi, smoothing, threshold, headless, record, max_frames, json_path, labels_csv, threads, data, loop, report, snapshot_dir, status_every):
+def live(model, camera, picamera, video, testset, width, height, fps, roi, smoothing, threshold, headless, record, max_frames, json_path, labels_csv, threads, data, loop, report, snapshot_dir, status_every, capture_thread):
     """Classify hand signs live from a camera, a video or the test set (q/Esc quits, s saves a snapshot).
 
     Ends with a summary: frames, FPS, inference and overhead times, and with known
@@ -267,7 +268,7 @@ def live(model, camera, picamera, video, testset, width, height, fps, roi, smoot
         camera=camera, picamera=picamera, video=video, testset=testset, width=width, height=height, fps=fps,
         roi=parse_roi(roi) if roi is not None else Roi(), smoothing=smoothing, threshold=threshold, headless=headless,
         record=record, max_frames=max_frames, json_path=json_path, labels_csv=labels_csv, threads=threads, data=data,
-        status_interval=status_every, loop=loop, report=report, snapshot_dir=snapshot_dir,
+        status_interval=status_every, loop=loop, report=report, snapshot_dir=snapshot_dir, capture_thread=capture_thread,
     )
     summary = run_live(model, options, log=_log)
     click.echo(summary.text(), nl=False)

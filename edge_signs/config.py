@@ -121,8 +121,12 @@ LATENCY_WARMUP = 5
 # -- live -----------------------------------------------------------------------
 SMOOTHING_FRAMES = 5
 CONFIDENCE_THRESHOLD = 0.6
-CAMERA_WIDTH = 640
-CAMERA_HEIGHT = 480
+# Ask the camera for little more than the model needs: the model sees 64x64, and every
+# extra pixel is capture, copy and decode work on the Pi's four small cores.
+CAMERA_WIDTH = 320
+CAMERA_HEIGHT = 240
+PICAMERA_MODEL_SIZE = (320, 240)  # the Pi camera's low-resolution stream for the model
+FRAME_WAIT_S = 1.0  # the capture thread's "no frame now" after this long without a new frame
 CAMERA_FPS = 30
 READ_RETRIES = 10  # consecutive failed reads before a camera is given up on
 READ_RETRY_SLEEP_S = 0.05  # pause between failed reads of a live camera or stream (files are not waited on)
