@@ -6,8 +6,9 @@ become one line on stderr and exit status 1, never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import json
+import math
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import click
 import numpy as np
 
 from edge_signs import __version__, config
+from edge_signs.artifacts import dumps, finite_or_none
 from edge_signs.data import fetch_signs, resolve_data
 from edge_signs.edge import evaluate as ev
 from edge_signs.edge.live import LiveOptions, parse_roi, run_live
@@ -35,7 +37,7 @@ def friendly_errors(fn):
         try:
             return fn(*args, **kwargs)
         except EdgeSignsError as exc:
-            _fail(str(exc))
+            _fail(str(exc), exc.exit_code)
         except OSError as exc:  # an unwritable folder, a full disk: name the file, no traceback
             where = f"{exc.filename}: " if exc.filename else ""
             _fail(f"{where}{exc.strerror or exc}")
@@ -47,6 +49,33 @@ def friendly_errors(fn):
 
 def _log(msg: str) -> None:
     click.echo(msg, err=True)
+
+
+class FiniteFloat(click.ParamType):
+    """A float in a range, where NaN and infinity are refused (click's FloatRange lets NaN through)."""
+
+    name = "float"
+
+    def __init__(self, low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False):
+        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
+
+    def convert(self, value, param, ctx):
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(x):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.low is not None and (x < self.low or (self.low_open and x == self.low)):
+            self.fail(f"{value} must be {'>' if self.low_open else '>='} {self.low:g}", param, ctx)
+        if self.high is not None and (x > self.high or (self.high_open and x == self.high)):
+            self.fail(f"{value} must be {'<' if self.high_open else '<='} {self.high:g}", param, ctx)
+        return x
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the user typed this option (rather than getting its default)."""
+    return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
 
 
 data_option = click.option(
@@ -72,39 +101,47 @@ def main():
 @click.option("--recipe", type=click.Choice(tuple(config.RECIPES)), default=config.DEFAULT_RECIPE, show_default=True, help="'seed': the original 20-epoch Adam run; 'default': augmented and regularized.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the recipe's epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=config.BATCH_SIZE, show_default=True, help="Global batch size (split across replicas).")
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Override the recipe's peak learning rate.")
-@click.option("--seed", type=int, default=config.SEED, show_default=True)
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None, help="Dropout before the classifier (override).")
-@click.option("--l2", type=click.FloatRange(min=0), default=None, help="L2 penalty on kernels (override).")
-@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=None, help="Override.")
+@click.option("--learning-rate", type=FiniteFloat(0, low_open=True), default=None, help="Override the recipe's peak learning rate.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=config.SEED, show_default=True)
+@click.option("--dropout", type=FiniteFloat(0, 1, high_open=True), default=None, help="Dropout before the classifier (override).")
+@click.option("--l2", type=FiniteFloat(0), default=None, help="L2 penalty on kernels (override).")
+@click.option("--label-smoothing", type=FiniteFloat(0, 1, high_open=True), default=None, help="Override.")
 @click.option("--augment/--no-augment", default=None, help="Override the recipe's augmentation.")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=config.VAL_FRACTION, show_default=True, help="Stratified validation split of the training set.")
+@click.option("--val-fraction", type=FiniteFloat(0, 1, high_open=True), default=config.VAL_FRACTION, show_default=True, help="Stratified validation split of the training set.")
 @click.option("--mixed-precision", is_flag=True, help="Compute in float16 on the GPU (float32 classifier output).")
 @click.option("--devices", default=None, help="Comma-separated devices to mirror across, e.g. /gpu:0,/gpu:1 (default: all GPUs TensorFlow sees).")
 @click.option("--limit", type=click.IntRange(min=12), default=None, help="Train on a stratified subset of N images (smoke runs).")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last finished epoch.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last finished epoch, with its own options.")
+@click.pass_context
 @friendly_errors
-def train(data, out, recipe, epochs, batch_size, learning_rate, seed, dropout, l2, label_smoothing, augment, val_fraction, mixed_precision, devices, limit, resume):
+def train(ctx, data, out, recipe, epochs, batch_size, learning_rate, seed, dropout, l2, label_smoothing, augment, val_fraction, mixed_precision, devices, limit, resume):
     """Train the ResNet50 on SIGNS and report train/test accuracy and loss."""
     # The trainer imports TensorFlow: only here, and its guard turns a missing one into an install hint.
-    from edge_signs.trainer.train import TrainOptions
+    from edge_signs.trainer.train import TrainOptions, saved_options
     from edge_signs.trainer.train import train as run_training
 
     overrides = {"epochs": epochs, "learning_rate": learning_rate, "dropout": dropout, "l2": l2, "label_smoothing": label_smoothing, "augment": augment}
-    options = TrainOptions(
-        recipe=recipe,
-        seed=seed,
-        batch_size=batch_size,
-        val_fraction=val_fraction,
-        mixed_precision=mixed_precision,
-        devices=[d.strip() for d in devices.split(",") if d.strip()] if devices else None,
-        limit=limit,
-        overrides={k: v for k, v in overrides.items() if v is not None},
-    )
-    try:
-        result = run_training(options, out, data=data, resume=resume, log=_log)
-    except KeyboardInterrupt:
-        _fail(f"interrupted; continue with: edge-signs train --out {out} --resume", 130)
+    fields = {
+        "recipe": recipe,
+        "seed": seed,
+        "batch_size": batch_size,
+        "val_fraction": val_fraction,
+        "mixed_precision": mixed_precision,
+        "devices": [d.strip() for d in devices.split(",") if d.strip()] if devices else None,
+        "limit": limit,
+    }
+    if resume:
+        # A resumed run keeps its own options; what the user typed must agree with them (train() says what differs).
+        base = saved_options(out) if out.is_dir() else None
+        if base is not None:
+            given = {k: v for k, v in fields.items() if _given(ctx, k)}
+            given_overrides = {k: v for k, v in overrides.items() if _given(ctx, k)}
+            options = dataclasses.replace(base, **given, overrides={**base.overrides, **given_overrides})
+        else:
+            options = None
+    else:
+        options = TrainOptions(**fields, overrides={k: v for k, v in overrides.items() if v is not None})
+    result = run_training(options, out, data=data, resume=resume, log=_log)
     click.echo(
         f"train accuracy {result['train_accuracy']:.3f} / loss {result['train_loss']:.2f}   "
         f"val accuracy {result.get('val_accuracy', float('nan')):.3f} / loss {result.get('val_loss', float('nan')):.2f}   "
@@ -155,11 +192,13 @@ def evaluate(models, data, threads, runs, warmup, out, as_json, robustness):
     """Compare models (.tflite, .keras) on the SIGNS test set: accuracy, loss, agreement, size, latency."""
     for model in models:
         ev.check_model_path(model)
+    out = out or Path(models[0]).parent
+    ev.check_report_outputs(list(models), out)
     signs = resolve_data(data, log=_log)
     result = ev.run_evaluation(list(models), signs, threads=threads, runs=runs, warmup=warmup, with_robustness=robustness, log=_log)
-    written = ev.write_report(result, out or Path(models[0]).parent)
+    written = ev.write_report(result, out)
     if as_json:
-        click.echo(json.dumps(result["models"], indent=2))
+        click.echo(dumps(finite_or_none(result["models"]), indent=2))
     else:
         click.echo(result["markdown"])
     _log("wrote " + ", ".join(str(p) for p in written))
@@ -217,8 +256,9 @@ def data_info(data):
 @click.option("--report", type=click.Path(path_type=Path), default=None, help="Folder for live_summary.json and, with known labels, confusion_matrix.png.")
 @click.option("--snapshot-dir", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Where the window's 's' key saves PNG snapshots.")
 @click.option("--status-every", type=click.FloatRange(min=0), default=config.STATUS_INTERVAL_S, show_default=True, help="Seconds between --headless status lines (0: none).")
+@click.option("--capture-thread/--no-capture-thread", default=True, show_default=True, help="Read cameras and streams in a background thread that keeps only the newest frame.")
 @friendly_errors
-def live(model, camera, picamera, video, testset, width, height, fps, roi, smoothing, threshold, headless, record, max_frames, json_path, labels_csv, threads, data, loop, report, snapshot_dir, status_every):
+def live(model, camera, picamera, video, testset, width, height, fps, roi, smoothing, threshold, headless, record, max_frames, json_path, labels_csv, threads, data, loop, report, snapshot_dir, status_every, capture_thread):
     """Classify hand signs live from a camera, a video or the test set (q/Esc quits, s saves a snapshot).
 
     Ends with a summary: frames, FPS, inference and overhead times, and with known
@@ -228,7 +268,7 @@ def live(model, camera, picamera, video, testset, width, height, fps, roi, smoot
         camera=camera, picamera=picamera, video=video, testset=testset, width=width, height=height, fps=fps,
         roi=parse_roi(roi) if roi is not None else Roi(), smoothing=smoothing, threshold=threshold, headless=headless,
         record=record, max_frames=max_frames, json_path=json_path, labels_csv=labels_csv, threads=threads, data=data,
-        status_interval=status_every, loop=loop, report=report, snapshot_dir=snapshot_dir,
+        status_interval=status_every, loop=loop, report=report, snapshot_dir=snapshot_dir, capture_thread=capture_thread,
     )
     summary = run_live(model, options, log=_log)
     click.echo(summary.text(), nl=False)

@@ -34,6 +34,9 @@ MIRROR_BLOB_SHA1 = {
     "test_signs.h5": "ac34131b87c829b90f5c0913f90d509f1c1f8ed0",
 }
 VAL_FRACTION = 0.1  # stratified, seeded; carved from the training set
+# Fewest images of each class a split may hold: training needs two (one can be held
+# out for validation), a test set one. Both layouts are held to the same rule.
+MIN_IMAGES_PER_CLASS = {"train": 2, "test": 1}
 
 
 def keras_cache_dir() -> Path:
@@ -108,6 +111,9 @@ INT8_TOLERANCE = 0.01  # int8 accuracy lost against float beyond which evaluate 
 DEBUG_IMAGES = 64  # images the quantization debugger runs
 
 # -- edge runtime ---------------------------------------------------------------
+# The oldest interpreter a Pi may have: tflite-runtime 2.14 (Python 3.11 aarch64 wheels,
+# Raspberry Pi OS Bookworm). quantize says when a file needs something newer.
+OLDEST_RUNTIME = "2.14.0"
 THREADS = 1
 LATENCY_RUNS = 50
 LATENCY_WARMUP = 5
@@ -115,8 +121,12 @@ LATENCY_WARMUP = 5
 # -- live -----------------------------------------------------------------------
 SMOOTHING_FRAMES = 5
 CONFIDENCE_THRESHOLD = 0.6
-CAMERA_WIDTH = 640
-CAMERA_HEIGHT = 480
+# Ask the camera for little more than the model needs: the model sees 64x64, and every
+# extra pixel is capture, copy and decode work on the Pi's four small cores.
+CAMERA_WIDTH = 320
+CAMERA_HEIGHT = 240
+PICAMERA_MODEL_SIZE = (320, 240)  # the Pi camera's low-resolution stream for the model
+FRAME_WAIT_S = 1.0  # the capture thread's "no frame now" after this long without a new frame
 CAMERA_FPS = 30
 READ_RETRIES = 10  # consecutive failed reads before a camera is given up on
 READ_RETRY_SLEEP_S = 0.05  # pause between failed reads of a live camera or stream (files are not waited on)

@@ -81,7 +81,7 @@ def _read_h5_split(path: Path, split: str) -> Split:
     except OSError as exc:
         raise EdgeSignsError(f"{path}: unreadable HDF5 file ({exc})") from None
     expected = (config.IMAGE_SIZE, config.IMAGE_SIZE, config.CHANNELS)
-    if x.ndim != 4 or x.shape[3] != config.CHANNELS:
+    if x.ndim != 4 or x.shape[3] != config.CHANNELS or min(x.shape[1:3], default=0) < 1:
         raise EdgeSignsError(f"{path}: '{xk}' has shape {x.shape}, expected (N, {expected[0]}, {expected[1]}, 3) RGB images")
     if x.dtype != np.uint8:
         raise EdgeSignsError(f"{path}: '{xk}' has dtype {x.dtype}, expected uint8 pixels")
@@ -97,7 +97,7 @@ def load_h5(folder: Path) -> Signs:
     train = _read_h5_split(folder / config.H5_FILES[0], "train")
     test = _read_h5_split(folder / config.H5_FILES[1], "test")
     for name, split in (("train", train), ("test", test)):
-        _check_labels(split.y, folder / f"{name}_signs.h5")
+        check_split(split, folder / f"{name}_signs.h5", name)
         if split.x.shape[1:3] != (config.IMAGE_SIZE, config.IMAGE_SIZE):
             notes.append(f"{folder / f'{name}_signs.h5'}: images are {split.x.shape[1]}x{split.x.shape[2]}, centre-cropped and resized to {config.IMAGE_SIZE}x{config.IMAGE_SIZE}")
             split.x = np.stack([square_resize(im) for im in split.x])
@@ -107,10 +107,27 @@ def load_h5(folder: Path) -> Signs:
 # -- image folders ---------------------------------------------------------------
 
 
+JPEG_SUFFIXES = {".jpg", ".jpeg"}
+JPEG_END = b"\xff\xd9"  # the end-of-image marker every complete JPEG ends with
+
+
+def _check_complete_jpeg(path: Path, data: bytes) -> None:
+    """libjpeg decodes a truncated file with a grey bottom and only a stderr warning: name it instead."""
+    if JPEG_END not in data[-64:].rstrip(b"\x00\r\n "):
+        raise EdgeSignsError(f"{path}: truncated JPEG (no end-of-image marker); re-copy or delete the file")
+
+
 def read_image_bgr(path: Path) -> np.ndarray:
     """Any image file OpenCV reads, as 8-bit BGR (the layout of a camera frame)."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise EdgeSignsError(f"{path}: unreadable image ({exc.strerror or exc})") from None
+    if path.suffix.lower() in JPEG_SUFFIXES:
+        _check_complete_jpeg(path, data)
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if bgr is None or bgr.size == 0:
         raise EdgeSignsError(f"{path}: unreadable image (OpenCV could not decode it)")
     return bgr
 
@@ -132,12 +149,17 @@ def _read_image_folder(folder: Path, notes: list[str]) -> Split:
             resized += bgr.shape[:2] != (config.IMAGE_SIZE, config.IMAGE_SIZE)
             images.append(frame_to_rgb(bgr))  # the camera's path: centred square, resize, RGB
             labels.append(label_index)
+        skipped = sorted(p.name for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES and not p.name.startswith("."))
+        if skipped:
+            notes.append(f"{class_dir}: skipped {len(skipped)} file(s) that are not images: {', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}")
     extra = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name not in config.LABELS)
     if extra:
         raise EdgeSignsError(f"{folder}: unexpected class folder(s) {', '.join(extra)} (labels are {', '.join(config.LABELS)})")
     if resized:
         notes.append(f"{folder}: {resized} image(s) not {config.IMAGE_SIZE}x{config.IMAGE_SIZE}, centre-cropped to a square and resized")
-    return Split(np.stack(images), np.asarray(labels, dtype=np.int64))
+    split = Split(np.stack(images), np.asarray(labels, dtype=np.int64))
+    check_split(split, folder, folder.name if folder.name in config.MIN_IMAGES_PER_CLASS else "train")
+    return split
 
 
 def load_images(folder: Path) -> Signs:
@@ -147,10 +169,18 @@ def load_images(folder: Path) -> Signs:
     return Signs(train, test, str(folder), "images", notes)
 
 
-def _check_labels(y: np.ndarray, path: Path) -> None:
+def check_split(split: Split, where: str | os.PathLike, name: str) -> None:
+    """The rules every layout is held to: labels in range, every class present, enough images per class."""
+    y = split.y
     bad = y[(y < 0) | (y >= config.NUM_CLASSES)]
     if bad.size:
-        raise EdgeSignsError(f"{path}: labels outside 0..{config.NUM_CLASSES - 1} (found {sorted(set(bad.tolist()))[:5]})")
+        raise EdgeSignsError(f"{where}: labels outside 0..{config.NUM_CLASSES - 1} (found {sorted(set(bad.tolist()))[:5]})")
+    minimum = config.MIN_IMAGES_PER_CLASS[name]
+    counts = np.bincount(y, minlength=config.NUM_CLASSES)
+    short = [f"{config.LABELS[k]}: {int(n)}" for k, n in enumerate(counts) if n < minimum]
+    if short:
+        raise EdgeSignsError(f"{where}: the {name} set needs at least {minimum} image(s) of every class "
+                             f"({', '.join(config.LABELS)}); too few of {', '.join(short)} ({len(y)} images in all)")
 
 
 # -- finding the data ----------------------------------------------------------------

@@ -10,7 +10,6 @@ import contextlib
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
@@ -19,7 +18,7 @@ import cv2
 import numpy as np
 
 from edge_signs import config
-from edge_signs.artifacts import atomic_path
+from edge_signs.artifacts import PendingFile, atomic_path
 from edge_signs.edge.preprocess import Roi, to_bgr
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log
@@ -162,10 +161,8 @@ class Recorder:
         self._writer: Optional[cv2.VideoWriter] = None
         self._size: Optional[tuple[int, int]] = None
         self.frames = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=self.path.suffix, dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._file = PendingFile(self.path)
+        self._tmp = self._file.tmp
 
     def write(self, img: np.ndarray) -> None:
         if self._writer is None:  # the frame size is only known now
@@ -181,9 +178,4 @@ class Recorder:
     def close(self, keep: bool) -> None:
         if self._writer is not None:
             self._writer.release()  # writes the index: without it the file does not play
-        if keep and self.frames:
-            os.chmod(self._tmp, 0o644)  # the temporary file was private; a recording is for sharing
-            os.replace(self._tmp, self.path)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                self._tmp.unlink()
+        self._file.close(keep=keep and self.frames > 0)

@@ -21,8 +21,9 @@ from typing import Callable
 import numpy as np
 
 from edge_signs import config, metrics, perturb
-from edge_signs.artifacts import write_json, write_text
-from edge_signs.edge.runtime import Backend, Classifier, check_tflite_file, is_installed
+from edge_signs.artifacts import check_output_dir, check_output_file, finite_or_none, write_json, write_text
+from edge_signs.edge.cpu import cpu_info, int8_advice
+from edge_signs.edge.runtime import Backend, Classifier, check_tflite_file, is_installed, sidecar_path
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
 from edge_signs.plots import (
@@ -155,7 +156,17 @@ def markdown_table(reports: list[ModelReport]) -> str:
         )
     if reports:
         lines.append(f"\n{int(np.sum(reports[0].confusion))} test images; agreement and speed-up are relative to the first model; latency is one image, {reports[0].threads} thread(s), median and 90th percentile after warm-up.")
+        runtimes = sorted({r.backend for r in reports})
+        lines.append(f"Runtime: {', '.join(runtimes)}. CPU: {cpu_info().describe()}.")
     return "\n".join(lines)
+
+
+def int8_speedup(reports: list[ModelReport]) -> float | None:
+    """How much faster the int8 file runs than the float32 TFLite file of the same run, if both are there."""
+    by_format = {r.format: r for r in reports}
+    if "int8" not in by_format or "float32" not in by_format:
+        return None
+    return by_format["float32"].latency_ms_p50 / by_format["int8"].latency_ms_p50
 
 
 def run_evaluation(
@@ -174,8 +185,13 @@ def run_evaluation(
     the robustness results are attached to the model they are about.
     """
     reports = evaluate_models(paths, signs.test.x, signs.test.y, threads=threads, runs=runs, warmup=warmup, log=log)
-    result: dict = {"models": [asdict(r) for r in reports]}
+    result: dict = {"models": [asdict(r) for r in reports], "cpu": cpu_info().describe()}
     sections = [markdown_table(reports)]
+    speedup = int8_speedup(reports)
+    advice = int8_advice(speedup, cpu_info()) if speedup is not None else None
+    if advice:
+        log(f"note: {advice}")
+        sections.append(f"\nNote: {advice}.")
     for r in reports:
         sections.append(f"\n{Path(r.model).name} ({r.format}) confusion matrix, rows true, columns predicted:\n\n```\n"
                         f"{confusion_matrix_text(np.asarray(r.confusion), config.LABELS)}```")
@@ -200,18 +216,28 @@ def run_evaluation(
     return result
 
 
+def confusion_png_names(models: list[str | os.PathLike]) -> list[str]:
+    """The confusion-matrix picture of each model; same-named files from different runs get their folder's name too."""
+    stems = [Path(m).stem for m in models]
+    return [f"confusion_{Path(m).stem if stems.count(Path(m).stem) == 1 else f'{Path(m).parent.name}_{Path(m).stem}'}.png" for m in models]
+
+
+def check_report_outputs(models: list[str | os.PathLike], out_dir: str | os.PathLike) -> None:
+    """Before any work: the report folder is writable and no report file is one of the models or their metadata."""
+    out = check_output_dir(out_dir, "--out")
+    inputs = [p for m in models for p in (Path(m), sidecar_path(m))]
+    for name in ("evaluation.json", "evaluation.md", *confusion_png_names(models)):
+        check_output_file(out / name, "--out", inputs)
+
+
 def write_report(result: dict, out_dir: str | os.PathLike) -> list[Path]:
     """evaluation.json, evaluation.md and a confusion-matrix PNG per model."""
     out = Path(out_dir)
     written = []
-    stems = [Path(r["model"]).stem for r in result["models"]]
-    for r in result["models"]:
-        path = Path(r["model"])
-        # Same-named files from different runs must not overwrite each other's picture.
-        name = path.stem if stems.count(path.stem) == 1 else f"{path.parent.name}_{path.stem}"
-        written.append(confusion_matrix_png(np.asarray(r["confusion"]), config.LABELS, out / f"confusion_{name}.png",
-                                            title=f"{name} ({r['format']}): {r['accuracy']:.3f}"))
-    write_json(out / "evaluation.json", {k: v for k, v in result.items() if k != "markdown"})
+    for r, name in zip(result["models"], confusion_png_names([r["model"] for r in result["models"]])):
+        written.append(confusion_matrix_png(np.asarray(r["confusion"]), config.LABELS, out / name,
+                                            title=f"{Path(name).stem[len('confusion_'):]} ({r['format']}): {r['accuracy']:.3f}"))
+    write_json(out / "evaluation.json", finite_or_none({k: v for k, v in result.items() if k != "markdown"}))
     write_text(out / "evaluation.md", result["markdown"])
     return [out / "evaluation.json", out / "evaluation.md", *written]
 

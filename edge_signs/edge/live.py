@@ -26,12 +26,12 @@ from typing import Callable, Iterator, Optional, Sequence
 import numpy as np
 
 from edge_signs import config
-from edge_signs.artifacts import write_json
+from edge_signs.artifacts import PendingFile, check_output_dir, check_output_file, write_json
 from edge_signs.data import resolve_data
 from edge_signs.edge.display import Overlay, Recorder, Window, check_gui, record_fourcc
 from edge_signs.edge.preprocess import Roi
-from edge_signs.edge.runtime import Classifier, check_tflite_file, read_sidecar
-from edge_signs.edge.sources import CameraSource, FrameSource, PiCameraSource, TestsetSource, VideoSource
+from edge_signs.edge.runtime import Classifier, check_tflite_file, read_sidecar, sidecar_path
+from edge_signs.edge.sources import CameraSource, FrameSource, LatestFrame, PiCameraSource, TestsetSource, VideoSource
 from edge_signs.edge.truth import read_label_ranges
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
@@ -65,6 +65,11 @@ class LiveOptions:
     loop: bool = False  # start --testset / a --video file again at its end (soak tests)
     report: Optional[Path] = None  # folder for live_summary.json and confusion_matrix.png
     snapshot_dir: Path = Path(".")  # where the window's 's' key saves PNGs
+    capture_thread: bool = True  # read cameras and streams in a thread that keeps only the newest frame
+
+    def shows_frames(self) -> bool:
+        """Whether anyone looks at the frames (a window or a recording): only then is an overlay drawn."""
+        return not self.headless or self.record is not None
 
     def source_kind(self) -> str:
         """Which source is named; a one-line error when the options contradict each other."""
@@ -138,6 +143,8 @@ class LiveSummary:
     smoothed_accuracy: Optional[float] = None  # a "no sign" frame counts as wrong
     no_sign: int = 0  # frames whose smoothed label was below the threshold
     confusion: Optional[np.ndarray] = None  # rows true, columns raw prediction
+    warnings: list[str] = field(default_factory=list)  # e.g. labelled frames the video never reached
+    dropped: Optional[int] = None  # camera frames replaced by a newer one before the loop took them (capture thread)
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -155,12 +162,15 @@ class LiveSummary:
             f"inference {self.median_inference_ms:.2f} ms median; per-frame overhead {self.median_overhead_ms:.2f} ms median "
             f"(capture, preprocess, overlay, record); first prediction {self.startup_s:.2f} s after start",
         ]
+        if self.dropped is not None:
+            lines.append(f"camera frames dropped for newer ones: {self.dropped} (the model always sees the newest frame)")
         if self.scored:
             correct = int(round(self.accuracy * self.scored))
             lines.append(f"accuracy {self.accuracy:.4f} ({correct}/{self.scored} frames), smoothed {self.smoothed_accuracy:.4f} "
                          f"(no sign on {self.no_sign} of {self.frames} frames)")
             lines.append("confusion matrix, rows true, columns predicted (raw per-frame):")
             lines.append(confusion_matrix_text(self.confusion, self.labels).rstrip("\n"))
+        lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines) + "\n"
 
 
@@ -187,11 +197,15 @@ def open_source(options: LiveOptions, labels: Sequence[str], *, log: Log = log_s
         return TestsetSource(signs.test.x, signs.test.y, loop=options.loop)
     if kind == "video":
         ranges = read_label_ranges(options.labels_csv, labels) if options.labels_csv is not None else None
-        return VideoSource(options.video, ranges, loop=options.loop)
+        source = VideoSource(options.video, ranges, loop=options.loop)
+        # A file is read frame by frame (every labelled frame scored); a stream runs on without us.
+        return LatestFrame(source) if source.live and options.capture_thread else source
     if kind == "picamera":
-        return PiCameraSource(options.width, options.height, options.fps)
-    index = config.CAMERA_INDEX if options.camera is None else options.camera
-    return CameraSource(index, options.width, options.height, options.fps)
+        source = PiCameraSource(options.width, options.height, options.fps, display=options.shows_frames())
+    else:
+        index = config.CAMERA_INDEX if options.camera is None else options.camera
+        source = CameraSource(index, options.width, options.height, options.fps)
+    return LatestFrame(source) if options.capture_thread else source
 
 
 # -- per-frame helpers -------------------------------------------------------------------------------
@@ -259,6 +273,27 @@ def _sigterm_ends_loop() -> Iterator[None]:
 # -- the loop ------------------------------------------------------------------------------------------
 
 
+def check_outputs(model_path: str | os.PathLike, options: LiveOptions) -> None:
+    """Every output path writable and none of them an input of this run: before a camera opens."""
+    model_path = Path(model_path)
+    inputs = [model_path, sidecar_path(model_path), options.labels_csv]
+    if options.video is not None and os.path.exists(options.video):
+        inputs.append(options.video)
+    if options.json_path is not None:
+        check_output_file(options.json_path, "--json", inputs)
+    if options.record is not None:
+        check_output_file(options.record, "--record", inputs)
+    if options.report is not None:
+        check_output_dir(options.report, "--report")
+        for name in REPORT_FILES:
+            check_output_file(Path(options.report) / name, "--report", inputs)
+    if not options.headless:
+        check_output_dir(options.snapshot_dir, "--snapshot-dir")
+    outputs = [Path(p).resolve() for p in (options.json_path, options.record) if p is not None]
+    if len(set(outputs)) < len(outputs):
+        raise EdgeSignsError(f"--json and --record name the same file ({options.json_path}); give each its own")
+
+
 def run_live(
     model_path: str | os.PathLike,
     options: Optional[LiveOptions] = None,
@@ -276,9 +311,11 @@ def run_live(
     options = options or LiveOptions()
     options.source_kind()  # contradictions first: before opening a camera or loading a model
     check_tflite_file(model_path)
+    check_outputs(model_path, options)  # every output path, before any work
     if not options.headless:
         check_gui()
-    labels = tuple(read_sidecar(model_path).get("labels", config.LABELS))  # what Classifier will use; needed for --labels
+    # What Classifier will use (it also checks the metadata belongs to the model); needed for --labels.
+    labels = tuple(read_sidecar(model_path, check_model=False).get("labels", config.LABELS))
     source = open_source(options, labels, log=log)
     with contextlib.ExitStack() as stack:
         stack.callback(source.close)
@@ -289,13 +326,14 @@ def run_live(
         window = Window(options.snapshot_dir, log) if not options.headless else None
         if window is not None:
             stack.callback(window.close)
-        json_file = None
+        json_out = json_file = None
         if options.json_path is not None:
-            # Streamed, not atomic: a line per frame that another program can tail while the camera runs.
-            Path(options.json_path).parent.mkdir(parents=True, exist_ok=True)
-            json_file = stack.enter_context(open(options.json_path, "w", buffering=1))
+            # Line-buffered into a temporary file beside the target (tail it while the camera runs);
+            # it replaces the target only when the run ends, so a failed run never truncates an old file.
+            json_out = PendingFile(options.json_path)
+            json_file = stack.enter_context(open(json_out.tmp, "w", buffering=1, encoding="utf-8"))
         recorder = Recorder(options.record, source.fps) if options.record is not None else None
-        overlay = Overlay(options.roi, labels) if (window is not None or recorder is not None) else None
+        overlay = Overlay(options.roi, labels) if options.shows_frames() else None
         kept = False
         try:
             with _sigterm_ends_loop():
@@ -303,10 +341,15 @@ def run_live(
                 summary = loop.run(t_start)
             kept = True
         finally:
+            if json_file is not None:
+                json_file.close()
+                json_out.close(keep=kept)
             if recorder is not None:
                 recorder.close(keep=kept)
     if recorder is not None and recorder.frames:
         log(f"wrote {options.record} ({recorder.frames} frames)")
+    if json_out is not None:
+        log(f"wrote {options.json_path} ({summary.frames} lines)")
     if options.report is not None:
         _write_report(summary, Path(options.report), log)
     return summary
@@ -320,6 +363,8 @@ class _Loop:
         self.clf, self.source, self.options = clf, source, options
         self.overlay, self.window, self.recorder, self.json_file = overlay, window, recorder, json_file
         self.on_frame, self.log = on_frame, log
+        # The Pi camera gives the model a small stream and people the full-size one.
+        self.display_frame = getattr(source, "display_frame", None)
         self.independent_frames = getattr(source, "independent_frames", False)
         n = len(clf.labels)
         self.smoother = Smoother(options.smoothing, n)
@@ -398,7 +443,8 @@ class _Loop:
         r = self.result
         keep_going = True
         if self.overlay is not None:  # drawn only when someone will see it
-            img = self.overlay.render(frame, r, self.fps)
+            shown = self.display_frame() if self.display_frame is not None else None
+            img = self.overlay.render(frame if shown is None else shown, r, self.fps)
             if self.recorder is not None:
                 self.recorder.write(img)
             if self.window is not None:
@@ -436,7 +482,13 @@ class _Loop:
             smoothed_accuracy=self.smoothed_correct / scored if scored else None,
             no_sign=self.no_sign,
             confusion=self.confusion if scored else None,
+            # Only a source that ran out can have left labelled frames unreached (not --max-frames or Ctrl-C).
+            warnings=[w for w in [self.source.unscored()] if w] if reason and reason == getattr(self.source, "ended", None) else [],
+            dropped=getattr(self.source, "dropped", None),
         )
+
+
+REPORT_FILES = ("live_summary.json", "confusion_matrix.png")
 
 
 def _write_report(summary: LiveSummary, folder: Path, log: Log) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_signs import config
+from edge_signs.artifacts import sha256_file
 from edge_signs.edge.preprocess import InputQuantization, Roi, frame_to_rgb, quantize_input
 from edge_signs.errors import EdgeSignsError
 
@@ -71,8 +72,24 @@ def find_backend() -> Backend:
             continue
         if not hasattr(module, "Interpreter"):  # a build without the interpreter
             continue
-        return Backend(module.Interpreter, dist, _version(dist))
+        backend = Backend(module.Interpreter, dist, _version(dist))
+        check_numpy_abi(backend)
+        return backend
     raise EdgeSignsError(f"no TFLite interpreter is installed: {INSTALL_HINT}")
+
+
+NUMPY1_FIX = "pip install 'numpy<2' 'opencv-python-headless<4.12' (README: Raspberry Pi)"
+
+
+def check_numpy_abi(backend: Backend) -> None:
+    """tflite-runtime (2.14 is the last) was built for numpy 1: with numpy 2 every model load fails
+    with a page of numpy's advice and a SystemError. Say it in one line before that happens."""
+    if backend.name != "tflite-runtime" or backend.version == "unknown":
+        return
+    numpy_major = int(np.__version__.split(".")[0])
+    if numpy_major >= 2 and tuple(int(p) for p in backend.version.split(".")[:2] if p.isdigit()) <= (2, 14):
+        raise EdgeSignsError(f"{backend} was built for numpy 1, and this Python has numpy {np.__version__}: {NUMPY1_FIX}, "
+                             f"or pip install ai-edge-litert, which works with numpy 2")
 
 
 _OP_VERSION = re.compile(r"Didn't find op for builtin opcode '([A-Z0-9_]+)' version '(\d+)'")
@@ -109,18 +126,33 @@ def sidecar_path(model_path: str | Path) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
-def read_sidecar(model_path: str | Path) -> dict:
-    """The metadata `edge-signs quantize` wrote beside the model; {} when there is none."""
+def read_sidecar(model_path: str | Path, *, check_model: bool = True) -> dict:
+    """The metadata `edge-signs quantize` wrote beside the model; {} when there is none.
+
+    Refused with a one-line error: metadata that is not JSON, labels that are not
+    the classes' names in the model's output order (a permuted list would report the
+    wrong sign), and, with ``check_model``, metadata written for another file (its
+    ``tflite_sha256`` differs from the model's).
+    """
     path = sidecar_path(model_path)
     if not path.is_file():
         return {}
+    fix = "re-run 'edge-signs quantize', or delete it"
     try:
-        meta = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise EdgeSignsError(f"{path}: corrupt metadata sidecar ({exc})") from None
-    labels = meta.get("labels", config.LABELS) if isinstance(meta, dict) else None
-    if not isinstance(labels, (list, tuple)) or len(labels) != config.NUM_CLASSES:
-        raise EdgeSignsError(f"{path}: metadata sidecar is not an object with {config.NUM_CLASSES} labels; re-run 'edge-signs quantize' or delete it")
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise EdgeSignsError(f"{path}: corrupt metadata sidecar ({exc}); {fix}") from None
+    if not isinstance(meta, dict):
+        raise EdgeSignsError(f"{path}: metadata sidecar is not a JSON object; {fix}")
+    labels = meta.get("labels", list(config.LABELS))
+    if not isinstance(labels, list) or [str(x) for x in labels] != list(config.LABELS) or not all(isinstance(x, str) for x in labels):
+        raise EdgeSignsError(f"{path}: labels {labels!r} are not the classes in the model's output order ({list(config.LABELS)}); {fix}")
+    expected = meta.get("tflite_sha256")
+    if check_model and expected is not None:
+        actual = sha256_file(model_path)
+        if actual != expected:
+            raise EdgeSignsError(f"{path}: metadata of another model (its tflite_sha256 {str(expected)[:12]}... is not {Path(model_path).name}'s "
+                                 f"{actual[:12]}...); copy the model together with its own .json, or {fix}")
     return meta
 
 
@@ -153,14 +185,14 @@ class Prediction:
 class Classifier:
     """A SIGNS classifier in a TFLite file, fed uint8 RGB images or camera frames."""
 
-    def __init__(self, model_path: str | Path, *, threads: int = config.THREADS, backend: Backend | None = None):
+    def __init__(self, model_path: str | Path, *, threads: int = config.THREADS, backend: Backend | None = None, check_metadata: bool = True):
         self.path = check_tflite_file(model_path)
         self.backend = backend or find_backend()
         self.threads = threads
         try:
             self.interpreter = self.backend.interpreter_class(model_path=str(self.path), num_threads=threads)
             self.interpreter.allocate_tensors()
-        except (RuntimeError, ValueError) as exc:
+        except (RuntimeError, ValueError, SystemError) as exc:
             raise _explain_load_error(self.path, self.backend, exc) from None
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         expected_in = (1, config.IMAGE_SIZE, config.IMAGE_SIZE, config.CHANNELS)
@@ -173,7 +205,7 @@ class Classifier:
         self.input_quant = InputQuantization(np.dtype(self._in["dtype"]), float(in_scale), int(in_zero))
         out_scale, out_zero = self._out["quantization"]
         self._out_scale, self._out_zero = float(out_scale), int(out_zero)
-        self.metadata = read_sidecar(self.path)
+        self.metadata = read_sidecar(self.path, check_model=check_metadata)
         self.labels = tuple(self.metadata.get("labels", config.LABELS))
         self.format = detect_format([d["dtype"] for d in self.interpreter.get_tensor_details()], self._in["dtype"])
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 from typing import Iterator, Optional
 
@@ -57,6 +58,10 @@ class FrameSource:
 
     def close(self) -> None:
         """Release the device or file; safe to call twice."""
+
+    def unscored(self) -> Optional[str]:
+        """A warning when ground truth was promised for frames the source never delivered."""
+        return None
 
     def __iter__(self) -> Iterator[Frame]:
         self.ended = ""
@@ -147,20 +152,35 @@ class PiCameraSource(FrameSource):
     live = True
     has_truth = False
 
-    def __init__(self, width: int, height: int, fps: float, index: int = 0):
+    def __init__(self, width: int, height: int, fps: float, index: int = 0, *, display: bool = False,
+                 model_size: tuple[int, int] = config.PICAMERA_MODEL_SIZE):
         try:
+            # Imported here, not at the top: only a Pi with the Camera Module has it, and it is slow to import.
             from picamera2 import Picamera2
         except ImportError:
             raise EdgeSignsError(PICAMERA_HINT) from None
+        except ValueError as exc:  # "numpy.dtype size changed": Debian's picamera2 pieces were built for Debian's numpy 1
+            raise EdgeSignsError(f"picamera2 cannot be imported with this venv's numpy ({exc}): Debian's python3-picamera2 is built for "
+                                 f"Debian's numpy 1; in the venv run pip install 'numpy<2' 'opencv-python-headless<4.12' (README: Camera Module)") from None
         self.name = f"Pi camera {index}"
         self.fps = float(fps)
         self._cam = None
+        # Without a window or recording, one small stream is all the model needs. With one, the main
+        # stream is full size for people and the ISP scales a low-resolution ("lores") stream for the
+        # model, so the CPU never resizes a large frame. lores is YUV420 (the only lores format a Pi 4 has).
+        self._lores = display
+        self._main: Optional[np.ndarray] = None
         try:
             cam = Picamera2(index)
             self._cam = cam
             # libcamera's "RGB888" is B, G, R in memory: exactly OpenCV's BGR, no conversion needed.
-            cfg = cam.create_video_configuration(main={"size": (width, height), "format": "RGB888"},
-                                                 controls={"FrameRate": float(fps)})
+            if display:
+                cfg = cam.create_video_configuration(main={"size": (width, height), "format": "RGB888"},
+                                                     lores={"size": tuple(model_size), "format": "YUV420"},
+                                                     controls={"FrameRate": float(fps)})
+            else:
+                cfg = cam.create_video_configuration(main={"size": tuple(model_size), "format": "RGB888"},
+                                                     controls={"FrameRate": float(fps)})
             cam.configure(cfg)
             cam.start()
         except Exception as exc:  # noqa: BLE001 -- hardware start-up fails in many ways; all mean the same to a user
@@ -173,9 +193,21 @@ class PiCameraSource(FrameSource):
 
     def read(self) -> Optional[Frame]:
         try:
-            return self._cam.capture_array("main"), None
+            if not self._lores:
+                return self._cam.capture_array("main"), None
+            request = self._cam.capture_request()  # both streams of one exposure
+            try:
+                self._main = request.make_array("main")
+                yuv = request.make_array("lores")
+            finally:
+                request.release()
         except RuntimeError:
             return None
+        return cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420), None
+
+    def display_frame(self) -> Optional[np.ndarray]:
+        """The full-size frame of the last exposure, for the window or recording (None without one)."""
+        return self._main
 
     def close(self) -> None:
         if self._cam is not None:
@@ -184,6 +216,77 @@ class PiCameraSource(FrameSource):
             with contextlib.suppress(Exception):
                 self._cam.close()
             self._cam = None
+
+
+class LatestFrame(FrameSource):
+    """A live source read in a background thread that keeps only the newest frame.
+
+    Inference never waits for the camera's next exposure when a frame is already
+    there, and never works through a queue of stale ones: a frame the loop did not
+    take before a newer one came is dropped (counted in ``dropped``). The capture
+    thread owns the source's retries; the loop sees "no frame now" (None) only when
+    nothing new arrives within ``wait_s``, and the source's own end or error after it.
+    """
+
+    def __init__(self, inner: FrameSource, wait_s: float = config.FRAME_WAIT_S):
+        self.inner = inner
+        self.name, self.fps, self.has_truth = inner.name, inner.fps, inner.has_truth
+        self.live = True
+        self.end_reason, self.no_frames_message = inner.end_reason, inner.no_frames_message
+        self.wait_s = wait_s
+        self.captured = 0  # frames the camera delivered
+        self.dropped = 0  # of those, replaced by a newer one before the loop took them
+        self._cond = threading.Condition()
+        self._latest: Optional[Frame] = None
+        self._taken = 0  # self.captured when the loop last took a frame
+        self._done = False
+        self._error: Optional[BaseException] = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._capture, name=f"capture: {inner.name}", daemon=True)
+        self._thread.start()
+
+    def _capture(self) -> None:
+        try:
+            for frame, truth in self.inner:
+                # A copy: sources read into one reused buffer, which the loop may still be using.
+                item = (frame.copy(), truth)
+                with self._cond:
+                    if self.captured > self._taken:
+                        self.dropped += 1
+                    self._latest = item
+                    self.captured += 1
+                    self._cond.notify()
+                if self._stop.is_set():
+                    break
+            self.end_reason = self.inner.ended or self.end_reason
+        except BaseException as exc:  # handed to the loop's thread by read()
+            self._error = exc
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify()
+
+    def read(self) -> Optional[Frame]:
+        with self._cond:
+            self._cond.wait_for(lambda: self.captured > self._taken or self._done, timeout=self.wait_s)
+            if self.captured > self._taken:
+                self._taken = self.captured
+                return self._latest
+            if not self._done:
+                return None  # no frame now
+        if self._error is not None:
+            raise self._error
+        raise EndOfStream
+
+    def display_frame(self) -> Optional[np.ndarray]:
+        getter = getattr(self.inner, "display_frame", None)
+        return getter() if getter is not None else None
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)  # a read blocked in the driver ends when the device is released
+        self.inner.close()
+        self._thread.join(timeout=2.0)
 
 
 def _has_gstreamer() -> bool:
@@ -236,6 +339,15 @@ class VideoSource(FrameSource):
         truth = self._ranges.lookup(self._index) if self._ranges is not None else None
         self._index += 1
         return frame, truth
+
+    def unscored(self) -> Optional[str]:
+        if self._ranges is None or self._loop:
+            return None
+        missed = self._ranges.labelled_from(self._index)
+        if not missed:
+            return None
+        return (f"{self._ranges.path or 'labels CSV'}: {missed} labelled frame(s) were never reached: the video ended after "
+                f"{self._index} frame(s), the labels run to frame {self._ranges.last_frame()}; accuracy covers only the frames it had")
 
     def close(self) -> None:
         self._cap.release()

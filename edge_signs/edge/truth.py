@@ -19,7 +19,8 @@ class LabelRanges:
 
     HEADER = ("start_frame", "end_frame", "label")
 
-    def __init__(self, ranges: Sequence[tuple[int, int, int]]):
+    def __init__(self, ranges: Sequence[tuple[int, int, int]], path: Optional[Path] = None):
+        self.path = path  # the CSV they came from, for messages
         ranges = sorted(ranges)
         self._starts = [r[0] for r in ranges]  # plain lists: bisect on them allocates nothing per frame
         self._ends = [r[1] for r in ranges]
@@ -27,6 +28,14 @@ class LabelRanges:
 
     def __len__(self) -> int:
         return len(self._starts)
+
+    def last_frame(self) -> int:
+        """The last labelled frame (-1 when there are none)."""
+        return max(self._ends, default=-1)
+
+    def labelled_from(self, frame: int) -> int:
+        """How many labelled frames come at or after ``frame``: what a video that ended there left unscored."""
+        return sum(e - max(s, frame) + 1 for s, e in zip(self._starts, self._ends) if e >= frame)
 
     def lookup(self, frame: int) -> Optional[int]:
         k = bisect.bisect_right(self._starts, frame) - 1
@@ -44,33 +53,39 @@ def read_label_ranges(path: str | os.PathLike, labels: Sequence[str]) -> LabelRa
         raise EdgeSignsError(f"{path}: labels CSV not found (expected rows start_frame,end_frame,label)")
     ranges: list[tuple[int, int, int]] = []
     rows: dict[int, int] = {}  # start frame -> row number, to name both rows of an overlap
-    with open(path, newline="") as f:
-        for row_no, row in enumerate(csv.reader(f), start=1):
-            cells = [c.strip() for c in row]
-            if not any(cells) or cells[0].startswith("#"):
-                continue
-            if tuple(c.lower() for c in cells) == LabelRanges.HEADER:
-                continue
-            if len(cells) != 3:
-                raise EdgeSignsError(f"{path}: row {row_no}: expected 3 columns start_frame,end_frame,label, got {len(cells)}")
-            try:
-                start, end = int(cells[0]), int(cells[1])
-            except ValueError:
-                raise EdgeSignsError(f"{path}: row {row_no}: start_frame and end_frame must be integers, got {cells[0]!r}, {cells[1]!r}") from None
-            if start < 0 or end < start:
-                raise EdgeSignsError(f"{path}: row {row_no}: need 0 <= start_frame <= end_frame, got {start}, {end}")
-            if cells[2] in labels:
-                label = labels.index(cells[2])
-            elif cells[2].isdigit() and int(cells[2]) < len(labels):
-                label = int(cells[2])
-            else:
-                raise EdgeSignsError(f"{path}: row {row_no}: unknown label {cells[2]!r} (labels are {', '.join(labels)})")
-            ranges.append((start, end, label))
-            rows[start] = row_no
+    try:
+        # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark.
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise EdgeSignsError(f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason}); save it as CSV UTF-8") from None
+    for row_no, row in enumerate(csv.reader(text.splitlines()), start=1):
+        cells = [c.strip() for c in row]
+        if not any(cells) or cells[0].startswith("#"):
+            continue
+        if tuple(c.lower() for c in cells) == LabelRanges.HEADER:
+            continue
+        if len(cells) != 3:
+            raise EdgeSignsError(f"{path}: row {row_no}: expected 3 columns start_frame,end_frame,label, got {len(cells)}")
+        try:
+            if not (cells[0].isascii() and cells[1].isascii()):
+                raise ValueError
+            start, end = int(cells[0]), int(cells[1])
+        except ValueError:
+            raise EdgeSignsError(f"{path}: row {row_no}: start_frame and end_frame must be integers, got {cells[0]!r}, {cells[1]!r}") from None
+        if start < 0 or end < start:
+            raise EdgeSignsError(f"{path}: row {row_no}: need 0 <= start_frame <= end_frame, got {start}, {end}")
+        if cells[2] in labels:
+            label = labels.index(cells[2])
+        elif cells[2].isascii() and cells[2].isdigit() and int(cells[2]) < len(labels):
+            label = int(cells[2])
+        else:
+            raise EdgeSignsError(f"{path}: row {row_no}: unknown label {cells[2]!r} (labels are {', '.join(labels)})")
+        ranges.append((start, end, label))
+        rows[start] = row_no
     if not ranges:
         raise EdgeSignsError(f"{path}: no label rows (expected start_frame,end_frame,label)")
     ranges.sort()
     for (s0, e0, _), (s1, _, _) in zip(ranges, ranges[1:]):
         if s1 <= e0:
             raise EdgeSignsError(f"{path}: row {rows[s1]}: frames {s1}..{e0} overlap the range of row {rows[s0]}")
-    return LabelRanges(ranges)
+    return LabelRanges(ranges, path)

@@ -13,6 +13,8 @@ At 64x64x3 that is 23,600,006 parameters. Layer names follow the course
 
 from __future__ import annotations
 
+import numpy as np
+
 from edge_signs import config
 from edge_signs.trainer import keras
 
@@ -114,3 +116,12 @@ def build_resnet50(
         **_layers_kwargs(l2),
     )(x)
     return keras.Model(inputs, outputs, name="ResNet50")
+
+
+def nonfinite_layers(model) -> list[str]:
+    """Names of the layers holding a NaN or infinite weight (a diverged run), in model order."""
+    bad = []
+    for layer in model.layers:
+        if any(not np.isfinite(np.asarray(w)).all() for w in layer.get_weights() if np.issubdtype(np.asarray(w).dtype, np.floating)):
+            bad.append(layer.name)
+    return bad

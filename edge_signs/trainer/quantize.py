@@ -19,6 +19,8 @@ import datetime
 import hashlib
 import io
 import os
+import subprocess
+import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -26,9 +28,10 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+from tensorflow.lite.python import schema_py_generated as schema  # TFLite flatbuffer reader; the package guard ran first
 
 from edge_signs import __version__, config
-from edge_signs.artifacts import sha256_file, write_bytes, write_json
+from edge_signs.artifacts import check_output_dir, check_output_file, dumps, folder_lock, make_temp, publish, remove_stale_temps, sha256_file
 from edge_signs.data import Signs, resolve_data
 from edge_signs.edge import preprocess
 from edge_signs.edge.runtime import Classifier, find_backend, sidecar_path
@@ -41,6 +44,7 @@ from edge_signs.trainer.calibration import (
     images_from_folder,
     images_from_manifest,
 )
+from edge_signs.trainer.model import nonfinite_layers
 
 
 @dataclass
@@ -101,6 +105,10 @@ def load_keras_classifier(path: str | os.PathLike):
     out_shape = tuple(model.outputs[0].shape) if len(model.outputs) == 1 else None
     if in_shape != expected_in or out_shape != (None, config.NUM_CLASSES):
         raise EdgeSignsError(f"{path}: takes {in_shape} and gives {out_shape}, expected {expected_in} -> (None, {config.NUM_CLASSES}): not a SIGNS classifier")
+    bad = nonfinite_layers(model)
+    if bad:
+        raise EdgeSignsError(f"{path}: NaN or infinite weights in {len(bad)} layer(s) ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): "
+                             f"a diverged training run; retrain it (lower --learning-rate)")
     return model
 
 
@@ -154,8 +162,57 @@ def output_path(model_path: Path, fmt: str, out_dir: Path | None) -> Path:
     return (out_dir or model_path.parent) / f"{model_path.stem}_{fmt}.tflite"
 
 
+# Run in a child process: an interpreter that cannot run a file may abort the whole
+# process (SIGABRT), and then only a child dies, not the conversion that checks it.
+_CHECK_RUNS = """
+import sys, numpy as np
+from edge_signs.edge.runtime import Classifier
+clf = Classifier(sys.argv[1], check_metadata=False)
+p = clf.predict_rgb(np.full((64, 64, 3), 128, np.uint8)).probs
+sys.exit(0 if np.isfinite(p).all() and abs(float(p.sum()) - 1.0) < 0.05 else 3)
+"""
+
+
+def check_runs(tflite_path: Path, fmt: str) -> None:
+    """A converted file loads in the edge runtime and classifies an image to finite probabilities."""
+    try:
+        proc = subprocess.run([sys.executable, "-c", _CHECK_RUNS, str(tflite_path)], capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        raise EdgeSignsError(f"the converted {fmt} model did not classify an image within 300 s; nothing was replaced") from None
+    if proc.returncode != 0:
+        why = "its probabilities are not finite" if proc.returncode == 3 else (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        raise EdgeSignsError(f"the converted {fmt} model does not run in the edge runtime ({why}); nothing was replaced")
+
+
+def runtime_requirements(blob: bytes) -> dict:
+    """The builtin ops (and versions) a TFLite file uses and the oldest runtime the converter says runs it.
+
+    The converter writes ``min_runtime_version`` into the file from its table of op
+    versions; the op list is recorded too, so a runtime that refuses the file can be
+    matched against it.
+    """
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(blob, 0))
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    ops = {}
+    for code in model.operatorCodes or []:
+        name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), f"BUILTIN_{code.builtinCode}")
+        ops[name] = max(ops.get(name, 0), int(code.version))
+    minimum = ""
+    for meta in model.metadata or []:
+        if meta.name in (b"min_runtime_version", "min_runtime_version"):
+            data = model.buffers[meta.buffer].data
+            minimum = bytes(data if data is not None else b"").rstrip(b"\0").decode("ascii", "replace")
+    oldest = config.OLDEST_RUNTIME
+    return {"ops": dict(sorted(ops.items())), "min_runtime_version": minimum or None, "oldest_supported_runtime": oldest,
+            "runs_on_oldest": not minimum or _version_tuple(minimum) <= _version_tuple(oldest)}
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
+
+
 def _sidecar(tflite_path: Path, fmt: str, source: Path, source_sha: str, calibration: Calibration | None) -> dict:
-    clf = Classifier(tflite_path)  # read back what the file really is
+    clf = Classifier(tflite_path, check_metadata=False)  # read back what the file really is
     q = clf.input_quant
     return {
         "format": fmt,
@@ -173,6 +230,7 @@ def _sidecar(tflite_path: Path, fmt: str, source: Path, source_sha: str, calibra
         "source_model": {"file": source.name, "sha256": source_sha},
         "calibration": None if calibration is None else {"source": calibration.source, "sha256": calibration.sha256, "images": int(len(calibration.images))},
         "converter": {"tensorflow": tf.__version__, "edge_signs": __version__},
+        "runtime": runtime_requirements(tflite_path.read_bytes()),
         "tflite_sha256": sha256_file(tflite_path),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -192,8 +250,14 @@ def quantize(
     """Convert a trained .keras model to each format; returns the .tflite paths written."""
     model_path = Path(model_path)
     formats = list(dict.fromkeys(formats))
-    out = Path(out_dir) if out_dir is not None else model_path.parent
-    _check_writable(out)
+    unknown = [f for f in formats if f not in config.FORMATS]
+    if unknown or not formats:
+        raise EdgeSignsError(f"format(s) {', '.join(unknown) or 'none'}: expected one or more of {', '.join(config.FORMATS)}")
+    out = check_output_dir(Path(out_dir) if out_dir is not None else model_path.parent, "--out")
+    targets = {fmt: output_path(model_path, fmt, out) for fmt in formats}
+    for path in targets.values():  # before any work: writable, files not folders, not the input
+        check_output_file(path, "--out", inputs=[model_path])
+        check_output_file(sidecar_path(path), "--out", inputs=[model_path])
     find_backend()  # the files are read back to write their metadata: fail before converting
     model = load_keras_classifier(model_path)
     calibration = None
@@ -201,28 +265,43 @@ def quantize(
         calibration = load_calibration(folder=calibration_dir, manifest=manifest, data=data, minimum=min_calibration, log=log)
     source_sha = sha256_file(model_path)
     written = []
-    for fmt in formats:
-        log(f"converting {model_path.name} to {fmt}" + (f" (calibrating on {len(calibration.images)} images from {calibration.source})" if fmt == "int8" else ""))
-        blob = convert(model, fmt, calibration)
-        path = output_path(model_path, fmt, out)
-        write_bytes(path, blob)
-        try:
-            write_json(sidecar_path(path), _sidecar(path, fmt, model_path, source_sha, calibration))
-        except BaseException:
-            path.unlink(missing_ok=True)  # no model without its metadata
-            raise
-        log(f"wrote {path} ({len(blob) / 1e6:.1f} MB)")
-        written.append(path)
+    with folder_lock(out, f"quantize into {out}"):
+        for fmt, path in targets.items():
+            log(f"converting {model_path.name} to {fmt}" + (f" (calibrating on {len(calibration.images)} images from {calibration.source})" if fmt == "int8" else ""))
+            meta = _write_pair(convert(model, fmt, calibration), path, fmt, model_path, source_sha, calibration)
+            needs = meta["runtime"]
+            log(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; runs on TFLite runtimes from {needs['min_runtime_version'] or 'any version'})")
+            if not needs["runs_on_oldest"]:
+                log(f"warning: {path.name} needs a TFLite runtime >= {needs['min_runtime_version']}: tflite-runtime {needs['oldest_supported_runtime']} "
+                    f"(older Pi images) cannot load it; use ai-edge-litert there")
+            written.append(path)
     return written
 
 
-def _check_writable(folder: Path) -> None:
+def _write_pair(blob: bytes, path: Path, fmt: str, source: Path, source_sha: str, calibration: Calibration | None) -> dict:
+    """The model and its metadata, each complete and checked before either replaces anything.
+
+    The .tflite is moved into place first, then its sidecar: a kill between the two
+    leaves a new model beside the old sidecar, which names another file's sha256 and
+    is refused when loaded, never silently used.
+    """
+    for target in (path, sidecar_path(path)):
+        remove_stale_temps(target)
+    model_tmp = make_temp(path)
+    meta_tmp = None
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EdgeSignsError(f"{folder}: cannot create output folder ({exc.strerror})") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise EdgeSignsError(f"{folder}: output folder is not writable")
+        model_tmp.write_bytes(blob)
+        check_runs(model_tmp, fmt)
+        meta = _sidecar(model_tmp, fmt, source, source_sha, calibration)
+        meta_tmp = make_temp(sidecar_path(path))
+        meta_tmp.write_text(dumps(meta, indent=2) + "\n")
+        publish(model_tmp, path)
+        publish(meta_tmp, sidecar_path(path))
+        return meta
+    finally:
+        for tmp in (model_tmp, meta_tmp):
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
 
 
 # -- where int8 loses accuracy ----------------------------------------------------------------

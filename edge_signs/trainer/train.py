@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import platform
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_signs import config, metrics
-from edge_signs.artifacts import atomic_path, write_json
+from edge_signs.artifacts import atomic_path, check_output_dir, folder_lock, write_json
 from edge_signs.config import RECIPES, Recipe
 from edge_signs.data import Signs, resolve_data, train_val_split
 from edge_signs.edge.preprocess import to_model_input
@@ -48,6 +50,29 @@ class TrainOptions:
     limit: int | None = None  # train on a stratified subset of N images (smoke runs)
     overrides: dict = field(default_factory=dict)  # Recipe fields set by the user
 
+    def validate(self) -> "TrainOptions":
+        """Every option in range and finite: a one-line error naming the option otherwise."""
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise EdgeSignsError(f"--seed must be an integer in 0..{2**32 - 1}, got {self.seed}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise EdgeSignsError(f"--batch-size must be a positive integer, got {self.batch_size}")
+        _check_fraction("--val-fraction", self.val_fraction, upper_open=True)
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < config.NUM_CLASSES * 2):
+            raise EdgeSignsError(f"--limit must be at least {config.NUM_CLASSES * 2} images (two of each class), got {self.limit}")
+        if self.devices is not None and (not self.devices or not all(isinstance(d, str) and d.strip() for d in self.devices)):
+            raise EdgeSignsError(f"--devices must name devices, e.g. /gpu:0,/gpu:1; got {self.devices!r}")
+        recipe = self.resolved_recipe()
+        if not isinstance(recipe.epochs, int) or recipe.epochs < 1:
+            raise EdgeSignsError(f"--epochs must be a positive integer, got {recipe.epochs}")
+        if not _finite(recipe.learning_rate) or recipe.learning_rate <= 0:
+            raise EdgeSignsError(f"--learning-rate must be a positive finite number, got {recipe.learning_rate}")
+        _check_fraction("--dropout", recipe.dropout, upper_open=True)
+        _check_fraction("--label-smoothing", recipe.label_smoothing, upper_open=True)
+        for name, value in (("--l2", recipe.l2), ("weight decay", recipe.weight_decay)):
+            if not _finite(value) or value < 0:
+                raise EdgeSignsError(f"{name} must be a finite number >= 0, got {value}")
+        return self
+
     def resolved_recipe(self) -> Recipe:
         if self.recipe not in RECIPES:
             raise EdgeSignsError(f"recipe '{self.recipe}': unknown (expected one of {', '.join(RECIPES)})")
@@ -57,6 +82,26 @@ class TrainOptions:
             raise EdgeSignsError(f"recipe option(s) {', '.join(sorted(unknown))}: unknown (expected {', '.join(sorted(known))})")
         values = {k: v for k, v in self.overrides.items() if v is not None}
         return dataclasses.replace(RECIPES[self.recipe], **values)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_fraction(name: str, value, *, upper_open: bool) -> None:
+    if not _finite(value) or value < 0 or value > 1 or (upper_open and value == 1):
+        raise EdgeSignsError(f"{name} must be a number in [0, 1{')' if upper_open else ']'}, got {value}")
+
+
+# Options that decide what a run computes: a resumed run must keep them (the device
+# list and mixed precision only decide where and how fast, and may change).
+RESUME_FIXED = ("recipe", "seed", "batch_size", "val_fraction", "limit", "overrides")
+
+
+def differences(saved: dict, given: "TrainOptions") -> list[str]:
+    """'name: saved -> given' for each option of RESUME_FIXED that differs."""
+    now = dataclasses.asdict(given)
+    return [f"{key.replace('_', '-')}: {saved.get(key)!r} -> {now[key]!r}" for key in RESUME_FIXED if saved.get(key) != now[key]]
 
 
 # -- data pipeline ------------------------------------------------------------------------
@@ -86,6 +131,10 @@ def choose_strategy(devices: list[str] | None = None):
     if os.environ.get("TF_CONFIG"):
         return tf.distribute.MultiWorkerMirroredStrategy()
     if devices:
+        known = {d.name.lower().replace("/job:localhost/replica:0/task:0/device:", "/") for d in tf.config.list_logical_devices()}
+        missing = [d for d in devices if d.strip().lower().replace("device:", "") not in known]
+        if missing:
+            raise EdgeSignsError(f"--devices {','.join(missing)}: no such device here (TensorFlow sees {', '.join(sorted(known))})")
         if len(devices) > 1:
             return tf.distribute.MirroredStrategy(devices=list(devices))
         return tf.distribute.OneDeviceStrategy(devices[0])
@@ -140,7 +189,32 @@ def compile_model(model, recipe: Recipe, steps_per_epoch: int):
 # -- checkpoints ----------------------------------------------------------------------------------
 
 
-def _make_checkpoint_callback(run_dir: Path, history: dict, timing: list):
+class Diverged(EdgeSignsError):
+    """The loss or the weights became NaN or infinite: the run cannot go on."""
+
+
+def weights_finite(model) -> bool:
+    return all(np.isfinite(w).all() for w in model.get_weights() if np.issubdtype(np.asarray(w).dtype, np.floating))
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stop at the first non-finite batch loss, before another checkpoint can be written."""
+
+    def __init__(self):
+        super().__init__()
+        self.where: str | None = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.where = f"batch {batch + 1} of epoch {self._epoch + 1} (loss {float(loss)})"
+            self.model.stop_training = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+
+def _make_checkpoint_callback(run_dir: Path, history: dict, timing: list, data_sha256: str, guard: StopOnDivergence):
     ckpt_dir = run_dir / "checkpoint"
 
     class EpochCheckpoint(keras.callbacks.Callback):
@@ -154,8 +228,13 @@ def _make_checkpoint_callback(run_dir: Path, history: dict, timing: list):
             self._t0 = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            timing.append(time.perf_counter() - self._t0)
             logs = dict(logs or {})
+            if guard.where is not None or not all(math.isfinite(float(v)) for v in logs.values()) or not weights_finite(self.model):
+                # The last good checkpoint stays; this epoch is not saved and the run stops.
+                guard.where = guard.where or f"epoch {epoch + 1} (non-finite loss or weights)"
+                self.model.stop_training = True
+                return
+            timing.append(time.perf_counter() - self._t0)
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             for key, value in logs.items():
                 history.setdefault(key, []).append(float(value))
@@ -163,7 +242,8 @@ def _make_checkpoint_callback(run_dir: Path, history: dict, timing: list):
             name = f"epoch-{epoch + 1:04d}.keras"
             with atomic_path(ckpt_dir / name, suffix=".keras") as tmp:
                 self.model.save(tmp)
-            write_json(ckpt_dir / "state.json", {"epoch": epoch + 1, "model": name, "history": history, "epoch_seconds": timing})
+            write_json(ckpt_dir / "state.json", {"epoch": epoch + 1, "model": name, "history": history, "epoch_seconds": timing,
+                                                 "data_sha256": data_sha256})
             for old in ckpt_dir.glob("epoch-*.keras"):
                 if old.name != name:
                     old.unlink()
@@ -194,8 +274,29 @@ def _predict(model, x_uint8: np.ndarray) -> np.ndarray:
     return model.predict(to_model_input(x_uint8), batch_size=config.PREDICT_BATCH, verbose=0)
 
 
+class TrainingInterrupted(EdgeSignsError):
+    """Ctrl-C: the last finished epoch is checkpointed; the message is the command that resumes."""
+
+    exit_code = 130
+
+
+def saved_options(out_dir: str | os.PathLike) -> TrainOptions | None:
+    """The options an unfinished run in ``out_dir`` was started with (None when there is none)."""
+    path = Path(out_dir) / "options.json"
+    if not path.is_file():
+        return None
+    try:
+        return TrainOptions(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        raise EdgeSignsError(f"{path}: missing or unreadable run options ({exc}); cannot resume") from None
+
+
+def resume_command(run_dir: Path, data_source: str) -> str:
+    return f"edge-signs train --out {shlex.quote(str(run_dir))} --resume --data {shlex.quote(data_source)}"
+
+
 def train(
-    options: TrainOptions,
+    options: TrainOptions | None,
     out_dir: str | os.PathLike,
     *,
     data: str | os.PathLike | Signs | None = None,
@@ -203,27 +304,52 @@ def train(
     verbose: int | None = None,
     log: Log = log_stderr,
 ) -> dict:
-    """Train the classifier into ``out_dir`` and return the metrics (also in metrics.json)."""
+    """Train the classifier into ``out_dir`` and return the metrics (also in metrics.json).
+
+    ``resume``: continue the unfinished run in ``out_dir`` from its last finished epoch.
+    ``options`` None means the run's saved options; options that change what the run
+    computes (``RESUME_FIXED``), or other data, are refused with what differs.
+    One run per folder at a time; a diverged run raises ``Diverged`` and saves nothing
+    as a result (the last good checkpoint stays).
+    """
     run_dir = Path(out_dir)
-    state = read_checkpoint(run_dir) if run_dir.exists() else None
-    saved_options_path = run_dir / "options.json"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise EdgeSignsError(f"--out {run_dir}: is a file, expected a run folder (new, or one to --resume)")
+    check_output_dir(run_dir, "--out")
+    with folder_lock(run_dir, f"train into {run_dir}"):
+        return _train_locked(options, run_dir, data=data, resume=resume, verbose=verbose, log=log)
+
+
+def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: bool, verbose, log: Log) -> dict:
+    state = read_checkpoint(run_dir)
     if resume:
         if state is None:
             raise EdgeSignsError(f"{run_dir}: nothing to resume (no checkpoint/state.json); start it without --resume")
         if (run_dir / "model.keras").exists():
             raise EdgeSignsError(f"{run_dir}: the run already finished (model.keras exists); nothing to resume")
-        try:
-            options = TrainOptions(**json.loads(saved_options_path.read_text()))  # a resumed run keeps its options
-        except (OSError, ValueError, TypeError) as exc:
-            raise EdgeSignsError(f"{saved_options_path}: missing or unreadable run options ({exc}); cannot resume") from None
+        saved = saved_options(run_dir)
+        if saved is None:
+            raise EdgeSignsError(f"{run_dir / 'options.json'}: missing; cannot resume")
+        if options is not None:
+            changed = differences(dataclasses.asdict(saved), options)
+            if changed:
+                raise EdgeSignsError(f"{run_dir}: --resume continues the same run, but these options differ from the ones it was started with: "
+                                     f"{'; '.join(changed)}; drop them, or start a new run in another --out")
+            saved = dataclasses.replace(saved, devices=options.devices, mixed_precision=options.mixed_precision)
+        options = saved
         log(f"resuming {run_dir} after epoch {state['epoch']}")
     elif (run_dir / "model.keras").exists():
         raise EdgeSignsError(f"{run_dir}: already holds a trained model; choose another --out")
     elif state is not None:
         raise EdgeSignsError(f"{run_dir}: holds an unfinished run (epoch {state['epoch']}); pass --resume to continue it, or choose another --out")
+    options = (options or TrainOptions()).validate()
 
     recipe = options.resolved_recipe()
     signs = data if isinstance(data, Signs) else resolve_data(data, log=log)
+    data_sha256 = signs.checksum()
+    if state is not None and state.get("data_sha256") not in (None, data_sha256):
+        raise EdgeSignsError(f"{signs.source}: not the data this run was started on (sha256 {data_sha256[:12]}..., the run's "
+                             f"{state['data_sha256'][:12]}...); resume with the same --data, or start a new run")
 
     keras.utils.set_random_seed(options.seed)
     strategy = choose_strategy(options.devices)
@@ -239,8 +365,7 @@ def train(
     val_ds = make_dataset(x_val, y_val, batch_size=options.batch_size, training=False, augment=False, seed=options.seed) if len(y_val) else None
     steps_per_epoch = int(np.ceil(len(y_tr) / options.batch_size))
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(saved_options_path, dataclasses.asdict(options))
+    write_json(run_dir / "options.json", dataclasses.asdict(options))
     # The global RNG was seeded once above; the builder draws each layer's weights from it.
     model_kwargs = {"dropout": recipe.dropout, "l2": recipe.l2, "bn_momentum": recipe.bn_momentum}
     history: dict[str, list[float]] = {}
@@ -259,21 +384,33 @@ def train(
             f"training ResNet50 ({model.count_params():,} parameters) on {len(y_tr)} images, validating on {len(y_val)}; "
             f"recipe '{options.recipe}', {recipe.epochs} epochs, batch {options.batch_size}; {device}"
         )
-        callback = _make_checkpoint_callback(run_dir, history, timing)
+        guard = StopOnDivergence()
+        callback = _make_checkpoint_callback(run_dir, history, timing, data_sha256, guard)
         wall_start = time.perf_counter()
         if initial_epoch < recipe.epochs:
-            model.fit(
-                train_ds,
-                validation_data=val_ds,
-                epochs=recipe.epochs,
-                initial_epoch=initial_epoch,
-                shuffle=False,  # tf.data shuffles (seeded) before batching and augmenting
-                callbacks=[callback],
-                verbose=verbose if verbose is not None else (1 if sys.stderr.isatty() else 2),
-            )
+            try:
+                model.fit(
+                    train_ds,
+                    validation_data=val_ds,
+                    epochs=recipe.epochs,
+                    initial_epoch=initial_epoch,
+                    shuffle=False,  # tf.data shuffles (seeded) before batching and augmenting
+                    callbacks=[guard, callback],
+                    verbose=verbose if verbose is not None else (1 if sys.stderr.isatty() else 2),
+                )
+            except KeyboardInterrupt:
+                done = read_checkpoint(run_dir)
+                raise TrainingInterrupted(f"interrupted after epoch {done['epoch'] if done else 0} of {recipe.epochs}; "
+                                          f"continue with: {resume_command(run_dir, signs.source)}") from None
         wall_seconds = time.perf_counter() - wall_start
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+    if guard.where is not None or not weights_finite(model):
+        done = read_checkpoint(run_dir)
+        kept = f"the last good checkpoint (epoch {done['epoch']}) stays in {run_dir / 'checkpoint'}" if done else "no epoch finished cleanly"
+        raise Diverged(f"{run_dir}: training diverged at {guard.where or 'the end (non-finite weights)'}; no model or metrics were written, "
+                       f"{kept}; start again with a lower --learning-rate (this run: {recipe.learning_rate:g}) in another --out")
 
     # The deployable model: float32, no optimizer state, built outside any strategy.
     final = build_resnet50(**model_kwargs)
@@ -297,7 +434,7 @@ def train(
             "device": device,
             "tensorflow_version": tf.__version__,
             "keras_version": keras.__version__,
-            "dataset": {"source": signs.source, "layout": signs.layout, "sha256": signs.checksum(), "train": len(y_tr), "val": len(y_val), "test": len(signs.test)},
+            "dataset": {"source": signs.source, "layout": signs.layout, "sha256": data_sha256, "train": len(y_tr), "val": len(y_val), "test": len(signs.test)},
             "recipe_name": options.recipe,
             "recipe": dataclasses.asdict(recipe),
             "options": dataclasses.asdict(options),
