@@ -250,25 +250,38 @@ class RollingStats:
         n = min(self._n, len(self._buf))
         return float(np.median(self._buf[:n])) if n else float("nan")
 
-class _Terminated(Exception):
-    """SIGTERM (systemd stop, docker stop): ends the loop like Ctrl-C, so the recording is finalized."""
+class StopRequest:
+    """Ctrl-C or SIGTERM (systemd stop, docker stop) asks the loop to end after the frame in hand.
+
+    The signal only sets a flag: the loop checks it between frames, so the frame being
+    processed is classified and written everywhere (recording, JSON lines, summary) or
+    not at all. A second signal while the first waits raises KeyboardInterrupt, for a
+    loop stuck in a camera driver.
+    """
+
+    def __init__(self):
+        self.reason: Optional[str] = None
+
+    def _handler(self, signum, frame):
+        if self.reason is not None:
+            raise KeyboardInterrupt
+        self.reason = "interrupted (Ctrl-C)" if signum == signal.SIGINT else "terminated (SIGTERM)"
 
 
 @contextlib.contextmanager
-def _sigterm_ends_loop() -> Iterator[None]:
+def _stop_on_signals() -> Iterator[StopRequest]:
+    stop = StopRequest()
     if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be installed from the main thread
+        yield stop  # signal handlers can only be installed from the main thread
         return
-
-    def handler(signum, frame):
-        raise _Terminated()
-
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, stop._handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield stop
     finally:
-        # None: a handler installed outside Python, which cannot be put back; the default then.
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        for sig, handler in previous.items():
+            # None: a handler installed outside Python, which cannot be put back; the default then.
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
 
 # -- the loop ------------------------------------------------------------------------------------------
 
@@ -336,9 +349,9 @@ def run_live(
         overlay = Overlay(options.roi, labels) if options.shows_frames() else None
         kept = False
         try:
-            with _sigterm_ends_loop():
+            with _stop_on_signals() as stop:
                 loop = _Loop(clf, source, options, overlay, window, recorder, json_file, on_frame, log)
-                summary = loop.run(t_start)
+                summary = loop.run(t_start, stop)
             kept = True
         finally:
             if json_file is not None:
@@ -375,7 +388,7 @@ class _Loop:
         self.frames = self.scored = self.correct = self.smoothed_correct = self.no_sign = 0
         self.fps = 0.0
 
-    def run(self, t_start: float) -> LiveSummary:
+    def run(self, t_start: float, stop: Optional[StopRequest] = None) -> LiveSummary:
         opts, source = self.options, self.source
         startup = float("nan")
         t_loop = time.perf_counter()
@@ -385,13 +398,16 @@ class _Loop:
         try:
             frames = iter(source)  # the source owns its retries (sources.FrameSource)
             while True:
+                if stop is not None and stop.reason is not None:
+                    reason = stop.reason
+                    break
                 if opts.max_frames is not None and self.frames >= opts.max_frames:
                     reason = f"--max-frames {opts.max_frames} reached"
                     break
                 t0 = time.perf_counter()
                 item = next(frames, None)
                 if item is None:
-                    reason = source.ended
+                    reason = stop.reason if stop is not None and stop.reason else source.ended
                     break
                 frame, truth = item
                 inference_ms = self._predict(frame, truth)
@@ -409,8 +425,8 @@ class _Loop:
                 if opts.headless and opts.status_interval > 0 and t1 - t_status >= opts.status_interval:
                     t_status = t1
                     self.log(self._status())
-        except (KeyboardInterrupt, _Terminated) as exc:
-            reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else "terminated (SIGTERM)"
+        except KeyboardInterrupt:  # a second Ctrl-C, or no signal handler (not the main thread)
+            reason = "interrupted (Ctrl-C)"
         seconds = time.perf_counter() - t_loop
         return self._summary(reason, seconds, startup)
 

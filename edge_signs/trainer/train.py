@@ -41,7 +41,7 @@ from edge_signs.trainer.model import build_resnet50
 
 @dataclass
 class TrainOptions:
-    recipe: str = "default"
+    recipe: str = config.DEFAULT_RECIPE
     seed: int = config.SEED
     batch_size: int = config.BATCH_SIZE
     val_fraction: float = config.VAL_FRACTION

@@ -140,4 +140,4 @@ def test_markdown_table_speed_up_is_relative_to_the_first():
     b.latency_ms_p50 = 0.5
     lines = markdown_table([a, b]).splitlines()
     assert lines[2].endswith("| 1.00x |") and lines[3].endswith("| 4.00x |")
-    assert "2 test images" in lines[-1]
+    assert "2 test images" in lines[-2] and lines[-1].startswith("Runtime: ")

@@ -166,20 +166,22 @@ def test_ctrl_c_or_sigterm_finalizes_recording(int8, signs_dir, tmp_path, signum
          "--record", str(record), "--json", str(jsonl), "--status-every", "0"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    # JSON lines stream into a temporary file beside the target until the run ends.
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not jsonl.is_file() or len(jsonl.read_text().splitlines()) < 10):
+    while time.monotonic() < deadline and not any(len(p.read_text().splitlines()) >= 10 for p in tmp_path.glob(".frames.jsonl.tmp-*")):
         time.sleep(0.1)
+    assert not jsonl.exists()  # not published while the run goes on
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert f"ended: {reason}" in out
     frames = int(out.split(" frames from ")[0].splitlines()[-1])
     assert frames >= 10
-    # The recording was finalized: playable, with every frame written before the signal. The signal can land
-    # between a frame's classification (counted in the summary) and its outputs (video, then JSON line), so
-    # the last counted frame may be missing from them; never more than that one.
+    # The signal ends the loop between frames: every counted frame is in the finalized, playable
+    # recording and in the JSON lines, and no temporary file is left.
     recorded, lines = _count_frames(record), len(jsonl.read_text().splitlines())
-    assert frames - 1 <= lines <= recorded <= frames, (frames, recorded, lines)
+    assert frames == lines == recorded, (frames, recorded, lines)
+    assert not list(tmp_path.glob(".*.tmp-*"))
 
 
 # -- errors a user makes ---------------------------------------------------------------------------------

@@ -124,16 +124,26 @@ def test_sidecar_is_read_and_checked(tiny_models, tmp_path):
     shutil.copy(tiny_models["float32"], model)
     assert read_sidecar(model) == {}  # no sidecar: the configured labels
     assert Classifier(model).labels == config.LABELS
-    # the sidecar's labels are what predictions are called
-    named = ["zero", "one", "two", "three", "four", "five"]
-    model.with_suffix(".json").write_text(json.dumps({"labels": named}))
-    assert Classifier(model).predict_rgb(np.zeros((64, 64, 3), np.uint8)).label in named
     model.with_suffix(".json").write_text("{not json")
     with pytest.raises(EdgeSignsError, match="corrupt metadata sidecar"):
         Classifier(model)
-    model.with_suffix(".json").write_text(json.dumps({"labels": ["a", "b"]}))
-    with pytest.raises(EdgeSignsError, match="6 labels"):
+    # Labels must be the classes in the model's output order: other names, ints, nested lists,
+    # a permutation or a short list would report the wrong sign.
+    for labels in (["zero", "one", "two", "three", "four", "five"], [0, 1, 2, 3, 4, 5], [["0"], ["1"], ["2"], ["3"], ["4"], ["5"]],
+                   ["5", "4", "3", "2", "1", "0"], ["a", "b"]):
+        model.with_suffix(".json").write_text(json.dumps({"labels": labels}))
+        with pytest.raises(EdgeSignsError, match="not the classes in the model's output order"):
+            Classifier(model)
+
+
+def test_sidecar_of_another_model_is_refused(tiny_models, tmp_path):
+    """A .json copied beside the wrong .tflite names another file's sha256."""
+    model = tmp_path / "m_int8.tflite"
+    shutil.copy(tiny_models["float32"], model)  # another model...
+    shutil.copy(tiny_models["int8"].with_suffix(".json"), model.with_suffix(".json"))  # ...beside the int8 file's metadata
+    with pytest.raises(EdgeSignsError, match="metadata of another model") as err:
         Classifier(model)
+    assert "\n" not in str(err.value)
 
 
 def test_no_interpreter_installed_names_the_fix(monkeypatch):

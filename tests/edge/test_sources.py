@@ -240,8 +240,14 @@ def test_picamera_frames_and_release(tiny_models, monkeypatch):
 
 def test_camera_that_stops_ends_with_summary(tiny_models, monkeypatch):
     state = _fake_picamera2(monkeypatch, frames_before_failing=3)
-    summary = run_live(tiny_models["int8"], _opts(picamera=True, max_frames=50), log=quiet)
+    summary = run_live(tiny_models["int8"], _opts(picamera=True, max_frames=50, capture_thread=False), log=quiet)
     assert summary.frames == 3 and "stopped delivering frames" in summary.reason and state["closed"]
+    assert summary.dropped is None  # no capture thread, nothing dropped
+    # Through the capture thread: every frame the camera delivered is either classified or dropped for a newer one.
+    state = _fake_picamera2(monkeypatch, frames_before_failing=3)
+    summary = run_live(tiny_models["int8"], _opts(picamera=True, max_frames=50), log=quiet)
+    assert 1 <= summary.frames <= 3 and summary.frames + summary.dropped == 3
+    assert "stopped delivering frames" in summary.reason and state["closed"]
 
 
 def test_camera_with_no_frames_or_no_start_is_an_error(tiny_models, monkeypatch):

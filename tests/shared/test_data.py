@@ -121,8 +121,21 @@ def test_empty_class_folder(tmp_path):
 
 def test_unreadable_image(tmp_path):
     root = _image_tree(tmp_path)
-    (root / "test" / "2" / "broken.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
-    with pytest.raises(EdgeSignsError, match=r"broken\.jpg: unreadable image"):
+    (root / "test" / "2" / "broken.png").write_bytes(b"\x89PNG definitely not a png")
+    with pytest.raises(EdgeSignsError, match=r"broken\.png: unreadable image"):
+        load_signs(root)
+
+
+def test_truncated_jpeg_is_named(tmp_path):
+    """libjpeg decodes half a file with a grey bottom and only a stderr warning; the loader names the file."""
+    root = _image_tree(tmp_path)
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    ok, jpg = cv2.imencode(".jpg", noise)
+    (root / "train" / "3" / "whole.jpg").write_bytes(jpg.tobytes())
+    assert len(load_signs(root).train) == 13  # a whole JPEG loads
+    cut = root / "train" / "3" / "cut.jpg"
+    cut.write_bytes(jpg.tobytes()[: len(jpg) // 2])
+    with pytest.raises(EdgeSignsError, match=r"cut\.jpg: truncated JPEG"):
         load_signs(root)
 
 
