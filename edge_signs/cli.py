@@ -257,8 +257,11 @@ def data_info(data):
 @click.option("--snapshot-dir", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Where the window's 's' key saves PNG snapshots.")
 @click.option("--status-every", type=click.FloatRange(min=0), default=config.STATUS_INTERVAL_S, show_default=True, help="Seconds between --headless status lines (0: none).")
 @click.option("--capture-thread/--no-capture-thread", default=True, show_default=True, help="Read cameras and streams in a background thread that keeps only the newest frame.")
+@click.option("--serve", default=None, metavar="[HOST:]PORT", help=f"Serve a page with the annotated video and the prediction to a browser (/, /stream.mjpg, /status). Binds {config.SERVE_HOST} unless HOST is given, e.g. 0.0.0.0:8080 for the network (then a token is required).")
+@click.option("--token", default=None, envvar=config.SERVE_TOKEN_ENV, show_envvar=True, help="The token every --serve request must carry (?token= or Authorization: Bearer); default: a random one when HOST is not loopback.")
+@click.pass_context
 @friendly_errors
-def live(model, camera, picamera, video, testset, width, height, fps, roi, smoothing, threshold, headless, record, max_frames, json_path, labels_csv, threads, data, loop, report, snapshot_dir, status_every, capture_thread):
+def live(ctx, model, camera, picamera, video, testset, width, height, fps, roi, smoothing, threshold, headless, record, max_frames, json_path, labels_csv, threads, data, loop, report, snapshot_dir, status_every, capture_thread, serve, token):
     """Classify hand signs live from a camera, a video or the test set (q/Esc quits, s saves a snapshot).
 
     Ends with a summary: frames, FPS, inference and overhead times, and with known
@@ -269,6 +272,8 @@ def live(model, camera, picamera, video, testset, width, height, fps, roi, smoot
         roi=parse_roi(roi) if roi is not None else Roi(), smoothing=smoothing, threshold=threshold, headless=headless,
         record=record, max_frames=max_frames, json_path=json_path, labels_csv=labels_csv, threads=threads, data=data,
         status_interval=status_every, loop=loop, report=report, snapshot_dir=snapshot_dir, capture_thread=capture_thread,
+        # A token exported in the environment waits for --serve; only a typed --token without it is a mistake.
+        serve=serve, token=token if serve is not None or _given(ctx, "token") else None,
     )
     summary = run_live(model, options, log=_log)
     click.echo(summary.text(), nl=False)

@@ -137,3 +137,18 @@ DISPLAY_MIN_SIDE = 320  # smaller frames (the 64x64 test set) are upscaled to th
 RECORD_FPS = 15.0  # --record frame rate when the source does not say (test set, some streams)
 RECORD_FOURCC = {".avi": "MJPG", ".mp4": "mp4v"}  # --record container by extension -> codec
 WINDOW_NAME = "edge-signs live"
+
+# -- live --serve: the browser page, MJPEG stream and status JSON (edge/serve.py) ---------
+SERVE_HOST = "127.0.0.1"  # --serve PORT alone binds here: only this machine (ssh -L from others)
+SERVE_MAX_FPS = 15.0  # JPEGs encoded per second at most, one shared by all viewers
+SERVE_MAX_SIDE = 640  # longest side of a served JPEG; larger frames are scaled down first
+SERVE_JPEG_QUALITY = 80
+SERVE_MAX_CLIENTS = 4  # /stream.mjpg viewers at once; more get 503
+SERVE_MAX_CONNECTIONS = 32  # all open connections (viewers, status polls, routes); beyond: refused at once
+SERVE_SOCKET_TIMEOUT_S = 10.0  # a client that sends or reads nothing this long is dropped and its slot freed
+SERVE_SEND_BUFFER = 256 * 1024  # kernel send buffer per viewer: what a stalled viewer can pin, at most
+SERVE_STATUS_POLL_MS = 250  # how often the page asks /status
+SERVE_MAX_BODY = 64 * 1024  # largest POST body a registered route accepts
+SERVE_TOKEN_BYTES = 16  # secrets.token_urlsafe(16): 22 characters
+SERVE_MIN_TOKEN_CHARS = 12  # a --token shorter than this is refused
+SERVE_TOKEN_ENV = "EDGE_SIGNS_TOKEN"  # --token from the environment: not visible in `ps`

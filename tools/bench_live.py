@@ -2,6 +2,7 @@
 """Benchmark the live loop: start-up, per-frame overhead against invoke, memory over a long run.
 
     python tools/bench_live.py model_int8.tflite [--frames 10000] [--data DIR]
+    python tools/bench_live.py model_int8.tflite --serve [--frames 10000] [--replay-frames 2000] [--rounds 3]
 
 Prints numbers; asserts nothing. Run it on the Pi itself to get the Pi's numbers.
 
@@ -12,16 +13,28 @@ Prints numbers; asserts nothing. Run it on the Pi itself to get the Pi's numbers
    test-set replay, a camera-sized video replay, and that video while recording;
 3. memory: RSS at the first frame, at the end and the maximum, sampled every 100
    frames over a long replay of the test set (looped), to catch per-frame leaks.
+
+With --serve, only the browser server's cost (``live --serve``, edge_signs/edge/serve.py):
+
+4. FPS of the test-set replay (looped, --headless) without a server, against the
+   same replay with --serve 127.0.0.1:0 and one local viewer reading /stream.mjpg in
+   a thread, alternated over --rounds rounds (medians; the ratio is what matters);
+5. a stalled viewer: connects to /stream.mjpg and never reads (a tiny receive
+   buffer), beside one viewer that reads, over --frames frames: RSS sampled every
+   100 frames, and when the server dropped the stalled one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from make_labelled_video import make_labelled_video  # noqa: E402
 
+from edge_signs import config  # noqa: E402
 from edge_signs.data import resolve_data  # noqa: E402
 from edge_signs.edge.live import LiveOptions, run_live  # noqa: E402
 from edge_signs.edge.runtime import Classifier  # noqa: E402
@@ -82,6 +96,115 @@ def replay(model: Path, options, label: str) -> dict:
     return {"scenario": label, "frames": s.frames, "fps": s.fps, "invoke": s.median_inference_ms, "overhead": s.median_overhead_ms, "pct": pct}
 
 
+class MjpegViewer:
+    """A /stream.mjpg client in a thread: reads (and counts) JPEG parts until the stream ends, or never reads at all."""
+
+    def __init__(self, port: int, read: bool = True):
+        self.jpegs = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if not read:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills at once: the server's send blocks
+        self.sock.settimeout(30)
+        self.sock.connect(("127.0.0.1", port))
+        self.sock.sendall(f"GET /stream.mjpg HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        self.thread = threading.Thread(target=self._read, daemon=True) if read else None
+        if self.thread is not None:
+            self.thread.start()
+
+    def _read(self) -> None:
+        f = self.sock.makefile("rb")
+        with contextlib.suppress(OSError, ValueError):
+            while line := f.readline():
+                if line.lower().startswith(b"content-length:"):
+                    f.readline()  # the blank line before the JPEG
+                    f.read(int(line.split(b":")[1]))
+                    self.jpegs += 1
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+
+
+def cpu_timed_run(model: Path, options: LiveOptions, **kwargs) -> tuple:
+    """run_live, and the process's CPU time per frame (every thread: loop, encoder, server, viewer) from frame 0 to the end.
+
+    FPS is wall time, which a busy machine (another job on the cores) makes noisy; CPU
+    time per frame is what the work costs, whoever else runs.
+    """
+    marks: list[float] = []
+
+    def mark(result) -> None:
+        if result.frame == 0 or result.frame == options.max_frames - 1:
+            marks.append(time.process_time())
+
+    s = run_live(model, options, log=quiet, on_frame=mark, **kwargs)
+    return s, 1e3 * (marks[-1] - marks[0]) / max(1, s.frames - 1)
+
+
+def serve_fps(model: Path, threads: int, data: Path | None, frames: int, rounds: int) -> None:
+    """Headless replay against the same replay with --serve and one viewer reading the stream, alternated."""
+    common = dict(testset=True, headless=True, threads=threads, data=data, max_frames=frames, loop=True, status_interval=0)
+    rows: dict[str, list] = {"headless": [], "serve": []}
+    received = []
+    for _ in range(rounds):
+        rows["headless"].append(cpu_timed_run(model, LiveOptions(**common)))
+        viewers: list[MjpegViewer] = []
+        # The viewer connects while the model loads; it reads until the run's end closes the stream.
+        rows["serve"].append(cpu_timed_run(model, LiveOptions(serve="127.0.0.1:0", **common),
+                                           on_server=lambda server: viewers.append(MjpegViewer(server.port))))
+        for v in viewers:
+            v.close()
+            received.append(v.jpegs)
+    med = {k: {"fps": statistics.median(s.fps for s, _ in v), "invoke": statistics.median(s.median_inference_ms for s, _ in v),
+               "overhead": statistics.median(s.median_overhead_ms for s, _ in v), "cpu": statistics.median(c for _, c in v)}
+           for k, v in rows.items()}
+    print(f"\n--serve, the test-set replay (looped, {frames} frames a run, {rounds} rounds alternated, medians; "
+          f"SERVE_MAX_FPS {config.SERVE_MAX_FPS:g}, SERVE_MAX_SIDE {config.SERVE_MAX_SIDE}, quality {config.SERVE_JPEG_QUALITY}):")
+    print(f"{'scenario':40s} {'fps':>7s} {'invoke ms':>9s} {'overhead ms':>11s} {'CPU ms/frame':>12s}   fps / CPU ms of each round")
+    for key, label in (("headless", "--headless"), ("serve", "--headless --serve, one viewer reading")):
+        m = med[key]
+        each = ", ".join(f"{s.fps:.0f} / {c:.2f}" for s, c in rows[key])
+        print(f"{label:40s} {m['fps']:7.1f} {m['invoke']:9.2f} {m['overhead']:11.3f} {m['cpu']:12.3f}   {each}")
+    ratio = med["serve"]["fps"] / med["headless"]["fps"]
+    cpu = med["serve"]["cpu"] / med["headless"]["cpu"]
+    print(f"serve / headless: FPS {ratio:.3f} ({100 * (ratio - 1):+.1f}%), CPU per frame {cpu:.3f} ({100 * (cpu - 1):+.1f}%); "
+          f"the viewer received {statistics.median(received):.0f} JPEGs a run (median; {', '.join(map(str, received))}), "
+          f"encoded {statistics.median(s.served['encoded'] for s, _ in rows['serve']):.0f}")
+
+
+def serve_stalled_memory(model: Path, threads: int, data: Path | None, frames: int) -> None:
+    """RSS over a long --serve replay with one viewer that never reads (and one that does)."""
+    samples: list[float] = []
+    state: dict = {"viewers": [], "dropped_at": None}
+
+    def on_server(server) -> None:
+        state["server"] = server
+        state["viewers"] += [MjpegViewer(server.port, read=False), MjpegViewer(server.port)]
+
+    def sample(result) -> None:
+        if result.frame % 100 == 0 or result.frame == frames - 1:
+            samples.append(rss_mb())
+            if state["dropped_at"] is None and state["server"].stats()["timed_out"]:
+                state["dropped_at"] = (result.frame, time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    s = run_live(model, LiveOptions(testset=True, headless=True, threads=threads, data=data, max_frames=frames, loop=True,
+                                    status_interval=0, serve="127.0.0.1:0"), log=quiet, on_frame=sample, on_server=on_server)
+    for v in state["viewers"]:
+        v.close()
+    mid = samples[len(samples) // 2]
+    print(f"\n--serve, a viewer that never reads (beside one that reads), RSS over {s.frames} frames "
+          f"({time.perf_counter() - t0:.0f} s, {s.fps:.1f} fps, {len(samples)} samples): first frame {samples[0]:.1f} MB, "
+          f"end {samples[-1]:.1f} MB, max {max(samples):.1f} MB; growth first->end {samples[-1] - samples[0]:+.1f} MB, "
+          f"second half {samples[-1] - mid:+.2f} MB")
+    dropped = state["dropped_at"]
+    print("  stalled viewer dropped by the server: "
+          + (f"at frame {dropped[0]} ({dropped[1]:.1f} s; SERVE_SOCKET_TIMEOUT_S {config.SERVE_SOCKET_TIMEOUT_S:g})" if dropped else "no")
+          + f"; the reading viewer got {state['viewers'][1].jpegs} JPEGs of {s.served['encoded']} encoded")
+
+
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--frames", type=click.IntRange(min=100), default=SOAK_FRAMES, show_default=True, help="Frames in the memory soak (the test set, looped).")
@@ -90,7 +213,9 @@ def replay(model: Path, options, label: str) -> dict:
 @click.option("--startup-runs", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--video-size", type=click.IntRange(min=64), default=480, show_default=True, help="Side of the replayed video's frames (camera-sized).")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="SIGNS folder (default: as edge-signs train).")
-def main(model, frames, replay_frames, threads, startup_runs, video_size, data):
+@click.option("--serve", "serve", is_flag=True, help="Measure only --serve: FPS with a viewer against --headless, memory with a stalled viewer.")
+@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True, help="--serve: alternated rounds of the FPS comparison.")
+def main(model, frames, replay_frames, threads, startup_runs, video_size, data, serve, rounds):
     """Print start-up, per-frame overhead and memory numbers for MODEL in the live loop."""
     rss_start_process = rss_mb()
     clf = Classifier(model, threads=threads)
@@ -98,6 +223,14 @@ def main(model, frames, replay_frames, threads, startup_runs, video_size, data):
     print(f"machine: {os.cpu_count()} CPU(s), {sys.platform}, Python {sys.version.split()[0]}")
     del clf
 
+    if serve:
+        try:
+            serve_fps(model, threads, data, replay_frames, rounds)
+            serve_stalled_memory(model, threads, data, frames)
+        except EdgeSignsError as exc:
+            click.echo(f"bench_live: error: {exc}", err=True)
+            sys.exit(1)
+        return
     try:
         # memory first, while the process holds nothing else: over a long replay
         samples: list[float] = []

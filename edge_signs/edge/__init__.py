@@ -10,4 +10,5 @@ numpy, OpenCV and a LiteRT interpreter only; nothing here imports TensorFlow
     truth       ground truth for videos (labels CSV)
     display     overlay, window, recorder, snapshots
     live        the camera loop: options, smoothing, timing, summary
+    serve       --serve: the browser page, MJPEG stream and status JSON beside the loop
 """

@@ -7,7 +7,8 @@ video file or stream, or the SIGNS test set replayed as frames), goes through
 a test-set replay here scores exactly what ``evaluate`` scores.
 
     source (sources.py) -> predict_frame (raw) -> Smoother (mean of last N) -> threshold
-                        -> overlay (display.py; only when shown or recorded) -> window / video / JSON lines
+                        -> overlay (display.py; only when shown, recorded or served) -> window / video / JSON lines
+                                                                                          -> browser (serve.py, --serve)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from edge_signs.data import resolve_data
 from edge_signs.edge.display import Overlay, Recorder, Window, check_gui, record_fourcc
 from edge_signs.edge.preprocess import Roi
 from edge_signs.edge.runtime import Classifier, check_tflite_file, read_sidecar, sidecar_path
+from edge_signs.edge.serve import LiveServer, check_token, parse_serve
 from edge_signs.edge.sources import CameraSource, FrameSource, LatestFrame, PiCameraSource, TestsetSource, VideoSource
 from edge_signs.edge.truth import read_label_ranges
 from edge_signs.errors import EdgeSignsError
@@ -66,10 +68,12 @@ class LiveOptions:
     report: Optional[Path] = None  # folder for live_summary.json and confusion_matrix.png
     snapshot_dir: Path = Path(".")  # where the window's 's' key saves PNGs
     capture_thread: bool = True  # read cameras and streams in a thread that keeps only the newest frame
+    serve: Optional[str] = None  # [HOST:]PORT: the page, MJPEG stream and status JSON for a browser (serve.py)
+    token: Optional[str] = None  # required by every --serve request (generated when serving beyond loopback)
 
     def shows_frames(self) -> bool:
-        """Whether anyone looks at the frames (a window or a recording): only then is an overlay drawn."""
-        return not self.headless or self.record is not None
+        """Whether anyone looks at the frames (a window, a recording or a browser): only then is an overlay drawn."""
+        return not self.headless or self.record is not None or self.serve is not None
 
     def source_kind(self) -> str:
         """Which source is named; a one-line error when the options contradict each other."""
@@ -92,6 +96,12 @@ class LiveOptions:
             raise EdgeSignsError(f"--fps must be positive, got {self.fps}")
         if self.record is not None:
             record_fourcc(self.record)
+        if self.serve is not None:
+            parse_serve(self.serve)
+        if self.token is not None:
+            if self.serve is None:
+                raise EdgeSignsError("--token protects --serve; give --serve [HOST:]PORT too")
+            check_token(self.token)
         return kind
 
 
@@ -110,6 +120,10 @@ class FrameResult:
     truth: Optional[int] = None  # true class index when the source knows it
 
     def json_line(self, labels: Sequence[str], with_truth: bool) -> str:
+        return json.dumps(self.as_dict(labels, with_truth))
+
+    def as_dict(self, labels: Sequence[str], with_truth: bool) -> dict:
+        """This frame's JSON fields (a JSON line, or --serve's /status)."""
         obj = {
             "frame": self.frame,
             "time": round(time.time(), 3),  # wall clock: lets tools measure start-up from outside
@@ -121,7 +135,7 @@ class FrameResult:
         }
         if with_truth:
             obj["truth"] = None if self.truth is None else labels[self.truth]
-        return json.dumps(obj)
+        return obj
 
 
 @dataclass
@@ -145,6 +159,7 @@ class LiveSummary:
     confusion: Optional[np.ndarray] = None  # rows true, columns raw prediction
     warnings: list[str] = field(default_factory=list)  # e.g. labelled frames the video never reached
     dropped: Optional[int] = None  # camera frames replaced by a newer one before the loop took them (capture thread)
+    served: Optional[dict] = None  # --serve: LiveServer.stats() (URL, JPEGs encoded, viewers, refused, timed out)
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -164,6 +179,10 @@ class LiveSummary:
         ]
         if self.dropped is not None:
             lines.append(f"camera frames dropped for newer ones: {self.dropped} (the model always sees the newest frame)")
+        if self.served is not None:
+            s = self.served
+            lines.append(f"served {s['url']}: {s['encoded']} JPEG frames to {s['viewer_connections']} viewer connection(s); "
+                         f"{s['refused']} refused (too many), {s['timed_out']} dropped for not reading")
         if self.scored:
             correct = int(round(self.accuracy * self.scored))
             lines.append(f"accuracy {self.accuracy:.4f} ({correct}/{self.scored} frames), smoothed {self.smoothed_accuracy:.4f} "
@@ -313,12 +332,15 @@ def run_live(
     *,
     log: Log = log_stderr,
     on_frame: Optional[Callable[[FrameResult], None]] = None,
+    on_server: Optional[Callable[[LiveServer], None]] = None,
 ) -> LiveSummary:
     """Classify frames from the chosen source until it ends, --max-frames, q/Esc, Ctrl-C or SIGTERM.
 
     ``on_frame`` is called after every frame with the (reused) FrameResult: a hook
-    for GPIO, MQTT or measurements. User mistakes raise EdgeSignsError before any
-    frame; a source that stops later ends the loop with a summary instead.
+    for GPIO, MQTT or measurements. ``on_server`` (with --serve) gets the bound
+    LiveServer before the source opens: its ``port`` (with port 0), ``add_route``
+    for extra routes. User mistakes raise EdgeSignsError before any frame; a source
+    that stops later ends the loop with a summary instead.
     """
     t_start = time.perf_counter()
     options = options or LiveOptions()
@@ -327,15 +349,22 @@ def run_live(
     check_outputs(model_path, options)  # every output path, before any work
     if not options.headless:
         check_gui()
-    # What Classifier will use (it also checks the metadata belongs to the model); needed for --labels.
-    labels = tuple(read_sidecar(model_path, check_model=False).get("labels", config.LABELS))
-    source = open_source(options, labels, log=log)
     with contextlib.ExitStack() as stack:
+        # Bound before the camera opens: a port in use is a one-line error, not a camera left open.
+        server = stack.enter_context(_open_server(options, log)) if options.serve is not None else None
+        if server is not None and on_server is not None:
+            on_server(server)
+        # What Classifier will use (it also checks the metadata belongs to the model); needed for --labels.
+        labels = tuple(read_sidecar(model_path, check_model=False).get("labels", config.LABELS))
+        source = open_source(options, labels, log=log)
         stack.callback(source.close)
         clf = Classifier(model_path, threads=options.threads)
         labels = clf.labels
         log(f"model: {clf.describe()}")
         log(f"source: {source.name}")
+        if server is not None:
+            server.set_info(model=clf.describe(), source=source.name, labels=list(labels), threshold=options.threshold)
+            server.start()
         window = Window(options.snapshot_dir, log) if not options.headless else None
         if window is not None:
             stack.callback(window.close)
@@ -350,7 +379,7 @@ def run_live(
         kept = False
         try:
             with _stop_on_signals() as stop:
-                loop = _Loop(clf, source, options, overlay, window, recorder, json_file, on_frame, log)
+                loop = _Loop(clf, source, options, overlay, window, recorder, json_file, on_frame, log, server)
                 summary = loop.run(t_start, stop)
             kept = True
         finally:
@@ -368,14 +397,20 @@ def run_live(
     return summary
 
 
+def _open_server(options: LiveOptions, log: Log) -> LiveServer:
+    """--serve's server, bound (not yet serving): a one-line error for a port in use or an unknown host."""
+    return LiveServer(parse_serve(options.serve), options.token, log=log)
+
+
 class _Loop:
     """The per-frame work, with its state in attributes rather than in a long function."""
 
     def __init__(self, clf: Classifier, source: FrameSource, options: LiveOptions, overlay: Optional[Overlay],
-                 window: Optional[Window], recorder: Optional[Recorder], json_file, on_frame, log):
+                 window: Optional[Window], recorder: Optional[Recorder], json_file, on_frame, log,
+                 server: Optional[LiveServer] = None):
         self.clf, self.source, self.options = clf, source, options
         self.overlay, self.window, self.recorder, self.json_file = overlay, window, recorder, json_file
-        self.on_frame, self.log = on_frame, log
+        self.on_frame, self.log, self.server = on_frame, log, server
         # The Pi camera gives the model a small stream and people the full-size one.
         self.display_frame = getattr(source, "display_frame", None)
         self.independent_frames = getattr(source, "independent_frames", False)
@@ -455,16 +490,24 @@ class _Loop:
         return pred.inference_ms
 
     def _output(self, frame: np.ndarray) -> bool:
-        """Overlay, window, recording, JSON line, callback. False when the user quit."""
+        """Overlay, window, recording, browser, JSON line, callback. False when the user quit."""
         r = self.result
         keep_going = True
-        if self.overlay is not None:  # drawn only when someone will see it
+        # A browser takes a frame only when a viewer watches and the encoder is due (SERVE_MAX_FPS).
+        serve_frame = self.server is not None and self.server.wants_frame()
+        if self.overlay is not None and (self.window is not None or self.recorder is not None or serve_frame):
             shown = self.display_frame() if self.display_frame is not None else None
             img = self.overlay.render(frame if shown is None else shown, r, self.fps)
             if self.recorder is not None:
                 self.recorder.write(img)
+            if serve_frame:
+                self.server.publish_frame(img)  # a copy for the encoder thread, or nothing: never waits
             if self.window is not None:
                 keep_going = self.window.show(img, r.frame)
+        if self.server is not None:
+            status = r.as_dict(self.clf.labels, self.source.has_truth)
+            status["fps"] = round(self.fps, 2)
+            self.server.publish_status(status)
         if self.json_file is not None:
             self.json_file.write(r.json_line(self.clf.labels, self.source.has_truth) + "\n")
         if self.on_frame is not None:
@@ -501,6 +544,7 @@ class _Loop:
             # Only a source that ran out can have left labelled frames unreached (not --max-frames or Ctrl-C).
             warnings=[w for w in [self.source.unscored()] if w] if reason and reason == getattr(self.source, "ended", None) else [],
             dropped=getattr(self.source, "dropped", None),
+            served=self.server.stats() if self.server is not None else None,
         )
 
 
