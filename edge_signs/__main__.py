@@ -20,7 +20,7 @@ def explain_import_error(exc: BaseException) -> str:
     if getattr(exc, "name", None) == "numpy" or "No module named 'numpy'" in text:
         return "numpy is not installed: pip install 'edge-signs[pi]'"
     if "numpy" in text.lower() or "_ARRAY_API" in text or "dtype size changed" in text:
-        return (f"a compiled package does not match this numpy ({text}): pip install 'numpy<2' 'opencv-python-headless<4.12' "
+        return (f"a compiled package does not match this numpy ({text}): pip install 'numpy<2' 'opencv-python<4.12' "
                 f"where packages were built for numpy 1 (tflite-runtime, Debian's picamera2), else pip install -U opencv-python-headless")
     return f"cannot start: {type(exc).__name__}: {text}"
 
