@@ -35,7 +35,7 @@ from tests.conftest import FIXTURES, REPO, SIGNS_DIR
 
 MODEL = FIXTURES / "tiny_int8.tflite"  # the committed tiny classifier (tests/fixtures)
 SIGNS = SIGNS_DIR  # the one SIGNS location of the test suite
-WAIT_S = 60.0  # upper bound on any wait here (a loaded 2-core machine is slow, never this slow)
+WAIT_S = 120.0  # upper bound on any wait here: generous, for a 2-core machine shared with training jobs
 TOKEN = "test-token-0123456789"
 
 
@@ -108,7 +108,7 @@ def served(*, record_labels: bool = False, on_server: Optional[Callable[[LiveSer
 
 def request(port: int, path: str, *, method: str = "GET", headers: Optional[dict] = None, body: Optional[bytes] = None):
     """One HTTP request: (status, headers, body)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_S)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
@@ -124,7 +124,7 @@ class Viewer:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(20)
+        self.sock.settimeout(WAIT_S)
         self.sock.connect(("127.0.0.1", port))
         extra = f"{header}\r\n" if header else ""
         self.sock.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{extra}\r\n".encode())
@@ -357,7 +357,7 @@ def test_a_stalled_viewer_neither_slows_the_loop_nor_the_others(monkeypatch):
         try:
             wait_until(lambda: server.viewers == 1, "the stalled viewer to connect")
             frames = run.frames
-            wait_until(lambda: run.frames >= frames + 500, "the loop to go on while the viewer stalls")
+            wait_until(lambda: run.frames >= frames + 100, "the loop to go on while the viewer stalls")
             reader = Viewer(server.port)
             try:
                 assert len(reader.read_jpegs(5)) == 5  # a viewer that reads gets frames meanwhile
@@ -407,7 +407,7 @@ def test_port_in_use_is_one_line_before_the_source_opens(monkeypatch):
         assert "\n" not in str(exc.value) and opened == []
         # The command line says it in one line too.
         proc = subprocess.run([sys.executable, "-m", "edge_signs", "live", str(MODEL), "--testset", "--headless",
-                               "--data", str(SIGNS), "--serve", f"127.0.0.1:{port}"], capture_output=True, text=True, cwd=REPO, timeout=120)
+                               "--data", str(SIGNS), "--serve", f"127.0.0.1:{port}"], capture_output=True, text=True, cwd=REPO, timeout=2 * WAIT_S)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 1 and len(lines) == 1 and "in use" in lines[0] and "Traceback" not in proc.stderr, proc.stderr
     assert serve_threads() == []
@@ -446,10 +446,9 @@ def test_sigterm_or_ctrl_c_stops_server_and_loop_cleanly(tmp_path, signum, reaso
     assert proc.returncode == 0, "".join(err)
     assert f"ended: {reason}" in out and "served http://127.0.0.1:" in out
     frames = int(out.split(" frames from ")[0].splitlines()[-1])
-    # The JSON lines were finalised: complete, in order. (The signal may land after a frame's prediction was
-    # counted and before its line was written, so the last frame may have no line.)
+    # The JSON lines were finalised: complete, in order, one per counted frame (the signal ends the loop between frames).
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    assert [d["frame"] for d in lines] == list(range(len(lines))) and len(lines) in (frames - 1, frames)
+    assert [d["frame"] for d in lines] == list(range(len(lines))) and len(lines) == frames
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
@@ -465,7 +464,7 @@ def test_page_in_a_headless_browser_shows_frames_and_the_status_label(tmp_path):
         port = run.server.port
         cmd = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
                "--virtual-time-budget=3000", "--dump-dom", f"http://127.0.0.1:{port}/"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=2 * WAIT_S)
         status = json.loads(request(port, "/status")[2])
     body = re.search(r"<body([^>]*)>", proc.stdout)
     assert body is not None, proc.stderr[-2000:]
