@@ -131,16 +131,21 @@ def choose_strategy(devices: list[str] | None = None):
     if os.environ.get("TF_CONFIG"):
         return tf.distribute.MultiWorkerMirroredStrategy()
     if devices:
-        known = {d.name.lower().replace("/job:localhost/replica:0/task:0/device:", "/") for d in tf.config.list_logical_devices()}
-        missing = [d for d in devices if d.strip().lower().replace("device:", "") not in known]
+        known = {_device_key(d.name) for d in tf.config.list_logical_devices()}
+        missing = [d for d in devices if _device_key(d) not in known]
         if missing:
-            raise EdgeSignsError(f"--devices {','.join(missing)}: no such device here (TensorFlow sees {', '.join(sorted(known))})")
+            raise EdgeSignsError(f"--devices {','.join(missing)}: no such device here (TensorFlow sees {', '.join('/' + k for k in sorted(known))})")
         if len(devices) > 1:
             return tf.distribute.MirroredStrategy(devices=list(devices))
         return tf.distribute.OneDeviceStrategy(devices[0])
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def _device_key(name: str) -> str:
+    """'/job:localhost/replica:0/task:0/device:CPU:0', '/device:CPU:0' and '/cpu:0' all name 'cpu:0'."""
+    return name.strip().lower().split("device:")[-1].lstrip("/")
 
 
 def describe_device(strategy) -> str:
