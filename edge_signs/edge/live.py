@@ -14,7 +14,6 @@ a test-set replay here scores exactly what ``evaluate`` scores.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import signal
@@ -27,7 +26,7 @@ from typing import Callable, Iterator, Optional, Sequence
 import numpy as np
 
 from edge_signs import config
-from edge_signs.artifacts import PendingFile, check_output_dir, check_output_file, write_json
+from edge_signs.artifacts import PendingFile, check_output_dir, check_output_file, dumps, finite_or_none, write_json
 from edge_signs.data import resolve_data
 from edge_signs.edge.display import Overlay, Recorder, Window, check_gui, record_fourcc
 from edge_signs.edge.preprocess import Roi
@@ -120,7 +119,8 @@ class FrameResult:
     truth: Optional[int] = None  # true class index when the source knows it
 
     def json_line(self, labels: Sequence[str], with_truth: bool) -> str:
-        return json.dumps(self.as_dict(labels, with_truth))
+        # Strict JSON: a model that outputs NaN gets null, never a bare NaN token.
+        return dumps(finite_or_none(self.as_dict(labels, with_truth)))
 
     def as_dict(self, labels: Sequence[str], with_truth: bool) -> dict:
         """This frame's JSON fields (a JSON line, or --serve's /status)."""

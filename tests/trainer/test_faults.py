@@ -1,0 +1,479 @@
+"""Issue 9 on the training side (`train`, `quantize`): a diverged run is never a success, conversion
+never replaces a good file with a bad one, resume resumes the same run, one writer per folder, and
+every option validated before any work.
+
+Most tests need no training: the NaN model is the tiny Keras classifier of tests/fixtures with one
+NaN weight, unfinished runs are folders written by hand, and where `train()` itself must run, the
+ResNet50 builder is swapped for the tiny classifier. Only the two tests that train a real ResNet50
+(a diverging run, Ctrl-C during training) are marked slow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from click.testing import CliRunner  # noqa: E402
+
+from edge_signs import cli, config  # noqa: E402
+from edge_signs.artifacts import LOCK_NAME, folder_lock, sha256_file  # noqa: E402
+from edge_signs.edge.runtime import Classifier, read_sidecar  # noqa: E402
+from edge_signs.errors import EdgeSignsError  # noqa: E402
+from edge_signs.log import quiet  # noqa: E402
+from edge_signs.trainer import keras  # noqa: E402
+from edge_signs.trainer import quantize as quantize_module  # noqa: E402
+from edge_signs.trainer import train as train_module  # noqa: E402
+from edge_signs.trainer.train import RESUME_FIXED, TrainOptions, differences, train  # noqa: E402
+from tests.conftest import REPO, run_cli  # noqa: E402
+from tests.faults import digests, hidden_files, nan_float32_tflite, one_line_error, strict_json  # noqa: E402
+from tests.fixtures.make_tiny_model import build  # noqa: E402
+
+
+def _tiny_keras(path: Path, poison: float | None = None) -> Path:
+    """The tiny SIGNS-shaped classifier saved as .keras; ``poison`` goes into one conv1 weight."""
+    keras.utils.set_random_seed(0)
+    model = build(keras)
+    if poison is not None:
+        weights = model.get_weights()
+        weights[0][0, 0, 0, 0] = poison
+        model.set_weights(weights)
+    model.save(path)
+    return path
+
+
+def _pair(source_stem: Path, folder: Path, name: str) -> tuple[Path, Path]:
+    """A good .tflite and its sidecar (copies of a committed tiny model) under ``folder`` as ``name``.tflite/.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for suffix in (".tflite", ".json"):
+        shutil.copy(source_stem.with_suffix(suffix), folder / f"{name}{suffix}")
+    return folder / f"{name}.tflite", folder / f"{name}.json"
+
+
+def _click_error(proc, option: str) -> str:
+    """click's usage error: exit 2, no traceback, one `Error: Invalid value for '--option'` line."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error:")]
+    assert len(errors) == 1 and f"'{option}'" in errors[0], proc.stderr
+    return errors[0]
+
+
+def _hold_lock(folder: Path, what: str) -> subprocess.Popen:
+    """Another process holding ``folder``'s lock as a running `train` or `quantize` would (``what``: "train into DIR"), until killed."""
+    code = ("import sys, time\nfrom edge_signs.artifacts import folder_lock\n"
+            "with folder_lock(sys.argv[1], sys.argv[2]):\n    print('locked', flush=True)\n    time.sleep(300)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder), what], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked", proc.stderr.read()
+    return proc
+
+
+def _release(proc: subprocess.Popen) -> None:
+    proc.kill()
+    proc.communicate(timeout=30)
+
+
+# -- every option validated, before any work ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--seed", "-1"], "--seed"),  # failure 5: was a traceback
+    (["--seed", str(2**32)], "--seed"),
+    (["--val-fraction", "nan"], "--val-fraction"),  # failure 5: was a traceback
+    (["--val-fraction", "1"], "--val-fraction"),
+    (["--dropout", "nan"], "--dropout"),  # failure 6: was silently accepted
+    (["--dropout", "inf"], "--dropout"),
+    (["--learning-rate", "nan"], "--learning-rate"),
+    (["--learning-rate", "inf"], "--learning-rate"),
+    (["--l2", "-inf"], "--l2"),
+    (["--label-smoothing", "nan"], "--label-smoothing"),
+])
+def test_train_options_out_of_range_or_not_finite_are_one_line(tmp_path, signs_dir, args, option):
+    """Issue 9, failure 5 (`train --seed -1`, `--val-fraction nan` gave tracebacks) and failure 6
+    (`--dropout nan` silently accepted); rule "every CLI option is validated (finite numbers, ranges)"."""
+    out = tmp_path / "run"
+    _click_error(run_cli("train", *args, "--out", out, "--data", signs_dir), option)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("options, words", [
+    (dict(seed=-1), "--seed"),
+    (dict(seed=2**32), "--seed"),
+    (dict(seed=1.5), "--seed"),
+    (dict(batch_size=0), "--batch-size"),
+    (dict(val_fraction=float("nan")), "--val-fraction"),
+    (dict(val_fraction=1.0), "--val-fraction"),
+    (dict(limit=3), "--limit"),
+    (dict(devices=[]), "--devices"),
+    (dict(overrides={"dropout": float("nan")}), "--dropout"),
+    (dict(overrides={"learning_rate": float("inf")}), "--learning-rate"),
+    (dict(overrides={"learning_rate": 0.0}), "--learning-rate"),
+    (dict(overrides={"label_smoothing": -0.1}), "--label-smoothing"),
+    (dict(overrides={"l2": float("nan")}), "--l2"),
+    (dict(overrides={"epochs": 0}), "--epochs"),
+])
+def test_train_options_validate(options, words):
+    """Issue 9, failures 5 and 6 through the API (and a hand-edited options.json on --resume):
+    rule "every option validated (finite numbers, ranges)", naming the option."""
+    with pytest.raises(EdgeSignsError, match=words):
+        TrainOptions(**options).validate()
+    TrainOptions(recipe="seed", seed=2**32 - 1, val_fraction=0.0, limit=12, overrides={"dropout": 0.0}).validate()  # the edges are fine
+
+
+def test_train_devices_that_do_not_exist_are_one_line(tmp_path, signs_dir):
+    """Issue 9, failure 6: `--devices /gpu:7` on a machine with no such device silently ran on the CPU."""
+    out = tmp_path / "run"
+    proc = run_cli("train", "--devices", "/gpu:7", "--limit", 60, "--epochs", 1, "--recipe", "seed", "--out", out, "--data", signs_dir,
+                   timeout=300)
+    one_line_error(proc, "--devices /gpu:7", "no such device", before_work=False)
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # no options, checkpoint, model or metrics
+
+
+def test_train_out_on_an_existing_file_is_refused(tmp_path, signs_dir):
+    """Issue 9, failure 6: `train --out` on an existing file said only "File exists"."""
+    file = tmp_path / "file.txt"
+    file.write_text("keep me\n")
+    one_line_error(run_cli("train", "--out", file, "--data", signs_dir), "--out", "is a file", before_work=False)
+    assert file.read_text() == "keep me\n"
+
+
+def test_quantize_out_on_an_existing_file_is_refused_before_loading_the_model(tmp_path):
+    """Issue 9, rule "every output path is checked before the work starts" (failure 1's quantize
+    found its output problems only after converting): the model is not even read."""
+    file = tmp_path / "file.txt"
+    file.write_text("keep me\n")
+    model = _tiny_keras(tmp_path / "nan.keras", poison=float("nan"))  # its NaN is not what is reported
+    one_line_error(run_cli("quantize", model, "--fp32", "--out", file), "--out", "is a file", before_work=False)
+    assert file.read_text() == "keep me\n"
+
+
+# -- conversion never replaces a good file with a bad one ------------------------------------------------
+
+
+@pytest.mark.parametrize("poison", [float("nan"), float("inf")])
+def test_quantize_refuses_a_model_with_non_finite_weights_and_keeps_the_good_int8_file(tiny_models, tmp_path, signs_dir, poison):
+    """Issue 9, failure 1: quantizing a diverged model into a folder holding a good int8 file aborted
+    (exit 134, no message) and left a file that would not load beside the old sidecar; rule "a
+    model with non-finite weights is refused before conversion"."""
+    model = _tiny_keras(tmp_path / "nan.keras", poison=poison)
+    deploy = tmp_path / "deploy"
+    good = _pair(tiny_models["int8"], deploy, "nan_int8")
+    before = digests(*good)
+    proc = run_cli("quantize", model, "--int8", "--out", deploy, "--data", signs_dir)
+    one_line_error(proc, str(model), "NaN or infinite weights", "conv1", before_work=False)
+    assert digests(*good) == before
+    assert sorted(p.name for p in deploy.iterdir() if p.name != LOCK_NAME) == ["nan_int8.json", "nan_int8.tflite"]
+    assert hidden_files(tmp_path) == []
+    assert Classifier(good[0]).labels == config.LABELS  # still loads with its own metadata
+
+
+def test_quantize_refuses_a_converted_file_that_does_not_run_and_replaces_nothing(tiny_models, tmp_path, monkeypatch):
+    """Issue 9, failure 1 and rule "a new .tflite is checked (it loads and classifies one image)
+    before it replaces anything": a broken conversion (a cut flatbuffer, or one whose probabilities
+    are NaN) is refused, in a child process, and the old pair stays."""
+    model = _tiny_keras(tmp_path / "good.keras")
+    deploy = tmp_path / "deploy"
+    old = _pair(tiny_models["float32"], deploy, "good_float32")
+    before = digests(*old)
+    whole = tiny_models["float32"].read_bytes()
+    nan_blob = nan_float32_tflite(tiny_models["float32"], tmp_path / "nan_float32.tflite").read_bytes()
+    for blob, words in ((whole[: len(whole) // 2], "does not run in the edge runtime"), (nan_blob, "probabilities are not finite")):
+        monkeypatch.setattr(quantize_module, "convert", lambda *args, blob=blob, **kwargs: blob)
+        with pytest.raises(EdgeSignsError, match=words) as err:
+            quantize_module.quantize(model, ["float32"], out_dir=deploy, log=quiet)
+        assert "nothing was replaced" in str(err.value)
+        assert digests(*old) == before
+        assert hidden_files(tmp_path) == []
+
+
+def test_quantize_replaces_the_model_and_its_metadata_as_a_pair(tiny_models, tmp_path, monkeypatch):
+    """Issue 9, rule "the model and its metadata are replaced as a pair" and "loading a model whose
+    metadata does not match it is an error": after a conversion the new file's sidecar names it."""
+    model = _tiny_keras(tmp_path / "good.keras")
+    deploy = tmp_path / "deploy"
+    path, sidecar = _pair(tiny_models["int8"], deploy, "good_float32")  # an older pair, of another file
+    new = tiny_models["float32"].read_bytes()
+    monkeypatch.setattr(quantize_module, "convert", lambda *args, **kwargs: new)  # the conversion itself is tested elsewhere (slow)
+    assert quantize_module.quantize(model, ["float32"], out_dir=deploy, log=quiet) == [path]
+    assert path.read_bytes() == new
+    meta = strict_json(sidecar.read_text())
+    assert meta["tflite_sha256"] == sha256_file(path) and meta["source_model"]["sha256"] == sha256_file(model)
+    assert meta["labels"] == list(config.LABELS) and read_sidecar(path)["format"] == "float32"
+    assert Classifier(path).labels == config.LABELS
+    assert hidden_files(tmp_path) == []
+
+
+def test_quantize_into_a_folder_another_process_writes_is_refused(tiny_models, tmp_path):
+    """Issue 9, rule "one run per output folder at a time: a second train (or quantize into the same
+    files) gets a clear error while the first holds it"."""
+    model = _tiny_keras(tmp_path / "good.keras")
+    deploy = tmp_path / "deploy"
+    old = _pair(tiny_models["float32"], deploy, "good_float32")
+    before = digests(*old)
+    holder = _hold_lock(deploy, f"quantize into {deploy}")
+    try:
+        proc = run_cli("quantize", model, "--fp32", "--out", deploy)
+    finally:
+        _release(holder)
+    one_line_error(proc, str(deploy), "in use by", f"(pid {holder.pid})", before_work=False)
+    assert digests(*old) == before and hidden_files(tmp_path) == []
+
+
+# -- one run per output folder ---------------------------------------------------------------------------
+
+
+def test_second_train_into_a_folder_another_process_holds_is_refused(tmp_path, signs_dir):
+    """Issue 9, failure 3: two runs into one --out both exited 0, one silently overwriting the other."""
+    out = tmp_path / "run"
+    holder = _hold_lock(out, f"train into {out}")
+    try:
+        proc = run_cli("train", "--data", signs_dir, "--limit", 60, "--epochs", 1, "--recipe", "seed", "--out", out, timeout=300)
+    finally:
+        _release(holder)
+    one_line_error(proc, str(out), "in use by", f"edge-signs train into {out} (pid {holder.pid})", before_work=False)
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # the second run wrote nothing
+
+
+# -- resume resumes the same run ---------------------------------------------------------------------------
+
+
+SAVED = TrainOptions(recipe="seed", seed=5, batch_size=8, val_fraction=0.2, limit=60, overrides={"epochs": 3})
+
+
+def _unfinished_run(folder: Path, data_sha256: str, options: TrainOptions = SAVED) -> list[Path]:
+    """A run folder as Ctrl-C leaves it after epoch 1, written by hand (the checkpoint is never loaded)."""
+    (folder / "checkpoint").mkdir(parents=True)
+    (folder / "options.json").write_text(json.dumps(dataclasses.asdict(options)))
+    (folder / "checkpoint" / "epoch-0001.keras").write_bytes(b"the epoch-1 model")
+    (folder / "checkpoint" / "state.json").write_text(json.dumps(
+        {"epoch": 1, "model": "epoch-0001.keras", "history": {"loss": [1.7]}, "epoch_seconds": [9.0], "data_sha256": data_sha256}))
+    return [folder / "options.json", folder / "checkpoint" / "epoch-0001.keras", folder / "checkpoint" / "state.json"]
+
+
+def _other_data(folder: Path) -> Path:
+    """A valid SIGNS-shaped HDF5 pair that is not SIGNS (2 training and 1 test image per class)."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for name, split, per_class in ((config.H5_FILES[0], "train", 2), (config.H5_FILES[1], "test", 1)):
+        y = np.repeat(np.arange(config.NUM_CLASSES), per_class)
+        with h5py.File(folder / name, "w") as f:
+            f[f"{split}_set_x"] = rng.integers(0, 256, (len(y), 64, 64, 3), dtype=np.uint8)
+            f[f"{split}_set_y"] = y
+    return folder
+
+
+def test_resume_with_other_options_is_refused_naming_what_differs(tmp_path, signs_dir, signs):
+    """Issue 9, failure 2: `train --resume ... --learning-rate 0.5 --batch-size 4 --recipe seed`
+    silently continued with the original recipe and batch size; rule "resume refuses changed ...
+    recipe or options with a message naming what differs"."""
+    out = tmp_path / "kint"
+    files = _unfinished_run(out, signs.checksum())
+    before = digests(*files)
+    proc = run_cli("train", "--resume", "--out", out, "--epochs", 3, "--learning-rate", 0.5, "--batch-size", 4, "--recipe", "default",
+                   "--data", signs_dir)
+    line = one_line_error(proc, "differ", "batch-size: 8 -> 4", "recipe: 'seed' -> 'default'", "'learning_rate': 0.5", before_work=False)
+    assert "seed: " not in line and "limit: " not in line  # options not typed are the run's own, not the defaults
+    assert digests(*files) == before and not (out / "model.keras").exists()
+
+
+def test_resume_on_other_data_is_refused(tmp_path, signs):
+    """Issue 9, failure 2: `train --resume ... --data OTHER` silently continued on the other dataset
+    (metrics.json then named only the new data); rule "resume refuses changed data"."""
+    out = tmp_path / "kint"
+    files = _unfinished_run(out, signs.checksum())
+    before = digests(*files)
+    other = _other_data(tmp_path / "other")
+    one_line_error(run_cli("train", "--resume", "--out", out, "--data", other), str(other), "not the data this run was started on",
+                   before_work=False)
+    # Typing the run's own options again is not a difference (and the data check still applies).
+    proc = run_cli("train", "--resume", "--out", out, "--recipe", "seed", "--seed", 5, "--limit", 60, "--epochs", 3, "--data", other)
+    one_line_error(proc, "not the data this run was started on", before_work=False)
+    assert digests(*files) == before and not (out / "metrics.json").exists()
+
+
+def test_resume_keeps_what_decides_the_result_and_lets_the_hardware_change():
+    """Issue 9, rule "resume resumes the same run (or it applies only what is safe)": every option
+    that decides what the run computes is compared; devices and mixed precision may change."""
+    saved = dataclasses.asdict(SAVED)
+    assert differences(saved, dataclasses.replace(SAVED, devices=["/cpu:0"], mixed_precision=True)) == []
+    changed = {"recipe": "default", "seed": 6, "batch_size": 16, "val_fraction": 0.3, "limit": 72, "overrides": {"epochs": 4}}
+    assert set(changed) == set(RESUME_FIXED)
+    for name, value in changed.items():
+        (line,) = differences(saved, dataclasses.replace(SAVED, **{name: value}))
+        assert line.startswith(name.replace("_", "-") + ": ") and repr(value) in line
+
+
+# -- a diverged run is never a success, and Ctrl-C leaves a complete command (tiny model, no ResNet50) ------------
+
+
+def _tiny_builder(poison: int | None = None):
+    """Stands in for build_resnet50 (same keyword arguments) so that train() runs in seconds;
+    ``poison``: the index (in get_weights()) of a weight array whose first value is NaN."""
+    def build_tiny(**_kwargs):
+        model = build(keras)
+        if poison is not None:
+            weights = model.get_weights()
+            weights[poison].flat[0] = np.nan
+            model.set_weights(weights)
+        return model
+
+    return build_tiny
+
+
+SMALL = TrainOptions(recipe="seed", limit=24, batch_size=8, overrides={"epochs": 2})
+
+
+@pytest.mark.parametrize("poison, where", [
+    (-1, "batch 1 of epoch 1"),  # the classifier's bias: the loss is NaN from the first batch
+    # conv1's kernel: on oneDNN CPUs ReLU turns the NaN into 0, so the loss stays finite while the weight
+    # stays NaN (the weights are checked at the epoch's end); elsewhere the loss may be NaN at once
+    (0, "(batch 1 of )?epoch 1"),
+], ids=["nan-loss", "nan-weight"])
+def test_training_that_diverges_saves_no_model_or_metrics(tmp_path, signs, monkeypatch, poison, where):
+    """Issue 9, failure 1 (a diverged run exited 0 and wrote NaN into metrics.json) and rule
+    "training never calls a diverged run a success": a NaN loss or weight stops the run with Diverged."""
+    monkeypatch.setattr(train_module, "build_resnet50", _tiny_builder(poison=poison))
+    out = tmp_path / "nan"
+    with pytest.raises(train_module.Diverged, match=f"training diverged at {where}") as err:
+        train(SMALL, out, data=signs, verbose=0, log=quiet)
+    assert "no epoch finished cleanly" in str(err.value) and "--learning-rate" in str(err.value)
+    for name in ("model.keras", "metrics.json", "history.json", "checkpoint"):
+        assert not (out / name).exists(), name
+    strict_json((out / "options.json").read_text())
+    with folder_lock(out, "the next run"):  # a failed run does not keep its folder
+        pass
+
+
+def test_divergence_keeps_the_last_good_checkpoint(tmp_path):
+    """Issue 9, rule "non-finite loss or weights stop the run ...; the last good checkpoint stays;
+    no NaN model, metrics or JSON is written": the callbacks train() uses, epoch by epoch."""
+    keras.utils.set_random_seed(0)
+    model = build(keras)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
+    history, timing = {}, []
+    guard = train_module.StopOnDivergence()
+    checkpoint = train_module._make_checkpoint_callback(tmp_path, history, timing, "sha", guard)
+    for callback in (guard, checkpoint):
+        callback.set_model(model)
+
+    def epoch(k: int, batch_loss: float, logs: dict) -> None:
+        guard.on_epoch_begin(k)
+        checkpoint.on_epoch_begin(k)
+        guard.on_train_batch_end(0, {"loss": batch_loss})
+        checkpoint.on_epoch_end(k, logs)
+
+    epoch(0, 1.7, {"loss": 1.7, "accuracy": 0.2})
+    state = tmp_path / "checkpoint" / "state.json"
+    saved = digests(state, tmp_path / "checkpoint" / "epoch-0001.keras", tmp_path / "history.json")
+    assert strict_json(state.read_text())["epoch"] == 1 and not model.stop_training
+
+    epoch(1, float("nan"), {"loss": float("nan"), "accuracy": 0.2})  # a NaN batch loss
+    assert model.stop_training and guard.where.startswith("batch 1 of epoch 2")
+    assert digests(*saved) == saved and not (tmp_path / "checkpoint" / "epoch-0002.keras").exists()
+
+    guard.where, model.stop_training = None, False
+    weights = model.get_weights()
+    weights[-1][0] = np.inf
+    model.set_weights(weights)
+    epoch(1, 1.5, {"loss": 1.5, "accuracy": 0.3})  # a finite loss, but an infinite weight
+    assert model.stop_training and "non-finite loss or weights" in guard.where
+    assert digests(*saved) == saved and not (tmp_path / "checkpoint" / "epoch-0002.keras").exists()
+    assert strict_json((tmp_path / "history.json").read_text()) == {"loss": [1.7], "accuracy": [0.2], "learning_rate": [pytest.approx(1e-3)]}
+
+
+def test_ctrl_c_exits_130_with_a_complete_resume_command(tmp_path, signs_dir, monkeypatch):
+    """Issue 9, failure 2 ("the resume hint printed after Ctrl-C leaves out --data") and rule "the
+    hint after Ctrl-C is a complete command": the command it prints finishes the run."""
+    monkeypatch.setattr(train_module, "build_resnet50", _tiny_builder())
+    make_checkpoint = train_module._make_checkpoint_callback
+
+    def interrupt_after_first_epoch(*args):
+        callback = make_checkpoint(*args)
+        epoch_end = callback.on_epoch_end
+
+        def on_epoch_end(epoch, logs=None):
+            epoch_end(epoch, logs)
+            if epoch == 0:
+                raise KeyboardInterrupt  # what Ctrl-C raises, after the epoch-1 checkpoint
+
+        callback.on_epoch_end = on_epoch_end
+        return callback
+
+    monkeypatch.setattr(train_module, "_make_checkpoint_callback", interrupt_after_first_epoch)
+    out = tmp_path / "my run"  # a space: the command must quote it
+    runner = CliRunner()
+    first = runner.invoke(cli.main, ["train", "--out", str(out), "--data", str(signs_dir), "--recipe", "seed", "--limit", "24",
+                                     "--batch-size", "8", "--epochs", "2"])
+    assert first.exit_code == 130, first.output
+    (line,) = [ln for ln in first.stderr.splitlines() if ln.startswith("edge-signs: error: ")]
+    assert "interrupted after epoch 1 of 2" in line
+    command = shlex.split(line.split("continue with: ", 1)[1])
+    assert command[:2] == ["edge-signs", "train"] and "--resume" in command
+    assert command[command.index("--out") + 1] == str(out) and command[command.index("--data") + 1] == str(signs_dir)
+    assert not (out / "model.keras").exists()
+
+    monkeypatch.setattr(train_module, "_make_checkpoint_callback", make_checkpoint)
+    resumed = runner.invoke(cli.main, command[1:])
+    assert resumed.exit_code == 0, resumed.output
+    assert f"resuming {out} after epoch 1" in resumed.stderr
+    assert len(strict_json((out / "history.json").read_text())["loss"]) == 2
+    metrics = strict_json((out / "metrics.json").read_text())
+    assert metrics["options"]["limit"] == 24 and metrics["options"]["batch_size"] == 8 and metrics["recipe_name"] == "seed"
+
+
+# -- the same with a real ResNet50 (slow) ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_diverging_resnet50_run_exits_non_zero_and_writes_no_model(tmp_path, signs_dir):
+    """Issue 9, failure 1: `train --limit 60 --epochs 2 --recipe seed --learning-rate 1e6` exited 0
+    with loss NaN and wrote NaN into metrics.json."""
+    out = tmp_path / "nan"
+    proc = run_cli("train", "--data", signs_dir, "--limit", 60, "--epochs", 2, "--recipe", "seed", "--learning-rate", "1e6", "--out", out)
+    one_line_error(proc, "diverged", before_work=False)
+    assert not (out / "model.keras").exists() and not (out / "metrics.json").exists()
+    for path in out.rglob("*.json"):
+        strict_json(path.read_text())  # whatever was written (options, an earlier good epoch) is strict JSON
+    assert hidden_files(out) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_resnet50_training_exits_130_with_the_resume_command(tmp_path, signs_dir):
+    """Issue 9, failure 2 (the resume hint after Ctrl-C left out --data) and rule "the hint after
+    Ctrl-C is a complete command"; a real SIGINT once the first checkpoint exists."""
+    out = tmp_path / "k int"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_signs", "train", "--data", str(signs_dir), "--out", str(out), "--recipe", "seed", "--limit", "48",
+         "--epochs", "3"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell may ignore SIGINT: undo that
+    )
+    state = out / "checkpoint" / "state.json"
+    deadline = time.monotonic() + 600
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith("edge-signs: error: interrupted after epoch "), line
+    assert "--resume" in line and "--data" in line
+    command = shlex.split(line.split("continue with: ", 1)[1])
+    assert command[command.index("--out") + 1] == str(out) and command[command.index("--data") + 1] == str(signs_dir)
+    done = strict_json(state.read_text())["epoch"]
+    assert f"after epoch {done} of 3" in line and (out / "checkpoint" / f"epoch-{done:04d}.keras").is_file()
+    assert not (out / "model.keras").exists()
