@@ -381,7 +381,11 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
     try:
         with strategy.scope():
             if state is not None:
-                model = keras.models.load_model(state["path"])
+                try:
+                    model = keras.models.load_model(state["path"])
+                except Exception as exc:  # Keras raises many types for a damaged archive
+                    raise EdgeSignsError(f"{state['path']}: unreadable checkpoint ({str(exc).splitlines()[0][:160]}); "
+                                         f"delete {run_dir / 'checkpoint'} to start the run over") from None
                 history, timing, initial_epoch = state["history"], state.get("epoch_seconds", []), state["epoch"]
             else:
                 model = compile_model(build_resnet50(**model_kwargs), recipe, steps_per_epoch)
