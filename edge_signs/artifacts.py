@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import hashlib
 import json
 import math
@@ -67,17 +68,13 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     removed = []
     if not path.parent.is_dir():
         return removed
-    for candidate in path.parent.glob(f".{glob_escape(path.name)}{_TEMP_INFIX}*"):
+    for candidate in path.parent.glob(f".{glob.escape(path.name)}{_TEMP_INFIX}*"):
         match = _STALE.search(candidate.name[len(path.name) + 1:])
         if match and int(match.group(1)) != os.getpid() and not _pid_alive(int(match.group(1))):
             with contextlib.suppress(OSError):
                 candidate.unlink()
                 removed.append(candidate)
     return removed
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 @contextlib.contextmanager
