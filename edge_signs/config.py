@@ -39,6 +39,18 @@ VAL_FRACTION = 0.1  # stratified, seeded; carved from the training set
 MIN_IMAGES_PER_CLASS = {"train": 2, "test": 1}
 
 
+# -- your own labelled images (collect's output, or any <label>/*.jpg folder) ----------
+# A file's group is its name without the last "_<number>": collect names frames
+# <session>_<NNNNN>.jpg (group = session), hands-webcam names crops <photo>_<box>.jpg
+# (group = photo). Held-out and validation splits never cut a group in two: frames
+# of one burst are near-copies, and a split by file would score the model on
+# pictures it has all but seen.
+HOLDOUT_FRACTION = 0.2  # of the groups, chosen by a hash of the group name: stable as a folder grows
+HOLDOUT_SALT = "edge-signs-holdout-v1"  # fixed, so evaluate finds the split fine-tuning left out without the run's seed
+OWN_MIN_PER_CLASS = 10  # fewest images of each class a fine-tuning set may hold (after the held-out split)
+OWN_SPLITS = ("all", "heldout", "train")  # what `evaluate --split` scores of an own folder
+
+
 def keras_cache_dir() -> Path:
     """Where keras.datasets keep their downloads ($KERAS_HOME or ~/.keras)."""
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
@@ -66,6 +78,8 @@ class Recipe:
     label_smoothing: float = 0.0
     augment: bool = False
     bn_momentum: float = 0.99
+    freeze_stages: int = 0  # leading stages kept as they are: 1 the stem, 2 stem + stage 2, ... 5 every conv layer
+    signs_mix: float = 0.0  # with your own images: the fraction of each batch drawn from SIGNS, so its signs are not forgotten
 
 
 DEFAULT_RECIPE = "default"
@@ -85,7 +99,27 @@ RECIPES: dict[str, Recipe] = {
         augment=True,
         bn_momentum=0.9,
     ),
+    # `edge-signs finetune`: from a trained model, on a few hundred images of your own (collect's
+    # output), in minutes on a CPU. A tenth of the learning rate and a short schedule keep
+    # what SIGNS taught; a third of each batch from SIGNS keeps its six signs from being forgotten;
+    # the stem stays as it is (edges and colours carry over, and backward passes stop there).
+    "finetune": Recipe(
+        epochs=8,
+        learning_rate=3e-4,
+        schedule="cosine",
+        warmup_epochs=1,
+        optimizer="adamw",
+        weight_decay=0.05,
+        dropout=0.3,
+        label_smoothing=0.1,
+        augment=True,
+        bn_momentum=0.9,
+        freeze_stages=1,
+        signs_mix=0.3,
+    ),
 }
+FINETUNE_RECIPE = "finetune"
+STAGE_COUNT = 5  # the stem and four residual stages: what --freeze-stages counts
 
 
 # -- quantization ---------------------------------------------------------------
@@ -152,3 +186,20 @@ SERVE_MAX_BODY = 64 * 1024  # largest POST body a registered route accepts
 SERVE_TOKEN_BYTES = 16  # secrets.token_urlsafe(16): 22 characters
 SERVE_MIN_TOKEN_CHARS = 12  # a --token shorter than this is refused
 SERVE_TOKEN_ENV = "EDGE_SIGNS_TOKEN"  # --token from the environment: not visible in `ps`
+
+# -- collect: ROI crops saved as a labelled image folder (edge/collect.py) -----------------------
+# Saved crops are larger than the model's 64x64 so the data outlives the model: 160 px is 2.5x the
+# current input (room for a 96-160 px model later), ~8 KB as a quality-95 JPEG, and a whole
+# default ROI of a 640x480 frame (480 px) is shrunk to it, never enlarged.
+COLLECT_SIZE = 160
+COLLECT_CAMERA_WIDTH = 640  # collect runs no model: a larger frame costs little and gives sharper crops
+COLLECT_CAMERA_HEIGHT = 480
+COLLECT_INTERVAL_S = 0.2  # a burst or --headless run saves one crop per this many seconds (source time)
+COLLECT_COUNT = 50  # --headless: crops saved before it stops
+COLLECT_COUNTDOWN_S = 3.0  # --headless: seconds counted down before the first crop
+COLLECT_JPEG_QUALITY = 95
+COLLECT_CSV = "collect_log.csv"  # OUT/collect_log.csv: one row per saved crop, appended
+COLLECT_MIN_FREE_MB = 50  # free disk space OUT needs before a camera opens
+COLLECT_STOP_FREE_MB = 10  # saving stops (named warning, exit 1) when free space falls below this
+COLLECT_QUEUE = 128  # crops waiting for the writer thread (~10 MB at 160 px); full: a camera's save is dropped and counted, a file waits
+COLLECT_WINDOW_NAME = "edge-signs collect"

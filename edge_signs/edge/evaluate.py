@@ -1,4 +1,4 @@
-"""`edge-signs evaluate`: one table comparing model files on the SIGNS test set.
+"""`edge-signs evaluate`: one table comparing model files on the SIGNS test set (or your own images).
 
 For each model: what the file really is (read from its tensors, not its name),
 size, accuracy, loss, per-class accuracy, a confusion matrix, top-1 agreement
@@ -8,10 +8,14 @@ This is the edge half: ``.tflite`` files through the edge runtime, so a Pi can r
 it. ``.keras`` files and the int8 layer diagnosis are the trainer's half
 (``edge_signs.trainer.evaluate``), reached only when a ``.keras`` file is named or
 an int8 file loses accuracy, and only where TensorFlow is installed.
+
+Several datasets (``--data`` repeated: SIGNS, a folder of your own images, its
+held-out split) are scored side by side in one more table: the domain gap at a glance.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,6 +26,7 @@ import numpy as np
 
 from edge_signs import config, metrics, perturb
 from edge_signs.artifacts import check_output_dir, check_output_file, finite_or_none, write_json, write_text
+from edge_signs.data import detect_layout, labelled_root, load_labelled, own_split, resolve_data
 from edge_signs.edge.cpu import cpu_info, int8_advice
 from edge_signs.edge.runtime import Backend, Classifier, check_tflite_file, is_installed, sidecar_path
 from edge_signs.errors import EdgeSignsError
@@ -101,6 +106,70 @@ class ModelReport:
     threads: int
     per_class_accuracy: list = field(default_factory=list)
     confusion: list = field(default_factory=list)
+    datasets: dict = field(default_factory=dict)  # dataset name -> accuracy, loss, per-class accuracy, confusion
+
+
+# -- what is scored ------------------------------------------------------------------------
+
+
+@dataclass
+class EvalSet:
+    """Labelled images to score: the SIGNS test set, or (a split of) a folder of your own."""
+
+    name: str  # "SIGNS test", "hands-webcam heldout"
+    x: np.ndarray  # uint8 (N, 64, 64, 3) RGB
+    y: np.ndarray
+    source: str
+    sha256: str
+    signs: object = None  # the Signs it came from (SIGNS only): the int8 diagnosis calibrates from it
+
+
+def signs_test_set(signs) -> EvalSet:
+    return EvalSet("SIGNS test", signs.test.x, signs.test.y, signs.source, signs.checksum(), signs)
+
+
+def is_signs_folder(folder: str | os.PathLike) -> bool:
+    """The course's HDF5 pair, or train/ and test/ image folders: SIGNS, whose test set is scored."""
+    found = detect_layout(Path(folder)) if Path(folder).is_dir() else None
+    return found is not None and (found[0] == "hdf5" or ((found[1] / "train").is_dir() and (found[1] / "test").is_dir()))
+
+
+def load_eval_sets(data: list[str | os.PathLike] | tuple = (), split: str = "all", *, log: Log = log_stderr) -> list[EvalSet]:
+    """What ``--data`` names, in order: SIGNS folders give their test set, other labelled folders ``split`` of theirs.
+
+    No ``--data``: the SIGNS test set from wherever `resolve_data` finds it.
+    """
+    if not data:
+        return [signs_test_set(resolve_data(None, log=log))]
+    sets: list[EvalSet] = []
+    for folder in data:
+        if is_signs_folder(folder):
+            found = signs_test_set(resolve_data(folder, log=log))
+        else:
+            own = own_split(load_labelled(folder, log=log), split)
+            name = f"{Path(folder).resolve().name} {split}"
+            found = EvalSet(name, own.x, own.y, own.source, own.checksum())
+        if any(s.name == found.name for s in sets):
+            found.name = f"{found.name} ({len(sets) + 1})"
+        sets.append(found)
+    return sets
+
+
+def warn_trained_on(models: list[str | os.PathLike], data: list[str | os.PathLike] | tuple, split: str, log: Log) -> None:
+    """A fine-tuned model scored on all of the folder it was fine-tuned on: say so (its run's metrics.json names them)."""
+    if split == "heldout":
+        return
+    for model in models:
+        run_metrics = Path(model).parent / "metrics.json"
+        try:
+            trained = json.loads(run_metrics.read_text()).get("dataset", {}).get("own") or []
+        except (OSError, ValueError, AttributeError):
+            continue
+        trained_roots = {str(labelled_root(t).resolve()) for t in trained if Path(t).is_dir()}
+        for folder in data:
+            if not is_signs_folder(folder) and Path(folder).is_dir() and str(labelled_root(folder).resolve()) in trained_roots:
+                log(f"warning: {Path(model).name} was fine-tuned on {folder}: --split {split} scores images it trained on; "
+                    f"--split heldout scores the sessions/photos it never saw")
 
 
 def evaluate_models(
@@ -112,9 +181,13 @@ def evaluate_models(
     runs: int = config.LATENCY_RUNS,
     warmup: int = config.LATENCY_WARMUP,
     backend: Backend | None = None,
+    also: list[EvalSet] = (),
     log: Log = log_stderr,
 ) -> list[ModelReport]:
-    """Every model on the same images through the same harness; ``backend`` picks the TFLite interpreter."""
+    """Every model on the same images through the same harness; ``backend`` picks the TFLite interpreter.
+
+    ``also``: further datasets each model is scored on while it is loaded (``ModelReport.datasets``).
+    """
     reports: list[ModelReport] = []
     reference = None
     for path in paths:
@@ -138,9 +211,26 @@ def evaluate_models(
                 threads=threads,
                 per_class_accuracy=metrics.per_class_accuracy(pred, labels, config.NUM_CLASSES),
                 confusion=confusion_matrix(labels, pred, config.NUM_CLASSES).tolist(),
+                datasets={s.name: _scores(runner.predict(s.x), s.y) for s in also},
             )
         )
     return reports
+
+
+def _scores(probs: np.ndarray, labels: np.ndarray) -> dict:
+    pred = np.argmax(probs, axis=1)
+    return {**metrics.summarize(probs, labels), "images": len(labels),
+            "per_class_accuracy": metrics.per_class_accuracy(pred, labels, config.NUM_CLASSES),
+            "confusion": confusion_matrix(labels, pred, config.NUM_CLASSES).tolist()}
+
+
+def datasets_table(reports: list[ModelReport], sets: list[EvalSet]) -> str:
+    """Accuracy of every model on every dataset: one row per model, one column per dataset."""
+    lines = ["| model | format | " + " | ".join(f"{s.name} ({len(s.y)})" for s in sets) + " |",
+             "|---|---|" + "---:|" * len(sets)]
+    for r in reports:
+        lines.append(f"| {Path(r.model).name} | {r.format} | " + " | ".join(f"{r.datasets[s.name]['accuracy']:.3f}" for s in sets) + " |")
+    return "\n".join(lines)
 
 
 def markdown_table(reports: list[ModelReport]) -> str:
@@ -171,7 +261,7 @@ def int8_speedup(reports: list[ModelReport]) -> float | None:
 
 def run_evaluation(
     paths: list[str | os.PathLike],
-    signs,
+    sets,
     *,
     threads: int = config.THREADS,
     runs: int = config.LATENCY_RUNS,
@@ -181,22 +271,32 @@ def run_evaluation(
 ) -> dict:
     """Everything `edge-signs evaluate` reports, as one JSON-able dict with its Markdown.
 
-    ``result["models"]`` holds one object per model; the int8 layer diagnosis and
-    the robustness results are attached to the model they are about.
+    ``sets``: the datasets to score (``load_eval_sets``), or a ``Signs`` for its test set. The
+    first gets the full report (latency, confusion, robustness, int8 diagnosis); with more
+    than one, a table scores every model on each. ``result["models"]`` holds one object
+    per model; the int8 layer diagnosis and the robustness results are attached to the
+    model they are about.
     """
-    reports = evaluate_models(paths, signs.test.x, signs.test.y, threads=threads, runs=runs, warmup=warmup, log=log)
+    sets = list(sets) if isinstance(sets, (list, tuple)) else [signs_test_set(sets)]
+    first = sets[0]
+    reports = evaluate_models(paths, first.x, first.y, threads=threads, runs=runs, warmup=warmup,
+                              also=sets if len(sets) > 1 else (), log=log)
     result: dict = {"models": [asdict(r) for r in reports], "cpu": cpu_info().describe()}
-    sections = [markdown_table(reports)]
+    sections = [f"Scored on {first.name} ({len(first.y)} images, {first.source}).\n\n" + markdown_table(reports)]
+    if len(sets) > 1:
+        sections.append("\n## Accuracy by dataset\n\n" + datasets_table(reports, sets))
     speedup = int8_speedup(reports)
     advice = int8_advice(speedup, cpu_info()) if speedup is not None else None
     if advice:
         log(f"note: {advice}")
         sections.append(f"\nNote: {advice}.")
     for r in reports:
-        sections.append(f"\n{Path(r.model).name} ({r.format}) confusion matrix, rows true, columns predicted:\n\n```\n"
-                        f"{confusion_matrix_text(np.asarray(r.confusion), config.LABELS)}```")
+        for s in sets:
+            confusion = r.confusion if s is first else r.datasets[s.name]["confusion"]
+            sections.append(f"\n{Path(r.model).name} ({r.format}) on {s.name}: confusion matrix, rows true, columns predicted:\n\n```\n"
+                            f"{confusion_matrix_text(np.asarray(confusion), config.LABELS)}```")
     by_model = {m["model"]: m for m in result["models"]}
-    findings = _diagnose_int8(reports, signs, log)
+    findings = _diagnose_int8(reports, first.signs, log) if first.signs is not None else []
     if findings:
         for f in findings:
             by_model[f["model"]]["int8_layer_errors"] = f
@@ -207,11 +307,12 @@ def run_evaluation(
         sections.append("\n## Where int8 loses accuracy\n\n" + layer_table(findings))
     if with_robustness:
         log("robustness (test accuracy under each perturbation):")
-        found = [robustness(r.model, signs.test.x, signs.test.y, threads=threads, log=log) for r in reports]
+        found = [robustness(r.model, first.x, first.y, threads=threads, log=log) for r in reports]
         for r in found:
             by_model[r["model"]]["robustness"] = r
-        sections.append("\n## Robustness\n\nTest accuracy under each camera-like perturbation on its own:\n\n" + robustness_table(found))
-    result["data"] = {"source": signs.source, "sha256": signs.checksum(), "test_images": len(signs.test)}
+        sections.append(f"\n## Robustness\n\n{first.name} accuracy under each camera-like perturbation on its own:\n\n" + robustness_table(found))
+    result["data"] = {"name": first.name, "source": first.source, "sha256": first.sha256, "test_images": len(first.y)}
+    result["datasets"] = [{"name": s.name, "source": s.source, "sha256": s.sha256, "images": len(s.y)} for s in sets]
     result["markdown"] = "\n".join(sections) + "\n"
     return result
 
@@ -237,6 +338,14 @@ def write_report(result: dict, out_dir: str | os.PathLike) -> list[Path]:
     for r, name in zip(result["models"], confusion_png_names([r["model"] for r in result["models"]])):
         written.append(confusion_matrix_png(np.asarray(r["confusion"]), config.LABELS, out / name,
                                             title=f"{Path(name).stem[len('confusion_'):]} ({r['format']}): {r['accuracy']:.3f}"))
+    sets = result.get("datasets", [])
+    if len(sets) > 1:  # every model on every further dataset, too
+        for r, name in zip(result["models"], confusion_png_names([r["model"] for r in result["models"]])):
+            for s in sets[1:]:
+                scores = r["datasets"][s["name"]]
+                slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in s["name"].lower())
+                written.append(confusion_matrix_png(np.asarray(scores["confusion"]), config.LABELS, out / f"{Path(name).stem}_{slug}.png",
+                                                    title=f"{Path(name).stem[len('confusion_'):]} ({r['format']}) on {s['name']}: {scores['accuracy']:.3f}"))
     write_json(out / "evaluation.json", finite_or_none({k: v for k, v in result.items() if k != "markdown"}))
     write_text(out / "evaluation.md", result["markdown"])
     return [out / "evaluation.json", out / "evaluation.md", *written]

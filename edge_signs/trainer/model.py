@@ -125,3 +125,70 @@ def nonfinite_layers(model) -> list[str]:
         if any(not np.isfinite(np.asarray(w)).all() for w in layer.get_weights() if np.issubdtype(np.asarray(w).dtype, np.floating)):
             bad.append(layer.name)
     return bad
+
+
+def stage_of(layer_name: str) -> int | None:
+    """1 for the stem (conv1 ... pool1), 2-5 for the residual stages, None for the head."""
+    if layer_name.startswith(("conv1", "bn_conv1", "pool1")):
+        return 1
+    for prefix in ("res", "bn"):
+        if layer_name.startswith(prefix) and layer_name[len(prefix):len(prefix) + 1].isdigit():
+            return int(layer_name[len(prefix)])
+    return None
+
+
+def freeze_stages(model, stages: int) -> list[str]:
+    """Keep the first ``stages`` stages as they are (their batch norms in inference mode); the names frozen."""
+    frozen = []
+    for layer in model.layers:
+        stage = stage_of(layer.name)
+        layer.trainable = not (stage is not None and stage <= stages)
+        if not layer.trainable and layer.weights:
+            frozen.append(layer.name)
+    return frozen
+
+
+def load_init(path, **build_kwargs):
+    """A fresh classifier (``build_kwargs`` as for build_resnet50) holding the weights of a trained model file.
+
+    Refuses, in one line, a file that is not a Keras model, takes another input, has
+    another number of classes, or is another architecture: weights are matched by
+    layer name and shape, and every layer of this ResNet50 must find its own.
+    """
+    from pathlib import Path
+
+    from edge_signs.errors import EdgeSignsError
+
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeSignsError(f"--init {path}: model file not found (expected model.keras from 'edge-signs train')")
+    if path.suffix != ".keras":
+        raise EdgeSignsError(f"--init {path}: not a Keras model (expected model.keras from 'edge-signs train'; .tflite files cannot be trained)")
+    try:
+        source = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for a damaged or foreign archive
+        raise EdgeSignsError(f"--init {path}: unreadable Keras model ({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})") from None
+    expected_in = (config.IMAGE_SIZE, config.IMAGE_SIZE, config.CHANNELS)
+    shape_in = tuple(source.inputs[0].shape[1:])
+    if shape_in != expected_in:
+        raise EdgeSignsError(f"--init {path}: takes {'x'.join(map(str, shape_in))} input, expected {'x'.join(map(str, expected_in))}")
+    classes = source.outputs[0].shape[-1]
+    if classes != config.NUM_CLASSES:
+        raise EdgeSignsError(f"--init {path}: predicts {classes} classes, expected {config.NUM_CLASSES} (labels {', '.join(config.LABELS)})")
+    model = build_resnet50(**build_kwargs)
+    theirs = {layer.name: layer for layer in source.layers}
+    unmatched = []
+    for layer in model.layers:
+        mine = layer.get_weights()
+        if not mine:
+            continue
+        other = theirs.get(layer.name)
+        weights = other.get_weights() if other is not None else []
+        if [w.shape for w in weights] != [w.shape for w in mine]:
+            unmatched.append(layer.name)
+            continue
+        layer.set_weights(weights)
+    if unmatched:
+        raise EdgeSignsError(f"--init {path}: not this toolkit's ResNet50 ({len(unmatched)} layer(s) missing or shaped differently, "
+                             f"e.g. {', '.join(unmatched[:3])}); --init takes a model.keras from 'edge-signs train'")
+    return model

@@ -14,6 +14,7 @@ A run folder holds, each written atomically:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -29,14 +30,14 @@ import numpy as np
 from edge_signs import config, metrics
 from edge_signs.artifacts import atomic_path, check_output_dir, folder_lock, write_json
 from edge_signs.config import RECIPES, Recipe
-from edge_signs.data import Signs, resolve_data, train_val_split
+from edge_signs.data import Labelled, Signs, check_own_classes, grouped_split, load_labelled, own_split, resolve_data, train_val_split
 from edge_signs.edge.preprocess import to_model_input
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
 from edge_signs.plots import training_curves_png
 from edge_signs.trainer import keras, tf
 from edge_signs.trainer.augment import augmenter
-from edge_signs.trainer.model import build_resnet50
+from edge_signs.trainer.model import build_resnet50, freeze_stages, load_init
 
 
 @dataclass
@@ -49,6 +50,8 @@ class TrainOptions:
     devices: list[str] | None = None  # e.g. ["/cpu:0", "/cpu:1"]; None: what TF sees
     limit: int | None = None  # train on a stratified subset of N images (smoke runs)
     overrides: dict = field(default_factory=dict)  # Recipe fields set by the user
+    init: str | None = None  # start from this trained model.keras (fine-tuning) instead of random weights
+    own_data: list[str] = field(default_factory=list)  # labelled folders of your own images, mixed with SIGNS
 
     def validate(self) -> "TrainOptions":
         """Every option in range and finite: a one-line error naming the option otherwise."""
@@ -71,6 +74,13 @@ class TrainOptions:
         for name, value in (("--l2", recipe.l2), ("weight decay", recipe.weight_decay)):
             if not _finite(value) or value < 0:
                 raise EdgeSignsError(f"{name} must be a finite number >= 0, got {value}")
+        if not isinstance(recipe.freeze_stages, int) or not 0 <= recipe.freeze_stages <= config.STAGE_COUNT:
+            raise EdgeSignsError(f"--freeze-stages must be an integer in 0..{config.STAGE_COUNT}, got {recipe.freeze_stages}")
+        _check_fraction("--signs-mix", recipe.signs_mix, upper_open=True)
+        if self.init is not None and (not isinstance(self.init, str) or not Path(self.init).is_file()):
+            raise EdgeSignsError(f"--init {self.init}: model file not found (expected model.keras from 'edge-signs train')")
+        if self.own_data and self.limit is not None:
+            raise EdgeSignsError("--limit subsets SIGNS for smoke runs; it cannot be combined with your own --data folders")
         return self
 
     def resolved_recipe(self) -> Recipe:
@@ -95,7 +105,7 @@ def _check_fraction(name: str, value, *, upper_open: bool) -> None:
 
 # Options that decide what a run computes: a resumed run must keep them (the device
 # list and mixed precision only decide where and how fast, and may change).
-RESUME_FIXED = ("recipe", "seed", "batch_size", "val_fraction", "limit", "overrides")
+RESUME_FIXED = ("recipe", "seed", "batch_size", "val_fraction", "limit", "overrides", "init", "own_data")
 
 
 def differences(saved: dict, given: "TrainOptions") -> list[str]:
@@ -120,6 +130,34 @@ def make_dataset(x_uint8: np.ndarray, y: np.ndarray, *, batch_size: int, trainin
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def mixed_dataset(own_x: np.ndarray, own_y: np.ndarray, signs_x: np.ndarray, signs_y: np.ndarray, *, signs_mix: float,
+                  batch_size: int, augment: bool, seed: int):
+    """Batches drawn from your own images and SIGNS at ``signs_mix`` (endless; one epoch = your images once).
+
+    Returns (dataset, steps per epoch). Each example is drawn from SIGNS with probability
+    ``signs_mix``, so a batch of 32 at 0.3 holds about 10 SIGNS images: the original
+    signs stay in every step instead of being forgotten between epochs.
+    """
+    def endless(x_uint8, y, salt):
+        onehot = np.eye(config.NUM_CLASSES, dtype=np.float32)[y]
+        ds = tf.data.Dataset.from_tensor_slices((to_model_input(x_uint8), onehot))
+        return ds.shuffle(len(y), seed=seed + salt, reshuffle_each_iteration=True).repeat()
+
+    if signs_mix > 0 and len(signs_y):
+        ds = tf.data.Dataset.sample_from_datasets([endless(own_x, own_y, 0), endless(signs_x, signs_y, 1)],
+                                                  weights=[1.0 - signs_mix, signs_mix], seed=seed)
+        steps = int(np.ceil(len(own_y) / (1.0 - signs_mix) / batch_size))
+    else:
+        ds = endless(own_x, own_y, 0)
+        steps = int(np.ceil(len(own_y) / batch_size))
+    ds = ds.batch(batch_size)
+    if augment:
+        ds = ds.map(augmenter(seed), num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE), steps
 
 
 # -- devices ---------------------------------------------------------------------------------
@@ -296,8 +334,63 @@ def saved_options(out_dir: str | os.PathLike) -> TrainOptions | None:
         raise EdgeSignsError(f"{path}: missing or unreadable run options ({exc}); cannot resume") from None
 
 
-def resume_command(run_dir: Path, data_source: str) -> str:
+def resume_command(run_dir: Path, data_source: str, options: TrainOptions | None = None) -> str:
+    if options is not None and options.init:  # a fine-tuning run keeps --init and its --data folders in options.json
+        return f"edge-signs finetune --out {shlex.quote(str(run_dir))} --resume --signs {shlex.quote(data_source)}"
     return f"edge-signs train --out {shlex.quote(str(run_dir))} --resume --data {shlex.quote(data_source)}"
+
+
+# -- your own images -------------------------------------------------------------------------------
+
+
+@dataclass
+class OwnSplits:
+    """Your own folders, split by group (session or photo): never one group on two sides."""
+
+    train: Labelled
+    val: Labelled
+    heldout: list[Labelled]  # one per folder: what `evaluate --data FOLDER --split heldout` scores
+
+    def describe(self) -> str:
+        return (f"{len(self.train)} of your images ({len(set(self.train.groups))} sessions/photos) for training, "
+                f"{len(self.val)} ({len(set(self.val.groups))}) for validation, "
+                f"{sum(len(h) for h in self.heldout)} ({sum(len(set(h.groups)) for h in self.heldout)}) held out")
+
+
+def _concat(parts: list[Labelled], source: str) -> Labelled:
+    """One set from several folders; file names keep their folder so groups never merge across folders."""
+    files = [f"{Path(p.source).name}/{f}" if len(parts) > 1 else f for p in parts for f in p.files]
+    x = np.concatenate([p.x for p in parts]) if parts else np.zeros((0, config.IMAGE_SIZE, config.IMAGE_SIZE, 3), np.uint8)
+    y = np.concatenate([p.y for p in parts]) if parts else np.zeros(0, np.int64)
+    return Labelled(x, y, files, source)
+
+
+def own_splits(folders: list[str], val_fraction: float, seed: int, log: Log) -> OwnSplits:
+    """Each folder's held-out groups (fixed by hash, see data.own_split) are never trained on;
+    of the rest, ``val_fraction`` of the groups validate (chosen by a seeded hash)."""
+    trains, vals, helds = [], [], []
+    for folder in folders:
+        own = load_labelled(folder, log=log)
+        held = own_split(own, "heldout") if len(grouped_split(own.groups, config.HOLDOUT_FRACTION, config.HOLDOUT_SALT)[1]) else None
+        if held is None:
+            log(f"warning: {own.source}: too few sessions/photos for a held-out split; check the model on frames it never saw")
+        rest = own_split(own, "train")
+        keep, val = grouped_split(rest.groups, val_fraction, f"val-{seed}")
+        trains.append(rest.subset(keep))
+        vals.append(rest.subset(val))
+        helds += [held] if held is not None else []
+    result = OwnSplits(_concat(trains, ", ".join(folders)), _concat(vals, ", ".join(folders)), helds)
+    check_own_classes(result.train, "fine-tuning (after the held-out and validation splits)")
+    return result
+
+
+def _combined_checksum(signs: Signs, own: OwnSplits | None) -> str:
+    if own is None:
+        return signs.checksum()
+    digest = hashlib.sha256(signs.checksum().encode())
+    for part in (own.train, own.val, *own.heldout):
+        digest.update(part.checksum().encode())
+    return digest.hexdigest()
 
 
 def train(
@@ -351,7 +444,8 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
 
     recipe = options.resolved_recipe()
     signs = data if isinstance(data, Signs) else resolve_data(data, log=log)
-    data_sha256 = signs.checksum()
+    own = own_splits(options.own_data, options.val_fraction, options.seed, log) if options.own_data else None
+    data_sha256 = _combined_checksum(signs, own)
     if state is not None and state.get("data_sha256") not in (None, data_sha256):
         raise EdgeSignsError(f"{signs.source}: not the data this run was started on (sha256 {data_sha256[:12]}..., the run's "
                              f"{state['data_sha256'][:12]}...); resume with the same --data, or start a new run")
@@ -366,9 +460,19 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
     train_idx, val_idx = train_val_split(signs.train.y, options.val_fraction, options.seed, options.limit)
     x_tr, y_tr = signs.train.x[train_idx], signs.train.y[train_idx]
     x_val, y_val = signs.train.x[val_idx], signs.train.y[val_idx]
-    train_ds = make_dataset(x_tr, y_tr, batch_size=options.batch_size, training=True, augment=recipe.augment, seed=options.seed)
-    val_ds = make_dataset(x_val, y_val, batch_size=options.batch_size, training=False, augment=False, seed=options.seed) if len(y_val) else None
-    steps_per_epoch = int(np.ceil(len(y_tr) / options.batch_size))
+    if own is None:
+        train_ds = make_dataset(x_tr, y_tr, batch_size=options.batch_size, training=True, augment=recipe.augment, seed=options.seed)
+        val_ds = make_dataset(x_val, y_val, batch_size=options.batch_size, training=False, augment=False, seed=options.seed) if len(y_val) else None
+        steps_per_epoch = int(np.ceil(len(y_tr) / options.batch_size))
+        fit_steps = None
+        what = f"{len(y_tr)} images, validating on {len(y_val)}"
+    else:
+        # Your images once per epoch, SIGNS training images mixed into every batch; validation on your own.
+        train_ds, steps_per_epoch = mixed_dataset(own.train.x, own.train.y, x_tr, y_tr, signs_mix=recipe.signs_mix,
+                                                  batch_size=options.batch_size, augment=recipe.augment, seed=options.seed)
+        val_ds = make_dataset(own.val.x, own.val.y, batch_size=options.batch_size, training=False, augment=False, seed=options.seed) if len(own.val) else None
+        fit_steps = steps_per_epoch
+        what = f"{own.describe()}; SIGNS makes {recipe.signs_mix:.0%} of each batch"
 
     write_json(run_dir / "options.json", dataclasses.asdict(options))
     # The global RNG was seeded once above; the builder draws each layer's weights from it.
@@ -388,10 +492,14 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
                                          f"delete {run_dir / 'checkpoint'} to start the run over") from None
                 history, timing, initial_epoch = state["history"], state.get("epoch_seconds", []), state["epoch"]
             else:
-                model = compile_model(build_resnet50(**model_kwargs), recipe, steps_per_epoch)
+                model = load_init(options.init, **model_kwargs) if options.init else build_resnet50(**model_kwargs)
+                freeze_stages(model, recipe.freeze_stages)
+                model = compile_model(model, recipe, steps_per_epoch)
+        start = f"fine-tuning {options.init}" if options.init else "training ResNet50"
+        frozen = f", first {recipe.freeze_stages} stage(s) frozen" if recipe.freeze_stages else ""
         log(
-            f"training ResNet50 ({model.count_params():,} parameters) on {len(y_tr)} images, validating on {len(y_val)}; "
-            f"recipe '{options.recipe}', {recipe.epochs} epochs, batch {options.batch_size}; {device}"
+            f"{start} ({model.count_params():,} parameters) on {what}; "
+            f"recipe '{options.recipe}', {recipe.epochs} epochs, batch {options.batch_size}{frozen}; {device}"
         )
         guard = StopOnDivergence()
         callback = _make_checkpoint_callback(run_dir, history, timing, data_sha256, guard)
@@ -403,6 +511,7 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
                     validation_data=val_ds,
                     epochs=recipe.epochs,
                     initial_epoch=initial_epoch,
+                    steps_per_epoch=fit_steps,
                     shuffle=False,  # tf.data shuffles (seeded) before batching and augmenting
                     callbacks=[guard, callback],
                     verbose=verbose if verbose is not None else (1 if sys.stderr.isatty() else 2),
@@ -410,7 +519,7 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
             except KeyboardInterrupt:
                 done = read_checkpoint(run_dir)
                 raise TrainingInterrupted(f"interrupted after epoch {done['epoch'] if done else 0} of {recipe.epochs}; "
-                                          f"continue with: {resume_command(run_dir, signs.source)}") from None
+                                          f"continue with: {resume_command(run_dir, signs.source, options)}") from None
         wall_seconds = time.perf_counter() - wall_start
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -423,6 +532,8 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
 
     # The deployable model: float32, no optimizer state, built outside any strategy.
     final = build_resnet50(**model_kwargs)
+    for layer in model.layers:  # frozen stages thaw in the saved model: a later fine-tune chooses its own
+        layer.trainable = True
     final.set_weights(model.get_weights())
     with atomic_path(run_dir / "model.keras", suffix=".keras") as tmp:
         final.save(tmp)
@@ -432,6 +543,11 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
         if len(y):
             scores = metrics.summarize(_predict(final, x), y)
             result[f"{name}_accuracy"], result[f"{name}_loss"] = scores["accuracy"], scores["loss"]
+    if own is not None:
+        parts = [("train", own.train), ("val", own.val)] + [(f"heldout {Path(h.source).name}", h) for h in own.heldout]
+        result["own"] = {name: {"source": part.source, "images": len(part), **metrics.summarize(_predict(final, part.x), part.y)}
+                         for name, part in parts if len(part)}
+        result["init"] = options.init
     result.update(
         {
             "params": int(final.count_params()),
@@ -443,7 +559,8 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
             "device": device,
             "tensorflow_version": tf.__version__,
             "keras_version": keras.__version__,
-            "dataset": {"source": signs.source, "layout": signs.layout, "sha256": data_sha256, "train": len(y_tr), "val": len(y_val), "test": len(signs.test)},
+            "dataset": {"source": signs.source, "layout": signs.layout, "sha256": data_sha256, "train": len(y_tr), "val": len(y_val), "test": len(signs.test),
+                        "own": options.own_data},
             "recipe_name": options.recipe,
             "recipe": dataclasses.asdict(recipe),
             "options": dataclasses.asdict(options),
@@ -452,5 +569,5 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
     )
     write_json(run_dir / "metrics.json", result)
     write_json(run_dir / "history.json", history)
-    training_curves_png(history, run_dir / "training_curves.png", title=f"{run_dir.name}: ResNet50 on SIGNS ({options.recipe} recipe)")
+    training_curves_png(history, run_dir / "training_curves.png", title=f"{run_dir.name}: ResNet50, {options.recipe} recipe" + (" (validation: your images)" if own else " on SIGNS"))
     return result
