@@ -150,6 +150,52 @@ def train(ctx, data, out, recipe, epochs, batch_size, learning_rate, seed, dropo
     click.echo(f"{result['params']:,} parameters, {result['seconds_per_epoch']:.1f} s/epoch on {result['device']}; wrote {out}/model.keras, metrics.json, history.json, training_curves.png")
 
 
+@main.command()
+@click.option("--init", "init", type=click.Path(path_type=Path), default=None, help="The trained model.keras to start from (required unless --resume).")
+@click.option("--data", "own", type=click.Path(path_type=Path), multiple=True, help="A folder of your own labelled images (<label>/*.jpg, e.g. from 'edge-signs collect'); repeat to combine folders.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder for the fine-tuned model, history, curves and metrics.")
+@click.option("--signs", "signs_dir", type=click.Path(path_type=Path), default=None, help=f"SIGNS folder mixed into every batch. Default: ${config.DATA_ENV_VAR}, then the Keras cache, else fetched.")
+@click.option("--signs-mix", type=FiniteFloat(0, 1, high_open=True), default=None, help=f"Fraction of each batch drawn from SIGNS, so its signs are not forgotten [recipe: {config.RECIPES[config.FINETUNE_RECIPE].signs_mix}].")
+@click.option("--freeze-stages", type=click.IntRange(0, config.STAGE_COUNT), default=None, help=f"Leading stages kept as they are (1: stem ... 5: every conv layer) [recipe: {config.RECIPES[config.FINETUNE_RECIPE].freeze_stages}].")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help=f"[recipe: {config.RECIPES[config.FINETUNE_RECIPE].epochs}]")
+@click.option("--learning-rate", type=FiniteFloat(0, low_open=True), default=None, help=f"Peak learning rate [recipe: {config.RECIPES[config.FINETUNE_RECIPE].learning_rate:g}].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=config.BATCH_SIZE, show_default=True)
+@click.option("--val-fraction", type=FiniteFloat(0, 1, high_open=True), default=config.VAL_FRACTION, show_default=True, help="Of your images' sessions/photos (after the held-out ones), this fraction validates.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=config.SEED, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue an interrupted fine-tuning run in --out with its own options.")
+@click.pass_context
+@friendly_errors
+def finetune(ctx, init, own, out, signs_dir, signs_mix, freeze_stages, epochs, learning_rate, batch_size, val_fraction, seed, resume):
+    """Fine-tune a trained model on your own images (with SIGNS mixed in), in minutes on a CPU.
+
+    A fixed fifth of each folder's sessions/photos is held out and never trained on:
+    score it with 'edge-signs evaluate MODEL --data FOLDER --split heldout'.
+    """
+    from edge_signs.trainer.train import TrainOptions, saved_options
+    from edge_signs.trainer.train import train as run_training
+
+    overrides = {"epochs": epochs, "learning_rate": learning_rate, "signs_mix": signs_mix, "freeze_stages": freeze_stages}
+    fields = {"seed": seed, "batch_size": batch_size, "val_fraction": val_fraction, "init": str(init) if init else None, "own_data": [str(d) for d in own]}
+    if resume:
+        base = saved_options(out) if out.is_dir() else None
+        options = None
+        if base is not None:
+            given = {k: v for k, v in fields.items() if _given(ctx, "own" if k == "own_data" else k)}
+            options = dataclasses.replace(base, **given, overrides={**base.overrides, **{k: v for k, v in overrides.items() if _given(ctx, k)}})
+    else:
+        if init is None:
+            raise click.UsageError("--init MODEL.keras is required (the trained model to start from)")
+        if not own:
+            raise click.UsageError("--data FOLDER is required (your own labelled images; repeat for several)")
+        options = TrainOptions(recipe=config.FINETUNE_RECIPE, **fields, overrides={k: v for k, v in overrides.items() if v is not None})
+    result = run_training(options, out, data=signs_dir, resume=resume, log=_log)
+    for name, scores in result.get("own", {}).items():
+        click.echo(f"your images, {name}: accuracy {scores['accuracy']:.3f} / loss {scores['loss']:.2f} ({scores['images']} images)")
+    click.echo(f"SIGNS test accuracy {result['test_accuracy']:.3f} / loss {result['test_loss']:.2f}")
+    click.echo(f"{result['train_seconds'] / 60:.1f} min of training ({result['seconds_per_epoch']:.1f} s/epoch) on {result['device']}; "
+               f"wrote {out}/model.keras, metrics.json, history.json, training_curves.png")
+
+
 # -- quantize ---------------------------------------------------------------------------------
 
 
@@ -180,7 +226,11 @@ def quantize(model, formats, all_formats, out, calibration, manifest, data):
 
 @main.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
-@data_option
+@click.option("--data", "data", type=click.Path(path_type=Path), multiple=True,
+              help=f"A SIGNS folder (its test set is scored) or a folder of your own labelled images (<label>/*.jpg); repeat to score "
+                   f"datasets side by side. Default: SIGNS from ${config.DATA_ENV_VAR}, the Keras cache, else fetched.")
+@click.option("--split", type=click.Choice(config.OWN_SPLITS), default="all", show_default=True,
+              help="Of your own folders: all images, the held-out sessions/photos that 'finetune' never trains on, or the rest.")
 @click.option("--threads", type=click.IntRange(min=1), default=config.THREADS, show_default=True, help="Interpreter threads.")
 @click.option("--runs", type=click.IntRange(min=1), default=config.LATENCY_RUNS, show_default=True, help="Timed single-image invocations per model.")
 @click.option("--warmup", type=click.IntRange(min=0), default=config.LATENCY_WARMUP, show_default=True)
@@ -188,14 +238,15 @@ def quantize(model, formats, all_formats, out, calibration, manifest, data):
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
 @click.option("--robustness", is_flag=True, help="Also evaluate under camera-like perturbations (light, colour, noise, blur, JPEG, mirror, shift, rotation, scale).")
 @friendly_errors
-def evaluate(models, data, threads, runs, warmup, out, as_json, robustness):
-    """Compare models (.tflite, .keras) on the SIGNS test set: accuracy, loss, agreement, size, latency."""
+def evaluate(models, data, split, threads, runs, warmup, out, as_json, robustness):
+    """Compare models (.tflite, .keras) on the SIGNS test set or your own images: accuracy, loss, agreement, size, latency."""
     for model in models:
         ev.check_model_path(model)
     out = out or Path(models[0]).parent
     ev.check_report_outputs(list(models), out)
-    signs = resolve_data(data, log=_log)
-    result = ev.run_evaluation(list(models), signs, threads=threads, runs=runs, warmup=warmup, with_robustness=robustness, log=_log)
+    sets = ev.load_eval_sets(data, split, log=_log)
+    ev.warn_trained_on(list(models), data, split, _log)
+    result = ev.run_evaluation(list(models), sets, threads=threads, runs=runs, warmup=warmup, with_robustness=robustness, log=_log)
     written = ev.write_report(result, out)
     if as_json:
         click.echo(dumps(finite_or_none(result["models"]), indent=2))
@@ -277,3 +328,44 @@ def live(ctx, model, camera, picamera, video, testset, width, height, fps, roi, 
     )
     summary = run_live(model, options, log=_log)
     click.echo(summary.text(), nl=False)
+
+
+# -- collect ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), required=True, help=f"Dataset folder: crops go to OUT/<label>/, a row per crop to OUT/{config.COLLECT_CSV}.")
+@click.option("--camera", type=click.IntRange(min=0), default=None, help=f"OpenCV camera index, e.g. a USB webcam (the default source: {config.CAMERA_INDEX}).")
+@click.option("--picamera", is_flag=True, help="Raspberry Pi Camera Module through picamera2.")
+@click.option("--video", default=None, metavar="PATH|URL", help="A video file, stream URL or GStreamer pipeline (anything cv2.VideoCapture opens).")
+@click.option("--labels", "labels_csv", type=click.Path(path_type=Path), default=None, help="With --video: save the frames of every labelled range (start_frame,end_frame,label CSV, as live --labels) under their labels; no window.")
+@click.option("--width", type=click.IntRange(min=1), default=config.COLLECT_CAMERA_WIDTH, show_default=True, help="Camera frame width.")
+@click.option("--height", type=click.IntRange(min=1), default=config.COLLECT_CAMERA_HEIGHT, show_default=True, help="Camera frame height.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=config.CAMERA_FPS, show_default=True, help="Camera frame rate to ask for.")
+@click.option("--roi", default=None, metavar="SIZE[,CX,CY]", help="The square saved, as live's --roi (default: 1,0.5,0.5, the largest centred square).")
+@click.option("--headless", is_flag=True, help="No window: count down, save --count crops of --label at --interval, stop.")
+@click.option("--label", default=None, metavar="L", help=f"--headless: the label of every crop ({', '.join(config.LABELS)}); with a window, the first burst's label.")
+@click.option("--count", type=click.IntRange(min=1), default=None, help=f"--headless: crops to save [default: {config.COLLECT_COUNT}]; with a window, crops per burst (default: until b).")
+@click.option("--interval", type=FiniteFloat(0), default=None, help=f"Seconds between a burst's crops, of source time (video files: frame number / fps) [default: {config.COLLECT_INTERVAL_S:g}; --labels: every frame].")
+@click.option("--countdown", type=FiniteFloat(0), default=config.COLLECT_COUNTDOWN_S, show_default=True, help="--headless: seconds counted down before the first crop.")
+@click.option("--size", type=click.IntRange(min=8), default=config.COLLECT_SIZE, show_default=True, help="Side of the saved square crop, pixels.")
+@click.option("--quality", type=click.IntRange(1, 100), default=config.COLLECT_JPEG_QUALITY, show_default=True, help="JPEG quality.")
+@click.option("--capture-thread/--no-capture-thread", default=True, show_default=True, help="Read cameras and streams in a background thread that keeps only the newest frame.")
+@friendly_errors
+def collect(out, camera, picamera, video, labels_csv, width, height, fps, roi, headless, label, count, interval, countdown, size, quality, capture_thread):
+    """Save hand-sign crops as a labelled image folder, OUT/<label>/*.jpg (keys 0-5 save, b burst, q/Esc quits).
+
+    Never overwrites: each run is a session, and files are named <session>_<NNNNN>.jpg.
+    Ends with the crops saved per class and the totals in OUT.
+    """
+    from edge_signs.edge.collect import CollectOptions, run_collect
+
+    options = CollectOptions(
+        out=out, camera=camera, picamera=picamera, video=video, labels_csv=labels_csv, width=width, height=height, fps=fps,
+        roi=parse_roi(roi) if roi is not None else Roi(), headless=headless, label=label, count=count, interval=interval,
+        countdown=countdown, size=size, quality=quality, capture_thread=capture_thread,
+    )
+    summary = run_collect(options, log=_log)
+    click.echo(summary.text(), nl=False)
+    if summary.error is not None:
+        _fail(summary.error)

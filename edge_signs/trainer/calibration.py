@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_signs import config
-from edge_signs.data import IMAGE_SUFFIXES, Signs, read_image_bgr, stratified_split
+from edge_signs.data import IMAGE_SUFFIXES, Signs, load_labelled, own_split, read_image_bgr, stratified_split
 from edge_signs.edge.preprocess import frame_to_rgb
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
@@ -105,11 +105,24 @@ def images_from_manifest(path: str | os.PathLike, signs: Signs) -> np.ndarray:
     return np.stack(picked) if picked else np.zeros((0, config.IMAGE_SIZE, config.IMAGE_SIZE, 3), np.uint8)
 
 
-def images_from_folder(folder: str | os.PathLike) -> np.ndarray:
-    """Every image under ``folder`` (recursively), through the camera preprocessing path."""
+def images_from_folder(folder: str | os.PathLike, *, log: Log = log_stderr) -> np.ndarray:
+    """Every image under ``folder`` (recursively), through the camera preprocessing path.
+
+    A labelled folder of your own (<label>/*.jpg, collect's output) gives only the images
+    outside its held-out sessions/photos: those stay unseen by every step, so that
+    `evaluate --split heldout` measures frames the model and its int8 ranges never met.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise EdgeSignsError(f"{folder}: calibration folder not found")
+    try:
+        own = load_labelled(folder)
+    except EdgeSignsError:  # not a labelled folder (or an empty one): every image in it, as before
+        own = None
+    if own is not None:
+        rest = own_split(own, "train")
+        log(f"calibrating on {len(rest)} of the {len(own)} images in {folder} (its held-out sessions/photos left out)")
+        return rest.x
     images = [frame_to_rgb(read_image_bgr(path)) for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)]
     return np.stack(images) if images else np.zeros((0, config.IMAGE_SIZE, config.IMAGE_SIZE, 3), np.uint8)
 

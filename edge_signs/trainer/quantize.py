@@ -71,7 +71,7 @@ def load_calibration(
     names must match.
     """
     if folder is not None:
-        images = images_from_folder(folder)
+        images = images_from_folder(folder, log=log)
         check_count(len(images), str(folder), minimum=minimum, log=log)
         return Calibration(images, str(folder), hashlib.sha256(images.tobytes()).hexdigest())
     signs = data if isinstance(data, Signs) else resolve_data(data, log=log)

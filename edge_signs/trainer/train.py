@@ -349,12 +349,12 @@ class OwnSplits:
 
     train: Labelled
     val: Labelled
-    heldout: list[Labelled]  # one per folder: what `evaluate --data FOLDER --split heldout` scores
+    heldout: dict[str, Labelled]  # folder name -> its held-out part: what `evaluate --data FOLDER --split heldout` scores
 
     def describe(self) -> str:
         return (f"{len(self.train)} of your images ({len(set(self.train.groups))} sessions/photos) for training, "
                 f"{len(self.val)} ({len(set(self.val.groups))}) for validation, "
-                f"{sum(len(h) for h in self.heldout)} ({sum(len(set(h.groups)) for h in self.heldout)}) held out")
+                f"{sum(len(h) for h in self.heldout.values())} ({sum(len(set(h.groups)) for h in self.heldout.values())}) held out")
 
 
 def _concat(parts: list[Labelled], source: str) -> Labelled:
@@ -368,7 +368,7 @@ def _concat(parts: list[Labelled], source: str) -> Labelled:
 def own_splits(folders: list[str], val_fraction: float, seed: int, log: Log) -> OwnSplits:
     """Each folder's held-out groups (fixed by hash, see data.own_split) are never trained on;
     of the rest, ``val_fraction`` of the groups validate (chosen by a seeded hash)."""
-    trains, vals, helds = [], [], []
+    trains, vals, helds = [], [], {}
     for folder in folders:
         own = load_labelled(folder, log=log)
         held = own_split(own, "heldout") if len(grouped_split(own.groups, config.HOLDOUT_FRACTION, config.HOLDOUT_SALT)[1]) else None
@@ -378,7 +378,9 @@ def own_splits(folders: list[str], val_fraction: float, seed: int, log: Log) -> 
         keep, val = grouped_split(rest.groups, val_fraction, f"val-{seed}")
         trains.append(rest.subset(keep))
         vals.append(rest.subset(val))
-        helds += [held] if held is not None else []
+        if held is not None:
+            name = Path(folder).resolve().name
+            helds[name if name not in helds else f"{name} ({len(helds) + 1})"] = held
     result = OwnSplits(_concat(trains, ", ".join(folders)), _concat(vals, ", ".join(folders)), helds)
     check_own_classes(result.train, "fine-tuning (after the held-out and validation splits)")
     return result
@@ -388,7 +390,7 @@ def _combined_checksum(signs: Signs, own: OwnSplits | None) -> str:
     if own is None:
         return signs.checksum()
     digest = hashlib.sha256(signs.checksum().encode())
-    for part in (own.train, own.val, *own.heldout):
+    for part in (own.train, own.val, *own.heldout.values()):
         digest.update(part.checksum().encode())
     return digest.hexdigest()
 
@@ -544,7 +546,7 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
             scores = metrics.summarize(_predict(final, x), y)
             result[f"{name}_accuracy"], result[f"{name}_loss"] = scores["accuracy"], scores["loss"]
     if own is not None:
-        parts = [("train", own.train), ("val", own.val)] + [(f"heldout {Path(h.source).name}", h) for h in own.heldout]
+        parts = [("train", own.train), ("val", own.val)] + [(f"heldout {name}", h) for name, h in own.heldout.items()]
         result["own"] = {name: {"source": part.source, "images": len(part), **metrics.summarize(_predict(final, part.x), part.y)}
                          for name, part in parts if len(part)}
         result["init"] = options.init

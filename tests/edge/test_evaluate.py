@@ -141,3 +141,67 @@ def test_markdown_table_speed_up_is_relative_to_the_first():
     lines = markdown_table([a, b]).splitlines()
     assert lines[2].endswith("| 1.00x |") and lines[3].endswith("| 4.00x |")
     assert "2 test images" in lines[-2] and lines[-1].startswith("Runtime: ")
+
+
+# -- your own images, side by side with SIGNS ----------------------------------------------------------
+
+
+def _as_labelled_folder(signs, folder):
+    """The SIGNS test images as a labelled folder of PNGs (lossless), 4 per session: own data with known answers."""
+    for i, (image, label) in enumerate(zip(signs.test.x, signs.test.y)):
+        path = folder / config.LABELS[label] / f"s{i // 4:03d}_{i:05d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def test_own_folder_side_by_side_with_signs(tiny_models, signs_dir, signs, tmp_path):
+    own = _as_labelled_folder(signs, tmp_path / "mine")
+    model = tiny_models["int8"]
+    result = run_cli("evaluate", model, "--data", signs_dir, "--data", own, "--runs", 2, "--warmup", 0, "--json", "--out", tmp_path / "report")
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)[0]
+    truth = metrics.accuracy(Classifier(model).predict_batch(signs.test.x), signs.test.y)
+    # the same pixels through the folder path give the same numbers as the SIGNS test set
+    assert row["datasets"]["SIGNS test"]["accuracy"] == pytest.approx(truth) == row["accuracy"]
+    assert row["datasets"]["mine all"]["accuracy"] == pytest.approx(truth)
+    assert row["datasets"]["mine all"]["images"] == 120
+    report = json.loads((tmp_path / "report" / "evaluation.json").read_text())
+    assert [d["name"] for d in report["datasets"]] == ["SIGNS test", "mine all"]
+    md = (tmp_path / "report" / "evaluation.md").read_text()
+    assert "## Accuracy by dataset" in md and "| SIGNS test (120) | mine all (120) |" in md
+    assert cv2.imread(str(tmp_path / "report" / "confusion_tiny_int8_mine-all.png")) is not None
+
+
+def test_own_folder_heldout_split_scores_whole_sessions_only(tiny_models, signs, tmp_path):
+    from edge_signs.data import grouped_split, load_labelled
+
+    own = _as_labelled_folder(signs, tmp_path / "mine")
+    result = run_cli("evaluate", tiny_models["int8"], "--data", own, "--split", "heldout", "--runs", 1, "--warmup", 0, "--json", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)[0]
+    loaded = load_labelled(own)
+    _, held = grouped_split(loaded.groups, config.HOLDOUT_FRACTION, config.HOLDOUT_SALT)
+    assert 0 < len(held) < 120 and len(held) % 4 == 0  # whole sessions of four
+    expected = metrics.accuracy(Classifier(tiny_models["int8"]).predict_batch(loaded.x[held]), loaded.y[held])
+    assert sum(map(sum, row["confusion"])) == len(held) and row["accuracy"] == pytest.approx(expected)
+
+
+def test_scoring_the_folder_a_model_was_fine_tuned_on_says_so(tiny_models, signs, tmp_path):
+    own = _as_labelled_folder(signs, tmp_path / "mine")
+    run = tmp_path / "run"
+    run.mkdir()
+    for suffix in (".tflite", ".json"):
+        (run / f"model_int8{suffix}").write_bytes(tiny_models["int8"].with_suffix(suffix).read_bytes())
+    (run / "metrics.json").write_text(json.dumps({"dataset": {"own": [str(own)]}}))
+    result = run_cli("evaluate", run / "model_int8.tflite", "--data", own, "--runs", 1, "--warmup", 0, "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "was fine-tuned on" in result.stderr and "--split heldout" in result.stderr
+    quiet_run = run_cli("evaluate", run / "model_int8.tflite", "--data", own, "--split", "heldout", "--runs", 1, "--warmup", 0, "--out", tmp_path)
+    assert quiet_run.returncode == 0 and "was fine-tuned on" not in quiet_run.stderr
+
+
+def test_own_folder_errors_are_one_line(tiny_models, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_cli("evaluate", tiny_models["int8"], "--data", tmp_path / "empty", "--out", tmp_path)
+    assert result.returncode == 1 and "no class folders" in result.stderr and "Traceback" not in result.stderr
