@@ -3,6 +3,7 @@
 
     python tools/bench_live.py model_int8.tflite [--frames 10000] [--data DIR]
     python tools/bench_live.py model_int8.tflite --serve [--frames 10000] [--replay-frames 2000] [--rounds 3]
+    python tools/bench_live.py model_int8.tflite --camera [--replay-frames 600] [--rounds 5] [--camera-fps 0] [--camera-mjpg]
 
 Prints numbers; asserts nothing. Run it on the Pi itself to get the Pi's numbers.
 
@@ -13,6 +14,18 @@ Prints numbers; asserts nothing. Run it on the Pi itself to get the Pi's numbers
    test-set replay, a camera-sized video replay, and that video while recording;
 3. memory: RSS at the first frame, at the end and the maximum, sampled every 100
    frames over a long replay of the test set (looped), to catch per-frame leaks.
+
+With --camera, only the camera loop (``CameraLike`` below):
+
+6. a camera-like source: 640x480 BGR frames (SIGNS test images, upscaled into a
+   scene with a textured background) delivered at a steady rate, faster than the
+   model takes them as a Pi's camera is, through the same path a USB camera
+   takes (``open_source`` -> ``CameraSource`` -> the ``LatestFrame`` capture
+   thread); with --camera-mjpg each frame is a JPEG decoded in the capture thread,
+   as a USB camera's MJPG mode is. For --threads 1 and --threads os.cpu_count():
+   median invoke ms, median per-frame work outside invoke (ms and % of invoke),
+   end-to-end FPS, 1 / invoke and their ratio, headless and with the overlay
+   (--record, and --serve with one viewer reading).
 
 With --serve, only the browser server's cost (``live --serve``, edge_signs/edge/serve.py):
 
@@ -39,6 +52,8 @@ import time
 from pathlib import Path
 
 import click
+import cv2
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -47,12 +62,17 @@ from make_labelled_video import make_labelled_video  # noqa: E402
 
 from edge_signs import config  # noqa: E402
 from edge_signs.data import resolve_data  # noqa: E402
+from edge_signs.edge import live as live_module  # noqa: E402
 from edge_signs.edge.live import LiveOptions, run_live  # noqa: E402
 from edge_signs.edge.runtime import Classifier  # noqa: E402
+from edge_signs.edge.sources import FrameSource  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
 from edge_signs.log import quiet  # noqa: E402
 
 SOAK_FRAMES = 10_000  # memory soak: frames replayed (the test set, looped)
+CAMERA_SIZE = (640, 480)  # the camera-like source's frames (width, height): a common USB camera mode
+CAMERA_SCENES = 24  # distinct frames it cycles through (test images in a scene)
+CAMERA_RATE = 1.5  # --camera-fps 0: the source delivers this many times the model's rate (1 / invoke)
 
 
 def rss_mb() -> float:
@@ -205,6 +225,128 @@ def serve_stalled_memory(model: Path, threads: int, data: Path | None, frames: i
           + f"; the reading viewer got {state['viewers'][1].jpegs} JPEGs of {s.served['encoded']} encoded")
 
 
+def camera_scenes(images_rgb: np.ndarray, size: tuple[int, int] = CAMERA_SIZE, count: int = CAMERA_SCENES) -> list[np.ndarray]:
+    """BGR frames of ``size`` with real content: a hand image (upscaled to 5/6 of the height) on a textured background."""
+    w, h = size
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = (60 + 80 * xx / w + 40 * yy / h)[..., None] + rng.normal(0, 12, (h, w, 3))
+    background = np.clip(base, 0, 255).astype(np.uint8)
+    side = h * 5 // 6
+    frames = []
+    for rgb in images_rgb[:count]:
+        frame = background.copy()
+        hand = cv2.resize(np.ascontiguousarray(rgb[..., ::-1]), (side, side), interpolation=cv2.INTER_LINEAR)
+        y0, x0 = (h - side) // 2, (w - side) // 2
+        frame[y0:y0 + side, x0:x0 + side] = hand
+        frames.append(frame)
+    return frames
+
+
+class CameraLike(FrameSource):
+    """A stand-in for a USB camera: frames at a steady rate, like cv2.VideoCapture.read into one reused buffer.
+
+    A frame not taken before the next is due is the camera's loss, not a queue: ``read``
+    sleeps until the next frame time (releasing the GIL, as a driver's wait does) and
+    never returns frames faster than ``fps``. With ``mjpg`` each frame is decoded from a
+    JPEG here, in the reading thread (a USB camera's MJPG mode through OpenCV).
+    """
+
+    live = True
+
+    def __init__(self, scenes: list[np.ndarray], fps: float, mjpg: bool = False, name: str = "camera-like"):
+        self.name = f"{name} {scenes[0].shape[1]}x{scenes[0].shape[0]} at {fps:.0f} fps{' (MJPG decode)' if mjpg else ''}"
+        self.fps = min(fps, 1000.0)  # what --record writes into the file (containers refuse absurd rates)
+        self.end_reason = "camera-like source stopped"
+        self._scenes = scenes
+        self._jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 85])[1] for f in scenes] if mjpg else None
+        self._buf = np.empty_like(scenes[0])
+        self._period = 1.0 / fps
+        self._next = 0.0
+        self._i = 0
+        self.delivered = 0
+
+    def read(self):
+        now = time.perf_counter()
+        if self._next > now:
+            time.sleep(self._next - now)
+        # A camera late by more than a frame does not catch up with a burst: it starts again from now.
+        self._next = max(self._next + self._period, time.perf_counter())
+        i = self._i % len(self._scenes)
+        self._i += 1
+        if self._jpegs is not None:
+            frame = cv2.imdecode(self._jpegs[i], cv2.IMREAD_COLOR)
+        else:
+            np.copyto(self._buf, self._scenes[i])  # the driver filling its buffer
+            frame = self._buf
+        self.delivered += 1
+        return frame, None
+
+    def close(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def camera_is(factory):
+    """live.open_source builds ``factory(index, width, height, fps)`` for --camera: the real camera path, a fake device."""
+    real = live_module.CameraSource
+    live_module.CameraSource = factory
+    try:
+        yield
+    finally:
+        live_module.CameraSource = real
+
+
+def invoke_ms(model: Path, threads: int, runs: int = 200) -> float:
+    """Median invoke of the model on its own (to set the camera's rate)."""
+    clf = Classifier(model, threads=threads)
+    clf.set_input(np.zeros((config.IMAGE_SIZE, config.IMAGE_SIZE, 3), np.uint8))
+    for _ in range(20):
+        clf.invoke()
+    return statistics.median(clf.invoke() for _ in range(runs))
+
+
+def camera_bench(model: Path, threads_list: list[int], data: Path | None, frames: int, camera_fps: float, mjpg: bool, rounds: int) -> None:
+    """The camera loop at each thread count: headless, and with the overlay for --record and a --serve viewer."""
+    signs = resolve_data(data, log=quiet)
+    scenes = camera_scenes(signs.test.x)
+    w, h = CAMERA_SIZE
+    print(f"\ncamera-like source, {w}x{h} BGR{' MJPG-decoded' if mjpg else ''} frames through open_source -> CameraSource -> "
+          f"LatestFrame (the capture thread), {frames} frames a run, {rounds} round(s), medians of runs:")
+    print(f"{'threads':>7s} {'scenario':30s} {'cam fps':>7s} {'invoke ms':>9s} {'mean ms':>8s} {'outside ms':>10s} {'% invoke':>8s} "
+          f"{'fps':>7s} {'1/invoke':>8s} {'ratio':>6s} {'dropped':>7s}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for threads in threads_list:
+            fps = camera_fps or CAMERA_RATE * 1e3 / invoke_ms(model, threads)
+            common = dict(camera=0, width=w, height=h, fps=fps, headless=True, threads=threads, max_frames=frames, status_interval=0)
+            scenarios = [
+                ("headless", LiveOptions(**common), None),
+                ("overlay + --record .avi", LiveOptions(record=Path(tmp) / "rec.avi", **common), None),
+                ("overlay + --serve, 1 viewer", LiveOptions(serve="127.0.0.1:0", **common), "viewer"),
+            ]
+            for label, options, extra in scenarios:
+                runs, means = [], []
+                for _ in range(rounds):
+                    viewers: list[MjpegViewer] = []
+                    invokes: list[float] = []
+                    kwargs = {"on_server": lambda server: viewers.append(MjpegViewer(server.port))} if extra else {}
+                    with camera_is(lambda index, width, height, cam_fps: CameraLike(scenes, cam_fps, mjpg)):
+                        s = run_live(model, options, log=quiet, on_frame=lambda r: invokes.append(r.inference_ms), **kwargs)
+                    for v in viewers:
+                        v.close()
+                    runs.append(s)
+                    means.append(statistics.fmean(invokes))
+                inv = statistics.median(s.median_inference_ms for s in runs)
+                out = statistics.median(s.median_overhead_ms for s in runs)
+                e2e = statistics.median(s.fps for s in runs)
+                ideal = 1e3 / inv
+                dropped = statistics.median(s.dropped or 0 for s in runs)
+                print(f"{threads:7d} {label:30s} {fps:7.0f} {inv:9.3f} {statistics.median(means):8.3f} {out:10.3f} {100 * out / inv:7.1f}% "
+                      f"{e2e:7.1f} {ideal:8.1f} {e2e / ideal:6.3f} {dropped:7.0f}")
+    print("invoke: median (the target's) and mean; outside = the median of everything per frame but invoke, in the loop's "
+          "thread (waiting for a frame, preprocessing there, overlay, recording, JSON); ratio = end-to-end fps / (1 / median invoke)")
+
+
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--frames", type=click.IntRange(min=100), default=SOAK_FRAMES, show_default=True, help="Frames in the memory soak (the test set, looped).")
@@ -214,8 +356,12 @@ def serve_stalled_memory(model: Path, threads: int, data: Path | None, frames: i
 @click.option("--video-size", type=click.IntRange(min=64), default=480, show_default=True, help="Side of the replayed video's frames (camera-sized).")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="SIGNS folder (default: as edge-signs train).")
 @click.option("--serve", "serve", is_flag=True, help="Measure only --serve: FPS with a viewer against --headless, memory with a stalled viewer.")
-@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True, help="--serve: alternated rounds of the FPS comparison.")
-def main(model, frames, replay_frames, threads, startup_runs, video_size, data, serve, rounds):
+@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True, help="--serve: alternated rounds of the FPS comparison; --camera: runs per scenario.")
+@click.option("--camera", "camera", is_flag=True, help="Measure only the camera loop: a 640x480 camera-like source at --threads 1 and os.cpu_count().")
+@click.option("--camera-fps", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help=f"--camera: the source's frame rate (0: {CAMERA_RATE:g}x the model's rate, so the camera outruns the model).")
+@click.option("--camera-mjpg", is_flag=True, help="--camera: decode each frame from a JPEG in the capture thread (a USB camera's MJPG mode).")
+def main(model, frames, replay_frames, threads, startup_runs, video_size, data, serve, rounds, camera, camera_fps, camera_mjpg):
     """Print start-up, per-frame overhead and memory numbers for MODEL in the live loop."""
     rss_start_process = rss_mb()
     clf = Classifier(model, threads=threads)
@@ -223,6 +369,14 @@ def main(model, frames, replay_frames, threads, startup_runs, video_size, data, 
     print(f"machine: {os.cpu_count()} CPU(s), {sys.platform}, Python {sys.version.split()[0]}")
     del clf
 
+    if camera:
+        print(f"load:    {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1, 5, 15 min)")
+        try:
+            camera_bench(model, sorted({1, os.cpu_count() or 1}), data, replay_frames, camera_fps, camera_mjpg, rounds)
+        except EdgeSignsError as exc:
+            click.echo(f"bench_live: error: {exc}", err=True)
+            sys.exit(1)
+        return
     if serve:
         try:
             serve_fps(model, threads, data, replay_frames, rounds)

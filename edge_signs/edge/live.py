@@ -3,10 +3,13 @@
 numpy, OpenCV and a LiteRT interpreter only -- never TensorFlow -- so it runs on
 a Raspberry Pi. Every frame, whatever its source (USB webcam, Pi Camera Module,
 video file or stream, or the SIGNS test set replayed as frames), goes through
-``Classifier.predict_frame``: the preprocessing the model was evaluated with, so
-a test-set replay here scores exactly what ``evaluate`` scores.
+``preprocess.frame_to_rgb`` and ``Classifier.predict_rgb`` (``predict_frame``): the
+preprocessing the model was evaluated with, so a test-set replay here scores
+exactly what ``evaluate`` scores. Cameras and streams run frame_to_rgb in their
+capture thread (sources.LatestFrame) as each frame arrives, so this loop's thread
+only invokes the model; files and the test set are preprocessed here.
 
-    source (sources.py) -> predict_frame (raw) -> Smoother (mean of last N) -> threshold
+    source (sources.py) -> frame_to_rgb -> predict_rgb (raw) -> Smoother (mean of last N) -> threshold
                         -> overlay (display.py; only when shown, recorded or served) -> window / video / JSON lines
                                                                                           -> browser (serve.py, --serve)
 """
@@ -14,6 +17,7 @@ a test-set replay here scores exactly what ``evaluate`` scores.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import signal
@@ -29,7 +33,7 @@ from edge_signs import config
 from edge_signs.artifacts import PendingFile, check_output_dir, check_output_file, dumps, finite_or_none, write_json
 from edge_signs.data import resolve_data
 from edge_signs.edge.display import Overlay, Recorder, Window, check_gui, record_fourcc
-from edge_signs.edge.preprocess import Roi
+from edge_signs.edge.preprocess import Roi, frame_to_rgb
 from edge_signs.edge.runtime import Classifier, check_tflite_file, read_sidecar, sidecar_path
 from edge_signs.edge.serve import LiveServer, check_token, parse_serve
 from edge_signs.edge.sources import CameraSource, FrameSource, LatestFrame, PiCameraSource, TestsetSource, VideoSource
@@ -208,23 +212,36 @@ def parse_roi(text: str) -> Roi:
 
 
 
-def open_source(options: LiveOptions, labels: Sequence[str], *, log: Log = log_stderr) -> FrameSource:
-    """The source the options name, opened: a one-line error when it cannot be."""
+def open_source(options: LiveOptions, labels: Sequence[str], *, log: Log = log_stderr, model_input: bool = False) -> FrameSource:
+    """The source the options name, opened: a one-line error when it cannot be.
+
+    With ``model_input`` a capture thread (cameras, streams) also preprocesses each
+    frame for the model as it arrives (``LatestFrame.prepared``: frame_to_rgb with
+    ``options.roi``), and copies full frames only when someone looks at them
+    (``options.shows_frames()``; else it yields ``(None, truth)``): the live loop's
+    thread then only invokes the model. Without it, frames come as they always did.
+    """
     kind = options.source_kind()
     if kind == "testset":
         signs = resolve_data(options.data, log=log)
         return TestsetSource(signs.test.x, signs.test.y, loop=options.loop)
+
+    def threaded(source: FrameSource) -> FrameSource:
+        if not model_input:
+            return LatestFrame(source)
+        return LatestFrame(source, prepare=functools.partial(frame_to_rgb, roi=options.roi), keep_frames=options.shows_frames())
+
     if kind == "video":
         ranges = read_label_ranges(options.labels_csv, labels) if options.labels_csv is not None else None
         source = VideoSource(options.video, ranges, loop=options.loop)
         # A file is read frame by frame (every labelled frame scored); a stream runs on without us.
-        return LatestFrame(source) if source.live and options.capture_thread else source
+        return threaded(source) if source.live and options.capture_thread else source
     if kind == "picamera":
         source = PiCameraSource(options.width, options.height, options.fps, display=options.shows_frames())
     else:
         index = config.CAMERA_INDEX if options.camera is None else options.camera
         source = CameraSource(index, options.width, options.height, options.fps)
-    return LatestFrame(source) if options.capture_thread else source
+    return threaded(source) if options.capture_thread else source
 
 
 # -- per-frame helpers -------------------------------------------------------------------------------
@@ -356,7 +373,7 @@ def run_live(
             on_server(server)
         # What Classifier will use (it also checks the metadata belongs to the model); needed for --labels.
         labels = tuple(read_sidecar(model_path, check_model=False).get("labels", config.LABELS))
-        source = open_source(options, labels, log=log)
+        source = open_source(options, labels, log=log, model_input=True)
         stack.callback(source.close)
         clf = Classifier(model_path, threads=options.threads)
         labels = clf.labels
@@ -414,6 +431,8 @@ class _Loop:
         # The Pi camera gives the model a small stream and people the full-size one.
         self.display_frame = getattr(source, "display_frame", None)
         self.independent_frames = getattr(source, "independent_frames", False)
+        # A capture thread that preprocesses (open_source(model_input=True)) hands the model's input over ready.
+        self.prepares = getattr(source, "prepare", None) is not None
         n = len(clf.labels)
         self.smoother = Smoother(options.smoothing, n)
         self.inference = RollingStats()
@@ -465,8 +484,11 @@ class _Loop:
         seconds = time.perf_counter() - t_loop
         return self._summary(reason, seconds, startup)
 
-    def _predict(self, frame: np.ndarray, truth: Optional[int]) -> float:
-        pred = self.clf.predict_frame(frame, self.options.roi)
+    def _predict(self, frame: Optional[np.ndarray], truth: Optional[int]) -> float:
+        if self.prepares:
+            pred = self.clf.predict_rgb(self.source.prepared)  # frame_to_rgb(frame, roi), done in the capture thread
+        else:
+            pred = self.clf.predict_frame(frame, self.options.roi)
         if self.independent_frames:
             self.smoother.reset()
         mean = self.smoother.update(pred.probs)
@@ -489,7 +511,7 @@ class _Loop:
         self.inference.add(pred.inference_ms)
         return pred.inference_ms
 
-    def _output(self, frame: np.ndarray) -> bool:
+    def _output(self, frame: Optional[np.ndarray]) -> bool:
         """Overlay, window, recording, browser, JSON line, callback. False when the user quit."""
         r = self.result
         keep_going = True

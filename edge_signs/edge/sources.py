@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 import time
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import cv2
 import numpy as np
@@ -35,6 +35,12 @@ PICAMERA_HINT = (
 
 
 Frame = tuple[np.ndarray, Optional[int]]  # (frame in OpenCV's layout, true class index or None)
+
+
+def failure_message(name: str, exc: BaseException) -> str:
+    """One line for a source whose read raised: its name, the exception's type and first line."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{name} failed ({type(exc).__name__}{': ' + first if first else ''})"
 
 
 class EndOfStream(Exception):
@@ -71,6 +77,13 @@ class FrameSource:
                 frame = self.read()
             except EndOfStream:
                 self.ended = self.end_reason
+                return
+            except EdgeSignsError:
+                raise  # already one line that says what to do
+            except Exception as exc:  # noqa: BLE001 -- a driver that raises (device unplugged): an ending, never a traceback
+                if delivered == 0:
+                    raise EdgeSignsError(failure_message(self.name, exc)) from None
+                self.ended = failure_message(self.name, exc)
                 return
             if frame is None:
                 failures += 1
@@ -226,18 +239,33 @@ class LatestFrame(FrameSource):
     take before a newer one came is dropped (counted in ``dropped``). The capture
     thread owns the source's retries; the loop sees "no frame now" (None) only when
     nothing new arrives within ``wait_s``, and the source's own end or error after it.
+
+    ``prepare`` (the live loop passes preprocess.frame_to_rgb with its ROI: the one
+    preprocessing definition, not a copy) runs in the capture thread on every frame
+    as it arrives, so the loop's thread only invokes the model; its result for the
+    frame ``read()`` returned last is ``prepared``. With ``keep_frames=False`` (only
+    with ``prepare``: nobody looks at the frames) the full frame is not even copied,
+    and ``read()`` returns ``(None, truth)``. A source that raises, or a ``prepare``
+    that does, after frames came ends the stream with ``ended`` saying why; before
+    any frame it is a one-line ``EdgeSignsError``.
     """
 
-    def __init__(self, inner: FrameSource, wait_s: float = config.FRAME_WAIT_S):
+    def __init__(self, inner: FrameSource, wait_s: float = config.FRAME_WAIT_S, *,
+                 prepare: Optional[Callable[[np.ndarray], np.ndarray]] = None, keep_frames: bool = True):
+        if not keep_frames and prepare is None:
+            raise ValueError("LatestFrame(keep_frames=False) needs prepare: the loop would get nothing")
         self.inner = inner
         self.name, self.fps, self.has_truth = inner.name, inner.fps, inner.has_truth
         self.live = True
         self.end_reason, self.no_frames_message = inner.end_reason, inner.no_frames_message
         self.wait_s = wait_s
+        self.prepare = prepare
+        self.keep_frames = keep_frames
+        self.prepared: Optional[np.ndarray] = None  # prepare(frame) of the frame read() returned last
         self.captured = 0  # frames the camera delivered
         self.dropped = 0  # of those, replaced by a newer one before the loop took them
         self._cond = threading.Condition()
-        self._latest: Optional[Frame] = None
+        self._latest: Optional[tuple] = None  # (frame or None, truth, prepared or None)
         self._taken = 0  # self.captured when the loop last took a frame
         self._done = False
         self._error: Optional[BaseException] = None
@@ -248,17 +276,25 @@ class LatestFrame(FrameSource):
     def _capture(self) -> None:
         try:
             for frame, truth in self.inner:
+                if self._stop.is_set():
+                    break  # closing: no frame after close()
+                try:
+                    prepared = self.prepare(frame) if self.prepare is not None else None
+                except Exception as exc:  # noqa: BLE001 -- a frame the model cannot take (wrong dtype, empty): said, not a traceback
+                    if self.captured == 0:
+                        raise EdgeSignsError(failure_message(self.inner.name, exc)) from None
+                    self.end_reason = failure_message(self.inner.name, exc)
+                    return
                 # A copy: sources read into one reused buffer, which the loop may still be using.
-                item = (frame.copy(), truth)
+                item = (frame.copy() if self.keep_frames else None, truth, prepared)
                 with self._cond:
                     if self.captured > self._taken:
                         self.dropped += 1
                     self._latest = item
                     self.captured += 1
                     self._cond.notify()
-                if self._stop.is_set():
-                    break
-            self.end_reason = self.inner.ended or self.end_reason
+            else:
+                self.end_reason = self.inner.ended or self.end_reason
         except BaseException as exc:  # handed to the loop's thread by read()
             self._error = exc
         finally:
@@ -269,10 +305,11 @@ class LatestFrame(FrameSource):
     def read(self) -> Optional[Frame]:
         with self._cond:
             self._cond.wait_for(lambda: self.captured > self._taken or self._done, timeout=self.wait_s)
-            if self.captured > self._taken:
+            if self.captured > self._taken and not self._stop.is_set():
                 self._taken = self.captured
-                return self._latest
-            if not self._done:
+                frame, truth, self.prepared = self._latest
+                return frame, truth
+            if not self._done and not self._stop.is_set():
                 return None  # no frame now
         if self._error is not None:
             raise self._error

@@ -7,7 +7,10 @@ raising EndOfStream; iterating it owns the retries, and ``ended`` says why it st
 
 from __future__ import annotations
 
+import json
 import sys
+import threading
+import time
 import types
 
 import cv2
@@ -17,7 +20,9 @@ import pytest
 from edge_signs import config
 from edge_signs.edge import sources
 from edge_signs.edge.live import LiveOptions, run_live
-from edge_signs.edge.sources import CameraSource, EndOfStream, FrameSource, TestsetSource, VideoSource
+from edge_signs.edge.preprocess import Roi, frame_to_rgb
+from edge_signs.edge.runtime import Classifier
+from edge_signs.edge.sources import CameraSource, EndOfStream, FrameSource, LatestFrame, TestsetSource, VideoSource
 from edge_signs.edge.truth import LabelRanges, read_label_ranges
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import quiet
@@ -109,13 +114,226 @@ def test_live_loop_runs_on_any_frame_source(tiny_models, monkeypatch, sleeps):
     import edge_signs.edge.live as live
 
     src = Scripted("f-f--f" + "f" * 5, live=True, ends=False)
-    monkeypatch.setattr(live, "open_source", lambda options, labels, log: src)
+    monkeypatch.setattr(live, "open_source", lambda options, labels, **kw: src)
     summary = run_live(tiny_models["int8"], LiveOptions(headless=True, status_interval=0), log=quiet)
     assert summary.frames == 8 and summary.reason == "scripted source stopped" and src.closed == 1
     assert summary.source == "scripted" and summary.scored == 0 and summary.accuracy is None
     src = Scripted("f" * 20, live=True)
     summary = run_live(tiny_models["int8"], LiveOptions(headless=True, status_interval=0, max_frames=7), log=quiet)
     assert summary.frames == 7 and summary.reason == "--max-frames 7 reached" and src.closed == 1
+
+
+# -- the capture thread (LatestFrame) -------------------------------------------------------------
+
+
+class Numbered(FrameSource):
+    """A live camera stand-in: frame k is filled with k (uint16, so numbers go past 255), every ``period`` s.
+
+    Reads into one reused buffer, as CameraSource does; ``fail_after`` raises OSError after that
+    many frames (a camera unplugged mid-stream); ``count`` frames and then EndOfStream, or forever.
+    """
+
+    live = True
+
+    def __init__(self, count: int | None = None, period: float = 0.0, fail_after: int | None = None, shape=(6, 8)):
+        self.name = "numbered camera"
+        self.end_reason = "numbered camera ran out"
+        self.count, self.period, self.fail_after = count, period, fail_after
+        self.buf = np.zeros(shape, np.uint16)
+        self.n = 0
+        self.closed = threading.Event()
+
+    def read(self):
+        if self.closed.is_set():
+            raise EndOfStream
+        if self.fail_after is not None and self.n >= self.fail_after:
+            raise OSError(19, "No such device")
+        if self.count is not None and self.n >= self.count:
+            raise EndOfStream
+        if self.period:
+            time.sleep(self.period)
+        self.buf.fill(self.n)
+        self.n += 1
+        return self.buf, self.n - 1
+
+    def close(self):
+        self.closed.set()
+
+
+def test_capture_thread_newest_frame_wins_and_counts_drops():
+    """A camera faster than the loop: the loop never sees an older frame after a newer one, and every frame is seen or dropped."""
+    cam = Numbered(count=400)
+    src = LatestFrame(cam)
+    seen = []
+    for frame, truth in src:
+        assert (frame == truth).all()  # a frame and its truth travel together, and the copy was not overwritten
+        seen.append(truth)
+        time.sleep(0.002)  # a slow model
+    assert src.ended == "numbered camera ran out"
+    assert seen == sorted(set(seen))  # strictly newer each time
+    assert seen[-1] == 399  # the camera's last frame is the one the loop ends on
+    assert src.captured == 400 and src.dropped == 400 - len(seen) and src.dropped > 0
+    src.close()
+
+
+def test_capture_thread_prepares_each_frame_in_the_thread():
+    """prepare runs in the capture thread; ``prepared`` belongs to the frame read() returned; keep_frames=False copies nothing."""
+    threads = set()
+
+    def prepare(frame):
+        threads.add(threading.current_thread().name)
+        return frame.astype(np.int64) + 1000
+
+    src = LatestFrame(Numbered(count=50), prepare=prepare)
+    for frame, truth in src:
+        assert (src.prepared == truth + 1000).all() and (frame == truth).all()
+        time.sleep(0.001)
+    assert threads == {"capture: numbered camera"}
+    src = LatestFrame(Numbered(count=50), prepare=prepare, keep_frames=False)
+    items = list(src)
+    assert items and all(frame is None for frame, _ in items) and items[-1][1] == 49
+    assert (src.prepared == 49 + 1000).all()
+    with pytest.raises(ValueError, match="needs prepare"):
+        LatestFrame(Numbered(count=1), keep_frames=False)
+
+
+def test_capture_thread_prepares_exactly_what_predict_frame_does():
+    """The live loop's prepare is preprocess.frame_to_rgb itself: the capture thread's input equals predict_frame's."""
+    import edge_signs.edge.live as live
+
+    frame = np.random.default_rng(1).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    roi = Roi(0.7, 0.4, 0.6)
+
+    class Still(FrameSource):
+        live = True
+        name = "still camera"
+
+        def read(self):
+            return frame, None
+
+    src = live.LatestFrame(Still(), prepare=lambda f: frame_to_rgb(f, roi))
+    first = next(iter(src))
+    np.testing.assert_array_equal(src.prepared, frame_to_rgb(frame, roi))
+    np.testing.assert_array_equal(first[0], frame)
+    src.close()
+
+
+def test_capture_thread_stops_cleanly():
+    """close() ends the thread promptly and closes the camera; no frame comes after it."""
+    cam = Numbered(period=0.001)  # never ends by itself
+    src = LatestFrame(cam)
+    it = iter(src)
+    assert [next(it)[1] >= 0 for _ in range(5)] == [True] * 5
+    t0 = time.perf_counter()
+    src.close()
+    assert time.perf_counter() - t0 < 1.0
+    assert not src._thread.is_alive() and cam.closed.is_set()
+    assert next(it, None) is None  # nothing after close, though frames were coming
+    with pytest.raises(EndOfStream):
+        src.read()
+    src.close()  # twice is fine
+
+
+def test_capture_thread_camera_that_dies_mid_stream():
+    """A driver that raises after some frames ends the stream with the reason; before any frame it is a one-line error."""
+    src = LatestFrame(Numbered(fail_after=3, period=0.001))
+    frames = list(src)
+    assert 1 <= len(frames) <= 3 and src.captured == 3
+    assert src.ended == "numbered camera failed (OSError: [Errno 19] No such device)"
+    src.close()
+    src = LatestFrame(Numbered(fail_after=0))
+    with pytest.raises(EdgeSignsError, match=r"^numbered camera failed \(OSError: \[Errno 19\] No such device\)$"):
+        list(src)
+    src.close()
+    # A frame the preprocessing refuses, after good ones: the same kind of ending, named.
+    src = LatestFrame(Numbered(count=5), prepare=lambda f: frame_to_rgb(f))
+    with pytest.raises(EdgeSignsError, match="numbered camera failed .*expected uint8 pixels"):
+        list(src)
+    src.close()
+
+
+def test_a_source_that_raises_without_the_thread_ends_the_same_way():
+    src = Numbered(fail_after=2)
+    assert len(list(src)) == 2 and src.ended == "numbered camera failed (OSError: [Errno 19] No such device)"
+    with pytest.raises(EdgeSignsError, match="numbered camera failed"):
+        list(Numbered(fail_after=0))
+
+
+def _dying_capture(monkeypatch, frames: int, frame: np.ndarray = FRAME) -> dict:
+    """cv2.VideoCapture whose read raises cv2.error (the USB cable pulled) after ``frames`` frames."""
+    state = _fake_capture(monkeypatch)
+    real = sources.cv2.VideoCapture
+
+    class Dying(real):
+        served = 0
+
+        def read(self, buf=None):
+            if Dying.served >= frames:
+                raise cv2.error("VIDEOIO(V4L2:/dev/video0): can't read frame")
+            Dying.served += 1
+            time.sleep(0.002)
+            return True, frame.copy()
+
+    monkeypatch.setattr(sources.cv2, "VideoCapture", Dying)
+    return state
+
+
+def test_live_loop_camera_that_dies_ends_with_summary(tiny_models, monkeypatch):
+    state = _dying_capture(monkeypatch, 6)
+    summary = run_live(tiny_models["int8"], _opts(camera=0, max_frames=100), log=quiet)
+    assert 1 <= summary.frames <= 6 and summary.frames + summary.dropped == 6
+    assert summary.reason.startswith("camera 0 failed (error: ") and "can't read frame" in summary.reason
+    assert state["released"] == 1
+    _dying_capture(monkeypatch, 0)
+    with pytest.raises(EdgeSignsError, match=r"camera 0 failed \(error: "):
+        run_live(tiny_models["int8"], _opts(camera=0, max_frames=100), log=quiet)
+
+
+def test_cli_camera_that_dies_is_a_summary_not_a_traceback(tiny_models, monkeypatch):
+    from click.testing import CliRunner
+
+    from edge_signs.cli import main
+
+    _dying_capture(monkeypatch, 4)
+    result = CliRunner().invoke(main, ["live", str(tiny_models["int8"]), "--camera", "0", "--headless", "--status-every", "0"])
+    assert result.exit_code == 0 and result.exception is None, result.output
+    assert "ended: camera 0 failed (error: " in result.output and "Traceback" not in result.output
+    _dying_capture(monkeypatch, 0)
+    result = CliRunner().invoke(main, ["live", str(tiny_models["int8"]), "--camera", "0", "--headless", "--status-every", "0"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "camera 0 failed (error: " in result.output and isinstance(result.exception, SystemExit)
+
+
+def test_live_loop_preprocesses_in_the_capture_thread(tiny_models, monkeypatch, tmp_path):
+    """A camera through the capture thread scores exactly what predict_frame gives, and headless keeps no full frames."""
+    import edge_signs.edge.live as live
+
+    frame = np.random.default_rng(2).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    _dying_capture(monkeypatch, 10**6, frame)
+    made = []
+    real = live.LatestFrame
+
+    def spy(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(live, "LatestFrame", spy)
+    roi = Roi(0.8, 0.45, 0.5)
+    out = tmp_path / "frames.jsonl"
+    summary = run_live(tiny_models["int8"], _opts(camera=0, width=640, height=480, max_frames=8, roi=roi, json_path=out), log=quiet)
+    assert summary.frames == 8 and made[0].prepare is not None and not made[0].keep_frames
+    expected = Classifier(tiny_models["int8"]).predict_frame(frame, roi)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {(d["raw_label"], d["confidence"]) for d in lines} == {(expected.label, round(expected.confidence, 4))}
+    made.clear()
+    summary = run_live(tiny_models["int8"], _opts(camera=0, max_frames=3, record=tmp_path / "rec.avi"), log=quiet)
+    assert summary.frames == 3 and made[0].keep_frames  # the overlay needs the full frame
+    # collect and other users of open_source get full frames, as before.
+    src = live.open_source(_opts(camera=0), config.LABELS)
+    try:
+        assert made[-1].prepare is None and made[-1].keep_frames and next(iter(src))[0].shape == frame.shape
+    finally:
+        src.close()
 
 
 # -- a USB camera, with a stand-in for cv2.VideoCapture ------------------------------------------------
