@@ -1,7 +1,8 @@
 """What a person sees: the overlay, the preview window, the recording and snapshots.
 
 Nothing here runs unless someone will look: the loop draws the overlay only for a
-window or a recording.
+window, a recording or a browser that wants a frame now (--serve, at most
+SERVE_MAX_FPS), and a camera's capture thread copies full frames only then.
 """
 
 from __future__ import annotations
