@@ -224,12 +224,18 @@ def _scores(probs: np.ndarray, labels: np.ndarray) -> dict:
             "confusion": confusion_matrix(labels, pred, config.NUM_CLASSES).tolist()}
 
 
+def display_names(models: list[str]) -> list[str]:
+    """File names, with their folder where two models share a name (runs/a/model_int8.tflite, runs/b/...)."""
+    names = [Path(m).name for m in models]
+    return [f"{Path(m).parent.name}/{n}" if names.count(n) > 1 else n for m, n in zip(models, names)]
+
+
 def datasets_table(reports: list[ModelReport], sets: list[EvalSet]) -> str:
     """Accuracy of every model on every dataset: one row per model, one column per dataset."""
     lines = ["| model | format | " + " | ".join(f"{s.name} ({len(s.y)})" for s in sets) + " |",
              "|---|---|" + "---:|" * len(sets)]
-    for r in reports:
-        lines.append(f"| {Path(r.model).name} | {r.format} | " + " | ".join(f"{r.datasets[s.name]['accuracy']:.3f}" for s in sets) + " |")
+    for r, name in zip(reports, display_names([r.model for r in reports])):
+        lines.append(f"| {name} | {r.format} | " + " | ".join(f"{r.datasets[s.name]['accuracy']:.3f}" for s in sets) + " |")
     return "\n".join(lines)
 
 
@@ -239,9 +245,9 @@ def markdown_table(reports: list[ModelReport]) -> str:
         "| model | format | size (MB) | accuracy | loss | agreement | latency p50 (ms) | p90 (ms) | speed-up |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in reports:
+    for r, name in zip(reports, display_names([r.model for r in reports])):
         lines.append(
-            f"| {Path(r.model).name} | {r.format} | {r.size_mb:.1f} | {r.accuracy:.3f} | {r.loss:.3f} | "
+            f"| {name} | {r.format} | {r.size_mb:.1f} | {r.accuracy:.3f} | {r.loss:.3f} | "
             f"{r.agreement:.3f} | {r.latency_ms_p50:.2f} | {r.latency_ms_p90:.2f} | {base / r.latency_ms_p50:.2f}x |"
         )
     if reports:

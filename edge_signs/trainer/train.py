@@ -358,7 +358,7 @@ class OwnSplits:
 
 
 def _concat(parts: list[Labelled], source: str) -> Labelled:
-    """One set from several folders; file names keep their folder so groups never merge across folders."""
+    """One set from several folders (each already split on its own); file names keep their folder for reports."""
     files = [f"{Path(p.source).name}/{f}" if len(parts) > 1 else f for p in parts for f in p.files]
     x = np.concatenate([p.x for p in parts]) if parts else np.zeros((0, config.IMAGE_SIZE, config.IMAGE_SIZE, 3), np.uint8)
     y = np.concatenate([p.y for p in parts]) if parts else np.zeros(0, np.int64)
