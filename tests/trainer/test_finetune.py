@@ -46,11 +46,14 @@ def test_finetune_cli_from_init_on_two_folders(tiny_run, signs, signs_dir, tmp_p
     assert sum(v["images"] for v in own.values()) == 360  # every image is in exactly one split
     for name in ("model.keras", "history.json", "training_curves.png", "options.json"):
         assert (out / name).is_file(), name
-    # the stem was frozen: its weights are the init model's; the rest learned
+    # the recipe's frozen stages (stem and stage 2) kept the init model's weights; the rest learned
+    assert config.RECIPES["finetune"].freeze_stages == 2
     before, after = keras.models.load_model(tiny_run / "model.keras"), keras.models.load_model(out / "model.keras")
-    np.testing.assert_array_equal(before.get_layer("conv1").get_weights()[0], after.get_layer("conv1").get_weights()[0])
-    np.testing.assert_array_equal(before.get_layer("bn_conv1").get_weights()[2], after.get_layer("bn_conv1").get_weights()[2])  # moving mean
-    assert not np.array_equal(before.get_layer("res2a_branch2a").get_weights()[0], after.get_layer("res2a_branch2a").get_weights()[0])
+    for layer in ("conv1", "res2a_branch2a", "res2c_branch2c"):
+        np.testing.assert_array_equal(before.get_layer(layer).get_weights()[0], after.get_layer(layer).get_weights()[0])
+    np.testing.assert_array_equal(before.get_layer("bn2a_branch2a").get_weights()[2], after.get_layer("bn2a_branch2a").get_weights()[2])  # moving mean
+    for layer in ("res3a_branch2a", "res5c_branch2c", "fc6"):
+        assert not np.array_equal(before.get_layer(layer).get_weights()[0], after.get_layer(layer).get_weights()[0]), layer
     assert all(layer.trainable for layer in after.layers)  # the saved model is thawed for whoever trains it next
     # and the fine-tuned model is scored on the held-out folder by evaluate, with the warning for --split all
     scored = run_cli("evaluate", out / "model.keras", "--data", a, "--runs", 1, "--warmup", 0, "--out", tmp_path)
