@@ -230,11 +230,6 @@ def new_session() -> str:
     return time.strftime("s%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
-def group_of(name: str) -> str:
-    """The grouped split's rule: a file name (without its suffix) up to its last underscore."""
-    return Path(name).stem.rsplit("_", 1)[0]
-
-
 def check_out(out: Path) -> Path:
     """OUT writable (probed by creating a file) and with room on its disk, or a one-line error: before a camera opens."""
     out = Path(out)
