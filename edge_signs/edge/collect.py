@@ -51,7 +51,7 @@ import numpy as np
 from edge_signs import config
 from edge_signs.artifacts import check_output_dir, remove_stale_temps
 from edge_signs.edge.display import AA, AMBER, FONT, GREEN, PANEL, RED, WHITE, check_gui
-from edge_signs.edge.live import LiveOptions, RollingStats, StopRequest, _stop_on_signals, open_source
+from edge_signs.edge.live import LiveOptions, RollingStats, StopRequest, open_source, stop_on_signals
 from edge_signs.edge.preprocess import Roi, to_bgr
 from edge_signs.edge.sources import FrameSource, LatestFrame, PiCameraSource
 from edge_signs.errors import EdgeSignsError
@@ -619,7 +619,7 @@ def run_collect(
             if mode == "window":
                 window = CollectWindow()
                 stack.callback(window.close)
-            with _stop_on_signals() as stop:
+            with stop_on_signals() as stop:
                 loop = _CollectLoop(options, mode, src, writer, window, before, log, clock)
                 loop.run(stop)
         finally:

@@ -305,7 +305,7 @@ class StopRequest:
 
 
 @contextlib.contextmanager
-def _stop_on_signals() -> Iterator[StopRequest]:
+def stop_on_signals() -> Iterator[StopRequest]:
     stop = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield stop  # signal handlers can only be installed from the main thread
@@ -395,7 +395,7 @@ def run_live(
         overlay = Overlay(options.roi, labels) if options.shows_frames() else None
         kept = False
         try:
-            with _stop_on_signals() as stop:
+            with stop_on_signals() as stop:
                 loop = _Loop(clf, source, options, overlay, window, recorder, json_file, on_frame, log, server)
                 summary = loop.run(t_start, stop)
             kept = True
