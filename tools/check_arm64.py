@@ -186,7 +186,8 @@ def ensure_root(cache: Path, suite: str, mirror: str, rebuild: bool) -> Path:
 
 
 def run_in_root(root: Path, script: str, log: Path, *, timeout: float = CMD_TIMEOUT_S, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run a shell script inside the root through qemu, with /proc (ARM cpuinfo), /dev and /dev/shm mounted
+    """Run a shell script inside the root through qemu, with /proc (ARM cpuinfo), /sys (read-only: LiteRT's
+    cpuinfo reads /sys/devices/system/cpu, and prints three lines to stderr without it), /dev and /dev/shm mounted
     in a private mount namespace that ends with it. Output goes to ``log`` as well."""
     r = shlex.quote(str(root))
     inner_env = {
@@ -199,7 +200,7 @@ def run_in_root(root: Path, script: str, log: Path, *, timeout: float = CMD_TIME
         inner_env["PIP_CERT"] = f"{INSIDE}/ca.crt"
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in inner_env.items())
     setup = (f"set -e; mount -t proc proc {r}/proc; mount --bind {r}{INSIDE}/cpuinfo {r}/proc/cpuinfo; "
-             f"mount --bind /dev {r}/dev; mount -t tmpfs -o mode=1777 shm {r}/dev/shm; "
+             f"mount -t sysfs -o ro sysfs {r}/sys; mount --bind /dev {r}/dev; mount -t tmpfs -o mode=1777 shm {r}/dev/shm; "
              f"exec chroot {r} /usr/bin/env -i {exports} /bin/sh -c {shlex.quote(script)}")
     # A pid namespace too: when unshare is killed (timeout, Ctrl-C), everything started in the root dies with it.
     cmd = ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "/bin/sh", "-c", setup]
