@@ -299,6 +299,25 @@ def read_live(path: Path) -> tuple[list, float | None]:
     return frames, acc
 
 
+def host_tflite_python(cache: Path, python: str, wheel: Path) -> str:
+    """A host venv with tflite-runtime 2.14 (numpy 1), as the pi-tflite set-up has: its baseline.
+
+    int8 kernels differ between runtimes (tflite-runtime 2.14 and ai-edge-litert 2.3 can
+    round one image apart), so arm64 is compared with the same runtime on this host.
+    """
+    venv = cache / "host-tflite-2.14"
+    py = venv / "bin" / "python"
+    if not py.is_file():
+        subprocess.run([python, "-m", "venv", str(venv)], check=True)
+    proc = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "tflite-runtime==2.14.0", "numpy<2", "opencv-python-headless<4.12",
+                           f"{wheel}[pi-tflite]"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{proc.stdout}\ncheck_arm64: a host venv with tflite-runtime 2.14 (Python 3.11 or older) is needed for the "
+                         f"pi-tflite baseline; leave pi-tflite out of --setups")
+    subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps", str(wheel)], check=True)
+    return str(py)
+
+
 def host_baseline(python: str, model: Path, data: Path, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     evaluate, live = edge_runs([python, "-m", "edge_signs"], str(model), str(data), str(out))
@@ -344,9 +363,9 @@ def check_edge(checks: Checks, root: Path, setup: str, venv: str, model: str, ho
     else:
         same = result["accuracy"] == h["accuracy"] and result.get("confusion") == h.get("confusion")
         checks.add(f"{setup}: evaluate", same,
-                   f"accuracy {result['accuracy']:.4f} on arm64, {h['accuracy']:.4f} on host"
+                   f"accuracy {result['accuracy']:.4f} on arm64 ({result['backend']}), {h['accuracy']:.4f} on host ({h['backend']})"
                    f"{', same confusion matrix' if same else ', DIFFERENT confusion matrix' if result['accuracy'] == h['accuracy'] else ''}"
-                   f" ({result['backend']}, {time.monotonic() - t0:.0f} s)")
+                   f" ({time.monotonic() - t0:.0f} s)")
     t0 = time.monotonic()
     lv = run_in_root(root, f"mkdir -p {out} && " + shlex.join(live), log)
     frames, acc = read_live(host_out / "live.jsonl")
@@ -519,6 +538,12 @@ def main(argv=None) -> int:
             say(f"host baseline: evaluate and live --testset with {args.python}")
             host = host_baseline(args.python, model, args.data, tmp / "host")
             say(f"host: accuracy {host['evaluate']['accuracy']:.4f} ({host['evaluate']['backend']}), live --testset {host['live_accuracy']:.4f}")
+            host_tflite = host
+            if "pi-tflite" in args.setups:
+                say("host baseline for pi-tflite: the same with tflite-runtime 2.14 (numpy 1) in a host venv")
+                host_tflite = host_baseline(host_tflite_python(args.cache, args.python, wheel), model, args.data, tmp / "host-tflite")
+                say(f"host: accuracy {host_tflite['evaluate']['accuracy']:.4f} ({host_tflite['evaluate']['backend']}), "
+                    f"live --testset {host_tflite['live_accuracy']:.4f}")
             stage(root, wheel, tmp / "src", model, args.data, args.ca_bundle)
         log = log_dir / "commands.log"
         proc = run_in_root(root, "python3 -c 'import platform, sys; print(platform.machine(), sys.version.split()[0])'", log)
@@ -539,7 +564,7 @@ def main(argv=None) -> int:
                 elif setup == "pi-camera":
                     setup_camera(checks, root, f"{INSIDE}/checkout/edge-signs", model_in, host, log)
                 else:
-                    setup_tflite(checks, root, wheel_in, model_in, host, log)
+                    setup_tflite(checks, root, wheel_in, model_in, host_tflite, log)
             if pi_ready and not args.no_tests:
                 say("pytest tests/edge tests/shared in the pi venv")
                 run_tests(checks, root, log)
