@@ -155,6 +155,14 @@ def load_eval_sets(data: list[str | os.PathLike] | tuple = (), split: str = "all
     return sets
 
 
+def _root_or_none(folder) -> str | None:
+    """The resolved class-folder root of a labelled folder, or None where there is none (moved, emptied): warnings only."""
+    try:
+        return str(labelled_root(folder).resolve())
+    except (EdgeSignsError, OSError, TypeError):
+        return None
+
+
 def warn_trained_on(models: list[str | os.PathLike], data: list[str | os.PathLike] | tuple, split: str, log: Log) -> None:
     """A fine-tuned model scored on all of the folder it was fine-tuned on: say so (its run's metrics.json names them)."""
     if split == "heldout":
@@ -165,9 +173,9 @@ def warn_trained_on(models: list[str | os.PathLike], data: list[str | os.PathLik
             trained = json.loads(run_metrics.read_text()).get("dataset", {}).get("own") or []
         except (OSError, ValueError, AttributeError):
             continue
-        trained_roots = {str(labelled_root(t).resolve()) for t in trained if Path(t).is_dir()}
+        trained_roots = {_root_or_none(t) for t in trained} - {None}
         for folder in data:
-            if not is_signs_folder(folder) and Path(folder).is_dir() and str(labelled_root(folder).resolve()) in trained_roots:
+            if not is_signs_folder(folder) and _root_or_none(folder) in trained_roots:
                 log(f"warning: {Path(model).name} was fine-tuned on {folder}: --split {split} scores images it trained on; "
                     f"--split heldout scores the sessions/photos it never saw")
 
