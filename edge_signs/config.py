@@ -6,6 +6,7 @@ that the CLI, the Python API and the documentation never disagree.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
 import os
 from dataclasses import dataclass
@@ -83,42 +84,30 @@ class Recipe:
 
 
 DEFAULT_RECIPE = "default"
+# Robust to a real camera: camera-like augmentation, cosine schedule, regularized.
+_CAMERA_ROBUST = Recipe(
+    epochs=60,
+    learning_rate=1e-3,
+    schedule="cosine",
+    warmup_epochs=2,
+    optimizer="adamw",
+    weight_decay=0.05,
+    dropout=0.3,
+    label_smoothing=0.1,
+    augment=True,
+    bn_momentum=0.9,
+)
 RECIPES: dict[str, Recipe] = {
     # The deeplearning.ai project as published: 20 epochs of plain Adam, no augmentation.
     "seed": Recipe(epochs=20, learning_rate=1e-3),
-    # Robust to a real camera: camera-like augmentation, cosine schedule, regularized.
-    "default": Recipe(
-        epochs=60,
-        learning_rate=1e-3,
-        schedule="cosine",
-        warmup_epochs=2,
-        optimizer="adamw",
-        weight_decay=0.05,
-        dropout=0.3,
-        label_smoothing=0.1,
-        augment=True,
-        bn_momentum=0.9,
-    ),
-    # `edge-signs finetune`: from a trained model, on a few hundred images of your own (collect's
-    # output), in minutes on a CPU. A lower learning rate and a short schedule keep what SIGNS
-    # taught; 40 % of each batch from SIGNS keeps its six signs from being forgotten; the stem and
+    "default": _CAMERA_ROBUST,
+    # `edge-signs finetune`: the default recipe, from a trained model, on a few hundred images of your
+    # own (collect's output), in minutes on a CPU. A lower learning rate and a short schedule keep what
+    # SIGNS taught; 40 % of each batch from SIGNS keeps its six signs from being forgotten; the stem and
     # stage 2 stay as they are (edges and textures carry over, and backward passes stop there).
-    # Chosen on hands-webcam's training photos (README: "Your hands"): a third of SIGNS per batch
-    # or one frozen stage forgot SIGNS test images, three frozen stages learned too little.
-    "finetune": Recipe(
-        epochs=10,
-        learning_rate=3e-4,
-        schedule="cosine",
-        warmup_epochs=1,
-        optimizer="adamw",
-        weight_decay=0.05,
-        dropout=0.3,
-        label_smoothing=0.1,
-        augment=True,
-        bn_momentum=0.9,
-        freeze_stages=2,
-        signs_mix=0.4,
-    ),
+    # Chosen by hands-webcam's held-out photos (README: "Your hands"): a third of SIGNS per batch or
+    # one frozen stage forgot SIGNS test images, three frozen stages learned too little.
+    "finetune": dataclasses.replace(_CAMERA_ROBUST, epochs=10, learning_rate=3e-4, warmup_epochs=1, freeze_stages=2, signs_mix=0.4),
 }
 FINETUNE_RECIPE = "finetune"
 STAGE_COUNT = 5  # the stem and four residual stages: what --freeze-stages counts

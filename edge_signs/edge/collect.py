@@ -50,7 +50,7 @@ import numpy as np
 
 from edge_signs import config
 from edge_signs.artifacts import check_output_dir, remove_stale_temps
-from edge_signs.edge.display import AA, AMBER, FONT, GREEN, PANEL, RED, WHITE, check_gui
+from edge_signs.edge.display import AA, AMBER, FONT, GREEN, PANEL, RED, WHITE, Canvas, check_gui
 from edge_signs.edge.live import LiveOptions, RollingStats, StopRequest, open_source, stop_on_signals
 from edge_signs.edge.preprocess import Roi, to_bgr
 from edge_signs.edge.sources import FrameSource, LatestFrame, PiCameraSource
@@ -463,26 +463,12 @@ class CollectView:
     """The window's picture: the frame, the ROI box, per-class counts and the burst state, on a canvas it owns."""
 
     def __init__(self, roi: Roi):
-        self._roi = roi
-        self._canvas: Optional[np.ndarray] = None
+        self._canvas = Canvas(roi)  # live's overlay canvas: the same box, scaling and buffer
 
     def render(self, frame: np.ndarray, counts: dict[str, int], session: dict[str, int], keys: Keys, flash: bool) -> np.ndarray:
-        bgr = to_bgr(frame)
-        h, w = bgr.shape[:2]
-        s = max(1, math.ceil(config.DISPLAY_MIN_SIDE / min(h, w)))
-        shape = (h * s, w * s, 3)
-        if self._canvas is None or self._canvas.shape != shape:
-            self._canvas = np.empty(shape, np.uint8)
-        if s == 1:
-            np.copyto(self._canvas, bgr)
-        else:
-            cv2.resize(bgr, (w * s, h * s), dst=self._canvas, interpolation=cv2.INTER_NEAREST)
-        img = self._canvas
-        H, W = shape[:2]
-        x0, y0, x1, y1 = self._roi.box(h, w)
-        thick = max(1, round(W / 320))
         colour = GREEN if flash else (RED if keys.burst else AMBER)
-        cv2.rectangle(img, (x0 * s, y0 * s), (x1 * s - 1, y1 * s - 1), colour, thick * (2 if flash else 1), AA)
+        img, thick = self._canvas.draw(frame, colour, 2 if flash else 1)
+        W = img.shape[1]
         fs = max(0.45, W / 1000)
         lines = ["  ".join(f"{k}:{counts[k] + session[k]}" for k in config.LABELS),
                  (f"BURST {keys.label} every {keys.pacer.interval:g}s" if keys.burst else "") or keys.status]

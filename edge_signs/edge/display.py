@@ -46,31 +46,42 @@ WHITE = (255, 255, 255)
 PANEL = (30, 30, 30)
 
 
+class Canvas:
+    """A picture to draw on: the frame copied into a buffer reused while the frame size stays (the frame is untouched),
+    tiny frames (the 64x64 test set) blown up by a whole factor so text fits and pixels stay crisp, with the ROI boxed."""
+
+    def __init__(self, roi: Roi):
+        self.roi = roi
+        self._buffer: Optional[np.ndarray] = None
+
+    def draw(self, frame: np.ndarray, colour, weight: int = 1) -> tuple[np.ndarray, int]:
+        """(the picture, the line thickness that suits its size); the ROI box drawn ``weight`` times that thick."""
+        bgr = to_bgr(frame)
+        h, w = bgr.shape[:2]
+        s = max(1, math.ceil(config.DISPLAY_MIN_SIDE / min(h, w)))
+        shape = (h * s, w * s, 3)
+        if self._buffer is None or self._buffer.shape != shape:
+            self._buffer = np.empty(shape, np.uint8)  # only when the frame size changes
+        if s == 1:
+            np.copyto(self._buffer, bgr)
+        else:
+            cv2.resize(bgr, (w * s, h * s), dst=self._buffer, interpolation=cv2.INTER_NEAREST)
+        thick = max(1, round(shape[1] / 320))
+        x0, y0, x1, y1 = self.roi.box(h, w)
+        cv2.rectangle(self._buffer, (x0 * s, y0 * s), (x1 * s - 1, y1 * s - 1), colour, thick * weight, AA)
+        return self._buffer, thick
+
+
 class Overlay:
     """Draws the ROI box, the sign, FPS and inference time onto a canvas it owns (the frame is untouched)."""
 
     def __init__(self, roi: Roi, labels: Sequence[str]):
-        self._roi = roi
+        self._canvas = Canvas(roi)
         self._labels = labels
-        self._canvas: Optional[np.ndarray] = None
 
     def render(self, frame: np.ndarray, r: FrameResult, fps: float) -> np.ndarray:
-        bgr = to_bgr(frame)
-        h, w = bgr.shape[:2]
-        # Tiny frames (the 64x64 test set) are blown up by a whole factor so the text fits and pixels stay crisp.
-        s = max(1, math.ceil(config.DISPLAY_MIN_SIDE / min(h, w)))
-        shape = (h * s, w * s, 3)
-        if self._canvas is None or self._canvas.shape != shape:
-            self._canvas = np.empty(shape, np.uint8)  # only when the frame size changes
-        if s == 1:
-            np.copyto(self._canvas, bgr)
-        else:
-            cv2.resize(bgr, (w * s, h * s), dst=self._canvas, interpolation=cv2.INTER_NEAREST)
-        img = self._canvas
-        H, W = shape[:2]
-        x0, y0, x1, y1 = self._roi.box(h, w)
-        thick = max(1, round(W / 320))
-        cv2.rectangle(img, (x0 * s, y0 * s), (x1 * s - 1, y1 * s - 1), AMBER, thick, AA)
+        img, thick = self._canvas.draw(frame, AMBER)
+        H, W = img.shape[:2]
 
         fs = max(0.45, W / 900)  # small text; the sign is drawn at twice this
         big = f"sign {r.label}  {r.smoothed_confidence:.0%}" if r.label is not None else "no sign"
