@@ -65,7 +65,7 @@ from edge_signs.data import resolve_data  # noqa: E402
 from edge_signs.edge import live as live_module  # noqa: E402
 from edge_signs.edge.live import LiveOptions, run_live  # noqa: E402
 from edge_signs.edge.runtime import Classifier  # noqa: E402
-from edge_signs.edge.sources import FrameSource  # noqa: E402
+from edge_signs.edge.sources import GrabRetrieve  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
 from edge_signs.log import quiet  # noqa: E402
 
@@ -243,13 +243,14 @@ def camera_scenes(images_rgb: np.ndarray, size: tuple[int, int] = CAMERA_SIZE, c
     return frames
 
 
-class CameraLike(FrameSource):
-    """A stand-in for a USB camera: frames at a steady rate, like cv2.VideoCapture.read into one reused buffer.
+class CameraLike(GrabRetrieve):
+    """A stand-in for a USB camera: frames at a steady rate, like cv2.VideoCapture's grab and retrieve into one reused buffer.
 
-    A frame not taken before the next is due is the camera's loss, not a queue: ``read``
+    A frame not taken before the next is due is the camera's loss, not a queue: ``grab``
     sleeps until the next frame time (releasing the GIL, as a driver's wait does) and
-    never returns frames faster than ``fps``. With ``mjpg`` each frame is decoded from a
-    JPEG here, in the reading thread (a USB camera's MJPG mode through OpenCV).
+    never returns frames faster than ``fps``; ``retrieve`` fills the buffer (the
+    driver's conversion) or, with ``mjpg``, decodes a JPEG, in the reading thread (a USB
+    camera's MJPG mode through OpenCV). ``retrieved`` counts the frames decoded.
     """
 
     live = True
@@ -265,21 +266,26 @@ class CameraLike(FrameSource):
         self._next = 0.0
         self._i = 0
         self.delivered = 0
+        self.retrieved = 0
 
-    def read(self):
+    def grab(self) -> bool:
         now = time.perf_counter()
         if self._next > now:
             time.sleep(self._next - now)
         # A camera late by more than a frame does not catch up with a burst: it starts again from now.
         self._next = max(self._next + self._period, time.perf_counter())
-        i = self._i % len(self._scenes)
         self._i += 1
+        self.delivered += 1
+        return True
+
+    def retrieve(self):
+        i = (self._i - 1) % len(self._scenes)
         if self._jpegs is not None:
             frame = cv2.imdecode(self._jpegs[i], cv2.IMREAD_COLOR)
         else:
-            np.copyto(self._buf, self._scenes[i])  # the driver filling its buffer
+            np.copyto(self._buf, self._scenes[i])  # the driver's conversion into the caller's buffer
             frame = self._buf
-        self.delivered += 1
+        self.retrieved += 1
         return frame, None
 
     def close(self) -> None:
@@ -313,11 +319,12 @@ def camera_bench(model: Path, threads_list: list[int], data: Path | None, frames
     w, h = CAMERA_SIZE
     print(f"\ncamera-like source, {w}x{h} BGR{' MJPG-decoded' if mjpg else ''} frames through open_source -> CameraSource -> "
           f"LatestFrame (the capture thread), {frames} frames a run, {rounds} round(s), medians of runs:")
-    print(f"{'threads':>7s} {'scenario':30s} {'cam fps':>7s} {'invoke ms':>9s} {'mean ms':>8s} {'outside ms':>10s} {'% invoke':>8s} "
-          f"{'fps':>7s} {'1/invoke':>8s} {'ratio':>6s} {'dropped':>7s}")
+    print(f"{'threads':>7s} {'scenario':30s} {'cam fps':>7s} {'alone ms':>8s} {'invoke ms':>9s} {'mean ms':>8s} {'outside ms':>10s} "
+          f"{'% invoke':>8s} {'fps':>7s} {'1/invoke':>8s} {'ratio':>6s} {'vs alone':>8s} {'dropped':>7s} {'decoded':>7s}")
     with tempfile.TemporaryDirectory() as tmp:
         for threads in threads_list:
-            fps = camera_fps or CAMERA_RATE * 1e3 / invoke_ms(model, threads)
+            alone = invoke_ms(model, threads)
+            fps = camera_fps or CAMERA_RATE * 1e3 / alone
             common = dict(camera=0, width=w, height=h, fps=fps, headless=True, threads=threads, max_frames=frames, status_interval=0)
             scenarios = [
                 ("headless", LiveOptions(**common), None),
@@ -325,26 +332,36 @@ def camera_bench(model: Path, threads_list: list[int], data: Path | None, frames
                 ("overlay + --serve, 1 viewer", LiveOptions(serve="127.0.0.1:0", **common), "viewer"),
             ]
             for label, options, extra in scenarios:
-                runs, means = [], []
+                runs, means, decoded = [], [], []
                 for _ in range(rounds):
                     viewers: list[MjpegViewer] = []
                     invokes: list[float] = []
+                    cameras: list[CameraLike] = []
                     kwargs = {"on_server": lambda server: viewers.append(MjpegViewer(server.port))} if extra else {}
-                    with camera_is(lambda index, width, height, cam_fps: CameraLike(scenes, cam_fps, mjpg)):
+
+                    def camera(index, width, height, cam_fps):
+                        cameras.append(CameraLike(scenes, cam_fps, mjpg))
+                        return cameras[-1]
+
+                    with camera_is(camera):
                         s = run_live(model, options, log=quiet, on_frame=lambda r: invokes.append(r.inference_ms), **kwargs)
                     for v in viewers:
                         v.close()
                     runs.append(s)
                     means.append(statistics.fmean(invokes))
+                    decoded.append(cameras[0].retrieved / s.frames)
                 inv = statistics.median(s.median_inference_ms for s in runs)
                 out = statistics.median(s.median_overhead_ms for s in runs)
                 e2e = statistics.median(s.fps for s in runs)
                 ideal = 1e3 / inv
                 dropped = statistics.median(s.dropped or 0 for s in runs)
-                print(f"{threads:7d} {label:30s} {fps:7.0f} {inv:9.3f} {statistics.median(means):8.3f} {out:10.3f} {100 * out / inv:7.1f}% "
-                      f"{e2e:7.1f} {ideal:8.1f} {e2e / ideal:6.3f} {dropped:7.0f}")
-    print("invoke: median (the target's) and mean; outside = the median of everything per frame but invoke, in the loop's "
-          "thread (waiting for a frame, preprocessing there, overlay, recording, JSON); ratio = end-to-end fps / (1 / median invoke)")
+                print(f"{threads:7d} {label:30s} {fps:7.0f} {alone:8.3f} {inv:9.3f} {statistics.median(means):8.3f} {out:10.3f} "
+                      f"{100 * out / inv:7.1f}% {e2e:7.1f} {ideal:8.1f} {e2e / ideal:6.3f} {e2e * alone / 1e3:8.3f} {dropped:7.0f} "
+                      f"{statistics.median(decoded):7.2f}")
+    print("alone: median invoke of the model by itself (no camera, no loop); invoke: median (the target's) and mean in the loop; "
+          "outside = the median of everything per frame but invoke, in the loop's thread (waiting for a frame, overlay, recording, "
+          "JSON); ratio = end-to-end fps / (1 / median invoke in the loop); vs alone = end-to-end fps / (1 / alone); "
+          "decoded = camera frames retrieved (decoded and prepared) per frame the model took")
 
 
 @click.command()

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import queue
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
@@ -164,7 +166,16 @@ def save_png(img: np.ndarray, path: Path) -> Path:
 
 
 class Recorder:
-    """--record: the annotated frames as a video, moved into place only once finalized (playable)."""
+    """--record: the annotated frames as a video, moved into place only once finalized (playable).
+
+    Encoding (MJPG or mp4v) costs more per frame than the model on a fast CPU, so it
+    runs in a writer thread: ``write`` copies the frame into a short queue and returns,
+    and the encoder works while the loop invokes the model. Every frame is recorded:
+    when the encoder falls behind, ``write`` waits for room (the loop slows to the
+    encoder's pace rather than the video skipping frames).
+    """
+
+    QUEUE = 4  # frames waiting for the encoder: enough to ride out a slow frame
 
     def __init__(self, path: Path, fps: float):
         self.path = Path(path)
@@ -175,19 +186,47 @@ class Recorder:
         self.frames = 0
         self._file = PendingFile(self.path)
         self._tmp = self._file.tmp
+        self._queue: queue.Queue = queue.Queue(maxsize=self.QUEUE)
+        self._thread: Optional[threading.Thread] = None
+        self._error: Optional[BaseException] = None
 
     def write(self, img: np.ndarray) -> None:
-        if self._writer is None:  # the frame size is only known now
+        if self._writer is None:  # the frame size is only known now; opened here so a failure is this call's error
             self._size = (img.shape[1], img.shape[0])
             self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*self._fourcc), self._fps, self._size)
             if not self._writer.isOpened():
                 raise EdgeSignsError(f"--record {self.path}: OpenCV cannot write {self._fourcc} video here")
+            self._thread = threading.Thread(target=self._encode, name=f"recorder: {self.path.name}", daemon=True)
+            self._thread.start()
+        self._check()
         if (img.shape[1], img.shape[0]) != self._size:  # a source that changed resolution mid-stream
             img = cv2.resize(img, self._size)
-        self._writer.write(img)
+        else:
+            img = img.copy()  # the overlay's canvas is redrawn for the next frame while this one waits
+        self._queue.put(img)
         self.frames += 1
 
+    def _encode(self) -> None:
+        while (img := self._queue.get()) is not None:
+            try:
+                self._writer.write(img)
+            except Exception as exc:  # noqa: BLE001 -- handed to the loop's thread by the next write or close
+                self._error = exc
+                while self._queue.get() is not None:  # unblock a write waiting for room
+                    pass
+                return
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise EdgeSignsError(f"--record {self.path}: writing the video failed ({type(self._error).__name__}: {self._error})")
+
     def close(self, keep: bool) -> None:
+        if self._thread is not None:
+            self._queue.put(None)  # after the frames already queued: all of them are written
+            self._thread.join()
+            self._thread = None
         if self._writer is not None:
             self._writer.release()  # writes the index: without it the file does not play
-        self._file.close(keep=keep and self.frames > 0)
+        self._file.close(keep=keep and self.frames > 0 and self._error is None)
+        if keep:  # a run that failed already has its error to tell
+            self._check()

@@ -10,6 +10,11 @@ the true class index, or None) that owns its retries. A source says
 
 Iteration then ends, and ``ended`` says why; a source that never delivered a frame
 raises a one-line ``EdgeSignsError`` instead (a setup problem, not an ending).
+
+A read is two halves, as in OpenCV: ``grab()`` takes the next frame from the device
+(cheap: a driver buffer changes hands) and ``retrieve()`` decodes it (colour
+conversion, MJPG decoding). The capture thread grabs every frame, so the device's
+queue never fills with stale ones, and retrieves only the frames the model will get.
 """
 
 from __future__ import annotations
@@ -62,6 +67,19 @@ class FrameSource:
         """One frame; None for "no frame now"; raises EndOfStream for "no frames left"."""
         raise NotImplementedError
 
+    def grab(self) -> bool:
+        """Take the next frame without decoding it; False for "no frame now" (EndOfStream as ``read``).
+
+        Sources whose device separates the halves (``GrabRetrieve``) make a grab cheap;
+        for the others it is the whole read, and ``retrieve`` hands that frame over.
+        """
+        self._grabbed = self.read()
+        return self._grabbed is not None
+
+    def retrieve(self) -> Optional[Frame]:
+        """The frame the last ``grab()`` took, decoded; None when it cannot be."""
+        return self._grabbed
+
     def close(self) -> None:
         """Release the device or file; safe to call twice."""
 
@@ -70,11 +88,26 @@ class FrameSource:
         return None
 
     def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    def frames(self, wanted: Optional[Callable[[], bool]] = None) -> Iterator[Optional[Frame]]:
+        """The source's frames, with its retries (the module's docstring).
+
+        ``wanted`` is asked after every grab whether the frame will be used: one it
+        declines is never retrieved (decoded) and comes out as None -- the camera
+        worked, nobody will look at the frame. Without ``wanted`` every frame comes.
+        """
         self.ended = ""
         failures = delivered = 0
         while True:
+            skipped = False
             try:
-                frame = self.read()
+                if not self.grab():
+                    frame = None
+                elif wanted is None or wanted():
+                    frame = self.retrieve()
+                else:
+                    frame, skipped = None, True  # grabbed, never decoded
             except EndOfStream:
                 self.ended = self.end_reason
                 return
@@ -85,7 +118,7 @@ class FrameSource:
                     raise EdgeSignsError(failure_message(self.name, exc)) from None
                 self.ended = failure_message(self.name, exc)
                 return
-            if frame is None:
+            if frame is None and not skipped:
                 failures += 1
                 if failures > config.READ_RETRIES:
                     if delivered == 0:
@@ -106,6 +139,13 @@ class FrameSource:
         self.close()
 
 
+class GrabRetrieve(FrameSource):
+    """A source whose device separates taking a frame from decoding it (cv2.VideoCapture's grab and retrieve)."""
+
+    def read(self) -> Optional[Frame]:
+        return self.retrieve() if self.grab() else None
+
+
 @contextlib.contextmanager
 def _quiet_opencv() -> Iterator[None]:
     """OpenCV logs WARN lines when a device cannot be opened; we say it better in one line."""
@@ -123,7 +163,7 @@ def _camera_fix(index: int) -> str:
             f"on Raspberry Pi OS Bookworm the Camera Module is not a V4L2 /dev/video{index} device for OpenCV: use --picamera")
 
 
-class CameraSource(FrameSource):
+class CameraSource(GrabRetrieve):
     """A USB webcam (or any V4L2 device) through cv2.VideoCapture."""
 
     live = True
@@ -148,8 +188,11 @@ class CameraSource(FrameSource):
         self.end_reason = f"camera {index} stopped delivering frames ({config.READ_RETRIES} failed reads)"
         self.no_frames_message = f"camera {index} opened but delivered no frames: {_camera_fix(index)}"
 
-    def read(self) -> Optional[Frame]:
-        ok, frame = self._cap.read(self._buf)
+    def grab(self) -> bool:
+        return bool(self._cap.grab())  # V4L2: dequeue the newest buffer, no conversion yet
+
+    def retrieve(self) -> Optional[Frame]:
+        ok, frame = self._cap.retrieve(self._buf)  # YUYV -> BGR, or the MJPG decode
         if not ok or frame is None:
             return None
         self._buf = frame
@@ -231,23 +274,92 @@ class PiCameraSource(FrameSource):
             self._cam = None
 
 
+class RunningTime:
+    """A duration's running mean and mean deviation (as TCP estimates round trips): ``mean`` plus or minus ``2 * dev`` covers most."""
+
+    GAIN = 0.2  # weight of the newest measurement
+
+    def __init__(self):
+        self.mean: Optional[float] = None
+        self.dev = 0.0
+
+    def add(self, seconds: float) -> None:
+        if self.mean is None:
+            self.mean = seconds
+            return
+        self.dev += self.GAIN * (abs(seconds - self.mean) - self.dev)
+        self.mean += self.GAIN * (seconds - self.mean)
+
+
+class PrepareSchedule:
+    """Which camera frames the capture thread decodes and prepares for the model.
+
+    A camera faster than the model delivers frames the loop never takes. Preparing
+    every one (decode, crop, resize) spends a core the interpreter wants; preparing
+    only the first after each take hands the loop frames up to a model period old.
+    This prepares the newest frame that can still be ready when the loop next asks:
+    a frame is skipped (grabbed, never decoded) when a later one will arrive in time
+    to take its place. The loop's period, the camera's and the preparation's are
+    running estimates of what was measured, and the schedule plans for an early
+    take and a slow preparation (mean -/+ twice the deviation), so a jittery loop
+    rarely finds nothing ready. While anything is unknown, while the loop waits,
+    and when nothing is ready for a take that is due, every frame is prepared.
+    """
+
+    def __init__(self):
+        self.loop_period = RunningTime()  # between the loop's takes
+        self.camera_period = RunningTime()  # between grabs
+        self.prepare = RunningTime()  # to retrieve and prepare one frame
+        self.last_take: Optional[float] = None
+        self.last_grab: Optional[float] = None
+
+    def took(self, now: float) -> None:
+        """The loop took a frame at ``now`` (perf_counter seconds)."""
+        if self.last_take is not None:
+            self.loop_period.add(now - self.last_take)
+        self.last_take = now
+
+    def prepared(self, seconds: float) -> None:
+        """A frame took ``seconds`` to retrieve and prepare."""
+        self.prepare.add(seconds)
+
+    def wants(self, now: float, *, ready: bool, waiting: bool) -> bool:
+        """Whether to prepare the frame grabbed at ``now``; ``ready``: an untaken prepared frame waits for the loop."""
+        if self.last_grab is not None:
+            self.camera_period.add(now - self.last_grab)
+        self.last_grab = now
+        loop, camera, prep = self.loop_period, self.camera_period, self.prepare
+        if waiting or not ready or None in (loop.mean, camera.mean, prep.mean):
+            return True  # the loop took the last one: keep one ready, so it never waits for the camera
+        # A frame is ready. Replace it only with the newest one that can be ready for the loop's next take.
+        prepare = prep.mean + 2 * prep.dev  # a slow preparation
+        take = self.last_take + max(loop.mean - 2 * loop.dev, loop.mean / 2)  # an early take
+        if now + prepare > take:
+            return False  # too late for it: the loop takes the ready one, and the first frame after that is prepared
+        return now + camera.mean + prepare > take  # the next frame would be too late: this one is the newest that makes it
+
+
 class LatestFrame(FrameSource):
-    """A live source read in a background thread that keeps only the newest frame.
+    """A live source read in a background thread that hands the loop the newest frame.
 
     Inference never waits for the camera's next exposure when a frame is already
-    there, and never works through a queue of stale ones: a frame the loop did not
-    take before a newer one came is dropped (counted in ``dropped``). The capture
-    thread owns the source's retries; the loop sees "no frame now" (None) only when
-    nothing new arrives within ``wait_s``, and the source's own end or error after it.
+    there, and never works through a queue of stale ones. The thread grabs every
+    frame the camera delivers (the device's queue never fills) and, with ``prepare``,
+    retrieves and prepares only the ones ``PrepareSchedule`` picks: the newest that
+    can be ready when the loop asks. A frame the loop never takes (skipped, or
+    replaced by a newer one) is counted in ``dropped``. The capture thread owns the
+    source's retries; the loop sees "no frame now" (None) only when nothing new
+    arrives within ``wait_s``, and the source's own end or error after it.
 
     ``prepare`` (the live loop passes preprocess.frame_to_rgb with its ROI: the one
-    preprocessing definition, not a copy) runs in the capture thread on every frame
-    as it arrives, so the loop's thread only invokes the model; its result for the
-    frame ``read()`` returned last is ``prepared``. With ``keep_frames=False`` (only
-    with ``prepare``: nobody looks at the frames) the full frame is not even copied,
-    and ``read()`` returns ``(None, truth)``. A source that raises, or a ``prepare``
-    that does, after frames came ends the stream with ``ended`` saying why; before
-    any frame it is a one-line ``EdgeSignsError``.
+    preprocessing definition, not a copy) runs in the capture thread, so the loop's
+    thread only invokes the model; its result for the frame ``read()`` returned last
+    is ``prepared``. With ``keep_frames=False`` (only with ``prepare``: nobody looks
+    at the frames) the full frame is not even copied, and ``read()`` returns
+    ``(None, truth)``. Without ``prepare`` every frame is retrieved and copied. A
+    source that raises, or a ``prepare`` that does, after frames came ends the
+    stream with ``ended`` saying why; before any frame it is a one-line
+    ``EdgeSignsError``.
     """
 
     def __init__(self, inner: FrameSource, wait_s: float = config.FRAME_WAIT_S, *,
@@ -263,21 +375,43 @@ class LatestFrame(FrameSource):
         self.keep_frames = keep_frames
         self.prepared: Optional[np.ndarray] = None  # prepare(frame) of the frame read() returned last
         self.captured = 0  # frames the camera delivered
-        self.dropped = 0  # of those, replaced by a newer one before the loop took them
+        self.retrieved = 0  # of those, decoded (and prepared): the rest were skipped
+        self.taken = 0  # of those, returned by read()
+        self.schedule = PrepareSchedule() if prepare is not None else None
         self._cond = threading.Condition()
         self._latest: Optional[tuple] = None  # (frame or None, truth, prepared or None)
-        self._taken = 0  # self.captured when the loop last took a frame
+        self._ready = False  # _latest holds a frame the loop has not taken
+        self._waiting = False  # the loop is blocked in read()
+        self._t_wanted = 0.0  # when the frame being retrieved was grabbed
         self._done = False
         self._error: Optional[BaseException] = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._capture, name=f"capture: {inner.name}", daemon=True)
         self._thread.start()
 
+    @property
+    def dropped(self) -> int:
+        """Frames the camera delivered that the loop never took (skipped, or replaced by a newer one)."""
+        return self.captured - self.taken - self._ready
+
+    def _wanted(self) -> bool:
+        """Asked by the source after each grab (capture thread): retrieve and prepare this frame?"""
+        now = time.perf_counter()
+        self._t_wanted = now
+        if self.schedule is None:
+            return True
+        return self.schedule.wants(now, ready=self._ready, waiting=self._waiting)
+
     def _capture(self) -> None:
         try:
-            for frame, truth in self.inner:
+            for item in self.inner.frames(wanted=self._wanted):
                 if self._stop.is_set():
                     break  # closing: no frame after close()
+                if item is None:  # grabbed, skipped: a newer frame will reach the loop in time
+                    with self._cond:
+                        self.captured += 1
+                    continue
+                frame, truth = item
                 try:
                     prepared = self.prepare(frame) if self.prepare is not None else None
                 except Exception as exc:  # noqa: BLE001 -- a frame the model cannot take (wrong dtype, empty): said, not a traceback
@@ -288,11 +422,13 @@ class LatestFrame(FrameSource):
                 # A copy: sources read into one reused buffer, which the loop may still be using.
                 item = (frame.copy() if self.keep_frames else None, truth, prepared)
                 with self._cond:
-                    if self.captured > self._taken:
-                        self.dropped += 1
                     self._latest = item
+                    self._ready = True
                     self.captured += 1
+                    self.retrieved += 1
                     self._cond.notify()
+                if self.schedule is not None:
+                    self.schedule.prepared(time.perf_counter() - self._t_wanted)
             else:
                 self.end_reason = self.inner.ended or self.end_reason
         except BaseException as exc:  # handed to the loop's thread by read()
@@ -304,9 +440,14 @@ class LatestFrame(FrameSource):
 
     def read(self) -> Optional[Frame]:
         with self._cond:
-            self._cond.wait_for(lambda: self.captured > self._taken or self._done, timeout=self.wait_s)
-            if self.captured > self._taken and not self._stop.is_set():
-                self._taken = self.captured
+            self._waiting = True
+            self._cond.wait_for(lambda: self._ready or self._done, timeout=self.wait_s)
+            self._waiting = False
+            if self._ready and not self._stop.is_set():
+                self._ready = False
+                self.taken += 1
+                if self.schedule is not None:
+                    self.schedule.took(time.perf_counter())
                 frame, truth, self.prepared = self._latest
                 return frame, truth
             if not self._done and not self._stop.is_set():
@@ -333,7 +474,7 @@ def _has_gstreamer() -> bool:
     return False
 
 
-class VideoSource(FrameSource):
+class VideoSource(GrabRetrieve):
     """Anything cv2.VideoCapture opens: a file, an RTSP/HTTP URL, a GStreamer pipeline, a /dev/video path."""
 
     def __init__(self, spec: str, ranges: Optional[LabelRanges] = None, loop: bool = False):
@@ -359,22 +500,28 @@ class VideoSource(FrameSource):
         self._ranges = ranges
         self.has_truth = ranges is not None
         self._loop = loop and self._file
-        self._index = 0  # frames decoded so far: the labels CSV counts the same way
+        self._index = 0  # frames grabbed so far: the labels CSV counts the same way
         self._buf: Optional[np.ndarray] = None
         self.end_reason = "end of video" if self._file else f"{spec} stopped delivering frames ({config.READ_RETRIES} failed reads)"
         self.no_frames_message = f"{spec}: opened but no frame could be decoded"
 
-    def read(self) -> Optional[Frame]:
-        ok, frame = self._cap.read(self._buf)
-        if (not ok or frame is None) and self._loop and self._index > 0:
+    def grab(self) -> bool:
+        ok = self._cap.grab()
+        if not ok and self._loop and self._index > 0:
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             self._index = 0
-            ok, frame = self._cap.read(self._buf)
+            ok = self._cap.grab()
+        if not ok:
+            return False
+        self._index += 1  # a frame grabbed and never retrieved still counts: the labels CSV numbers every frame
+        return True
+
+    def retrieve(self) -> Optional[Frame]:
+        ok, frame = self._cap.retrieve(self._buf)
         if not ok or frame is None:
             return None
         self._buf = frame
-        truth = self._ranges.lookup(self._index) if self._ranges is not None else None
-        self._index += 1
+        truth = self._ranges.lookup(self._index - 1) if self._ranges is not None else None
         return frame, truth
 
     def unscored(self) -> Optional[str]:

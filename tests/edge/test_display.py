@@ -58,6 +58,45 @@ def test_recorder_keeps_a_playable_file_only_when_asked(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["rec.avi"]
 
 
+def test_recorder_writes_every_frame_in_order_from_its_thread(tmp_path):
+    """write() returns before encoding; however far the encoder falls behind, every frame lands, in order."""
+    path = tmp_path / "many.avi"
+    rec = Recorder(path, fps=30.0)
+    for v in range(60):
+        rec.write(np.full((240, 320, 3), 4 * v, np.uint8))  # faster than MJPG encodes: the queue fills, write waits
+    assert rec._thread.name == "recorder: many.avi"
+    rec.close(keep=True)
+    cap = cv2.VideoCapture(str(path))
+    means = []
+    while (frame := cap.read()[1]) is not None:
+        means.append(float(frame.mean()))
+    cap.release()
+    assert len(means) == 60 and rec.frames == 60
+    assert np.allclose(means, [4 * v for v in range(60)], atol=2)  # each frame's own pixels, in order
+
+
+def test_recorder_failure_in_its_thread_is_one_line(tmp_path):
+    """An encoder that fails (a full disk) ends the run with a one-line error and leaves no half-written video."""
+    rec = Recorder(tmp_path / "full.avi", fps=10.0)
+    rec.write(np.zeros((120, 160, 3), np.uint8))
+    real = rec._writer
+
+    class Full:
+        def write(self, img):
+            raise cv2.error("No space left on device")
+
+        def release(self):
+            real.release()
+
+    rec._writer = Full()
+    with pytest.raises(EdgeSignsError, match=r"^--record .*full.avi: writing the video failed \(error: No space left on device\)$"):
+        for _ in range(50):
+            rec.write(np.zeros((120, 160, 3), np.uint8))
+        rec.close(keep=True)
+    rec.close(keep=False)  # the loop's cleanup after the error: quiet
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_save_png(tmp_path):
     img = np.zeros((10, 20, 3), np.uint8)
     img[:, :10] = (0, 0, 255)

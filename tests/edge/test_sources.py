@@ -191,10 +191,115 @@ def test_capture_thread_prepares_each_frame_in_the_thread():
     assert threads == {"capture: numbered camera"}
     src = LatestFrame(Numbered(count=50), prepare=prepare, keep_frames=False)
     items = list(src)
-    assert items and all(frame is None for frame, _ in items) and items[-1][1] == 49
-    assert (src.prepared == 49 + 1000).all()
+    assert items and all(frame is None for frame, _ in items)
+    assert (src.prepared == items[-1][1] + 1000).all()
+    assert src.captured == 50 and src.taken == len(items) and src.retrieved >= len(items)
     with pytest.raises(ValueError, match="needs prepare"):
         LatestFrame(Numbered(count=1), keep_frames=False)
+
+
+def simulate_schedule(loop_ms: float, camera_ms: float, prepare_ms: float, seconds: float = 2.0, jitter: float = 0.0) -> dict:
+    """A camera, the capture thread and the loop on one clock, PrepareSchedule deciding: no threads, no sleeps.
+
+    The camera delivers a frame every ``camera_ms``; the capture thread grabs it (later when it is
+    still busy preparing), asks the schedule, and preparing takes ``prepare_ms`` (the thread grabs
+    nothing meanwhile); the loop takes the ready frame every ``loop_ms``, or waits for one. With
+    ``jitter`` each loop period and each preparation is off by up to that fraction (seeded).
+    """
+    sched = sources.PrepareSchedule()
+    rng = np.random.default_rng(0)
+    loop_s, camera_s, prepare_s = loop_ms / 1e3, camera_ms / 1e3, prepare_ms / 1e3
+    base_loop, base_prepare = loop_s, prepare_s
+    slot = None  # (arrival time of the prepared frame, when it is ready)
+    free = 0.0  # when the capture thread can grab again
+    next_take = loop_s
+    taken, lags, prepared, waits = 0, [], 0, 0.0
+    k = 0
+    while next_take < seconds:
+        grab = max(k * camera_s, free)
+        if jitter:
+            loop_s, prepare_s = (v * (1 + rng.uniform(-jitter, jitter)) for v in (base_loop, base_prepare))
+        if grab < next_take:  # the capture thread acts first
+            ready = slot is not None and slot[1] <= grab
+            if sched.wants(grab, ready=ready, waiting=False):
+                slot, free = (k * camera_s, grab + prepare_s), grab + prepare_s
+                prepared += 1
+                sched.prepared(prepare_s)
+            else:
+                free = grab
+            k += 1
+            continue
+        if slot is None or slot[1] > next_take + 1e-12:  # nothing ready: the loop waits for the frame being prepared or the next
+            ready_at = slot[1] if slot is not None and slot[1] > next_take else max(k * camera_s, free) + prepare_s
+            if slot is None or slot[1] <= next_take:
+                slot, free, k, prepared = (k * camera_s, ready_at), ready_at, k + 1, prepared + 1
+            waits += ready_at - next_take
+            next_take = ready_at
+        lags.append(next_take - slot[0])
+        taken += 1
+        sched.took(next_take)
+        slot = None
+        next_take += loop_s
+    return {"taken": taken, "prepared": prepared, "frames": k, "lag_ms": 1e3 * float(np.mean(lags)), "wait_ms": 1e3 * waits}
+
+
+CADENCES = [(10, 2, 1), (66, 33, 6), (1.9, 0.97, 0.9), (60, 16.7, 4), (50, 33, 5)]  # loop, camera, prepare (ms)
+
+
+@pytest.mark.parametrize("loop_ms, camera_ms, prepare_ms", CADENCES)
+def test_prepare_schedule_prepares_few_fresh_frames(loop_ms, camera_ms, prepare_ms):
+    """A camera faster than the model: at most two frames prepared per frame the loop takes, the one taken among the newest."""
+    r = simulate_schedule(loop_ms, camera_ms, prepare_ms)
+    assert r["frames"] > 1.2 * r["taken"]  # the camera outruns the loop
+    assert r["prepared"] <= 2.2 * r["taken"] + 3  # every frame would be frames / taken
+    # The frame the loop gets arrived at most a camera period plus a preparation before the take;
+    # "the first frame after each take" alone would make it up to a loop period old.
+    assert r["lag_ms"] <= camera_ms + prepare_ms + 1e-6
+    assert r["wait_ms"] <= 0.01 * r["taken"] * loop_ms  # the loop (almost) never waits for a frame
+
+
+@pytest.mark.parametrize("loop_ms, camera_ms, prepare_ms", CADENCES)
+def test_prepare_schedule_with_jitter_never_starves_the_loop(loop_ms, camera_ms, prepare_ms):
+    """Loop periods and preparations off by up to 40 %: still few frames prepared, and the loop waits under 3 % of its time."""
+    r = simulate_schedule(loop_ms, camera_ms, prepare_ms, jitter=0.4)
+    assert r["prepared"] <= 2.2 * r["taken"] + 3
+    assert r["wait_ms"] <= 0.03 * r["taken"] * loop_ms
+
+
+def test_prepare_schedule_prepares_every_frame_when_it_must():
+    """Unknown rates, a waiting loop, a camera slower than the loop, nothing ready for a due take: prepare."""
+    sched = sources.PrepareSchedule()
+    sched.took(0.000)
+    for ms in range(11):  # a 1 ms camera; the loop's period is not known yet
+        assert sched.wants(ms / 1e3, ready=False, waiting=False)
+    sched.took(0.010)  # the loop takes every 10 ms
+    sched.prepared(0.001)
+    assert not sched.wants(0.012, ready=True, waiting=False)  # 1 ms camera: frames up to 0.017 can still make the 0.020 take
+    assert sched.wants(0.013, ready=True, waiting=True)  # the loop is waiting: always
+    assert sched.wants(0.0135, ready=False, waiting=False)  # the loop took the last one: keep one ready
+    assert sched.wants(0.0175, ready=True, waiting=False)  # the newest frame that can still be ready at 0.020
+    assert not sched.wants(0.0195, ready=True, waiting=False)  # too late for the 0.020 take: the loop takes the ready one
+    r = simulate_schedule(loop_ms=10, camera_ms=33, prepare_ms=1)  # a model faster than the camera: every frame is used
+    assert r["prepared"] == r["frames"]
+
+
+def test_capture_thread_skips_frames_the_loop_would_not_take():
+    """A paced camera and a slower loop: far fewer frames retrieved than grabbed, the loop gets recent ones, in order."""
+    cam = Numbered(period=0.001)  # a 1 kHz camera
+    prepared = []
+    src = LatestFrame(cam, prepare=lambda f: prepared.append(int(f.flat[0])) or f)
+    seen, lags = [], []
+    for _, truth in src:
+        lags.append(cam.n - 1 - truth)  # frames the camera delivered after this one
+        seen.append(truth)
+        if len(seen) == 60:
+            break
+        time.sleep(0.008)  # a slow model
+    src.close()
+    assert seen == sorted(set(seen))
+    assert src.captured > 3 * src.taken and src.retrieved < 2 * src.taken + 5
+    assert src.dropped == src.captured - src.taken - src._ready
+    assert float(np.median(lags)) <= 4  # the first frame after each take would be about 8 behind
 
 
 def test_capture_thread_prepares_exactly_what_predict_frame_does():
@@ -267,11 +372,14 @@ def _dying_capture(monkeypatch, frames: int, frame: np.ndarray = FRAME) -> dict:
     class Dying(real):
         served = 0
 
-        def read(self, buf=None):
+        def grab(self):
             if Dying.served >= frames:
                 raise cv2.error("VIDEOIO(V4L2:/dev/video0): can't read frame")
             Dying.served += 1
             time.sleep(0.002)
+            return True
+
+        def retrieve(self, buf=None):
             return True, frame.copy()
 
     monkeypatch.setattr(sources.cv2, "VideoCapture", Dying)
@@ -357,11 +465,12 @@ def _fake_capture(monkeypatch, *, opens: bool = True, script: str = "f" * 1000) 
         def get(self, prop):
             return 25.0 if prop == cv2.CAP_PROP_FPS else 0.0
 
-        def read(self, buf=None):
+        def grab(self):
+            return bool(steps) and steps.pop(0) == "f"
+
+        def retrieve(self, buf=None):
             state["bufs"].append(buf)
-            if steps and steps.pop(0) == "f":
-                return True, FRAME.copy() if buf is None else buf
-            return False, None
+            return True, FRAME.copy() if buf is None else buf
 
         def release(self):
             state["released"] += 1
