@@ -16,6 +16,11 @@ def cross_entropy(probs: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(np.log(p)))
 
 
+def nonfinite_rows(probs: np.ndarray) -> int:
+    """Predictions with a NaN or infinite probability: argmax makes them class 0, so callers warn."""
+    return int((~np.isfinite(probs).all(axis=-1)).sum())
+
+
 def accuracy(probs: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(probs, axis=1) == y))
 

@@ -23,9 +23,14 @@ With --camera, only the camera loop (``CameraLike`` below):
    takes (``open_source`` -> ``CameraSource`` -> the ``LatestFrame`` capture
    thread); with --camera-mjpg each frame is a JPEG decoded in the capture thread,
    as a USB camera's MJPG mode is. For --threads 1 and --threads os.cpu_count():
-   median invoke ms, median per-frame work outside invoke (ms and % of invoke),
-   end-to-end FPS, 1 / invoke and their ratio, headless and with the overlay
-   (--record, and --serve with one viewer reading).
+   the model alone (median/mean invoke), invoke in the loop (median/mean), the
+   median per-frame work outside invoke (ms and % of invoke), end-to-end FPS, the
+   share of wall time spent in invoke ("busy"), FPS against 1 / invoke and against
+   the model alone, CPU time per frame and camera frames decoded per frame taken:
+   headless, headless with every frame prepared (the capture thread without
+   PrepareSchedule, for comparison), and with the overlay (--record, and --serve
+   with one viewer reading). The scenarios alternate round by round, so a machine
+   whose speed drifts (a shared VM) drifts for all of them.
 
 With --serve, only the browser server's cost (``live --serve``, edge_signs/edge/serve.py):
 
@@ -65,7 +70,7 @@ from edge_signs.data import resolve_data  # noqa: E402
 from edge_signs.edge import live as live_module  # noqa: E402
 from edge_signs.edge.live import LiveOptions, run_live  # noqa: E402
 from edge_signs.edge.runtime import Classifier  # noqa: E402
-from edge_signs.edge.sources import GrabRetrieve  # noqa: E402
+from edge_signs.edge.sources import GrabRetrieve, PrepareSchedule  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
 from edge_signs.log import quiet  # noqa: E402
 
@@ -147,7 +152,7 @@ class MjpegViewer:
             self.thread.join(timeout=5)
 
 
-def cpu_timed_run(model: Path, options: LiveOptions, **kwargs) -> tuple:
+def cpu_timed_run(model: Path, options: LiveOptions, on_each=None, **kwargs) -> tuple:
     """run_live, and the process's CPU time per frame (every thread: loop, encoder, server, viewer) from frame 0 to the end.
 
     FPS is wall time, which a busy machine (another job on the cores) makes noisy; CPU
@@ -158,6 +163,8 @@ def cpu_timed_run(model: Path, options: LiveOptions, **kwargs) -> tuple:
     def mark(result) -> None:
         if result.frame == 0 or result.frame == options.max_frames - 1:
             marks.append(time.process_time())
+        if on_each is not None:
+            on_each(result)
 
     s = run_live(model, options, log=quiet, on_frame=mark, **kwargs)
     return s, 1e3 * (marks[-1] - marks[0]) / max(1, s.frames - 1)
@@ -303,13 +310,25 @@ def camera_is(factory):
         live_module.CameraSource = real
 
 
-def invoke_ms(model: Path, threads: int, runs: int = 200) -> float:
-    """Median invoke of the model on its own (to set the camera's rate)."""
+def invoke_ms(model: Path, threads: int, runs: int = 600) -> tuple[float, float]:
+    """Median and mean invoke of the model on its own: no camera, no loop (sets the camera's rate)."""
     clf = Classifier(model, threads=threads)
     clf.set_input(np.zeros((config.IMAGE_SIZE, config.IMAGE_SIZE, 3), np.uint8))
     for _ in range(20):
         clf.invoke()
-    return statistics.median(clf.invoke() for _ in range(runs))
+    times = [clf.invoke() for _ in range(runs)]
+    return statistics.median(times), statistics.fmean(times)
+
+
+@contextlib.contextmanager
+def prepare_every_frame():
+    """The capture thread as it was before PrepareSchedule: every frame the camera delivers is decoded and prepared."""
+    real = PrepareSchedule.wants
+    PrepareSchedule.wants = lambda self, now, *, ready, waiting: True
+    try:
+        yield
+    finally:
+        PrepareSchedule.wants = real
 
 
 def camera_bench(model: Path, threads_list: list[int], data: Path | None, frames: int, camera_fps: float, mjpg: bool, rounds: int) -> None:
@@ -318,50 +337,55 @@ def camera_bench(model: Path, threads_list: list[int], data: Path | None, frames
     scenes = camera_scenes(signs.test.x)
     w, h = CAMERA_SIZE
     print(f"\ncamera-like source, {w}x{h} BGR{' MJPG-decoded' if mjpg else ''} frames through open_source -> CameraSource -> "
-          f"LatestFrame (the capture thread), {frames} frames a run, {rounds} round(s), medians of runs:")
-    print(f"{'threads':>7s} {'scenario':30s} {'cam fps':>7s} {'alone ms':>8s} {'invoke ms':>9s} {'mean ms':>8s} {'outside ms':>10s} "
-          f"{'% invoke':>8s} {'fps':>7s} {'1/invoke':>8s} {'ratio':>6s} {'vs alone':>8s} {'dropped':>7s} {'decoded':>7s}")
+          f"LatestFrame (the capture thread), {frames} frames a run, {rounds} round(s) with the scenarios alternated, medians of runs:")
+    print(f"{'threads':>7s} {'scenario':32s} {'cam fps':>7s} {'alone ms':>13s} {'invoke ms':>13s} {'outside ms':>10s} {'% invoke':>8s} "
+          f"{'fps':>6s} {'busy':>5s} {'ratio':>5s} {'alone':>5s} {'CPU ms':>6s} {'decoded':>7s}")
     with tempfile.TemporaryDirectory() as tmp:
         for threads in threads_list:
-            alone = invoke_ms(model, threads)
+            alone, alone_mean = invoke_ms(model, threads)
             fps = camera_fps or CAMERA_RATE * 1e3 / alone
             common = dict(camera=0, width=w, height=h, fps=fps, headless=True, threads=threads, max_frames=frames, status_interval=0)
             scenarios = [
                 ("headless", LiveOptions(**common), None),
+                ("headless, every frame prepared", LiveOptions(**common), "every"),
                 ("overlay + --record .avi", LiveOptions(record=Path(tmp) / "rec.avi", **common), None),
                 ("overlay + --serve, 1 viewer", LiveOptions(serve="127.0.0.1:0", **common), "viewer"),
             ]
-            for label, options, extra in scenarios:
-                runs, means, decoded = [], [], []
-                for _ in range(rounds):
+            rows: dict[str, list] = {label: [] for label, _, _ in scenarios}
+            for _ in range(rounds):
+                for label, options, extra in scenarios:
                     viewers: list[MjpegViewer] = []
                     invokes: list[float] = []
                     cameras: list[CameraLike] = []
-                    kwargs = {"on_server": lambda server: viewers.append(MjpegViewer(server.port))} if extra else {}
+                    kwargs = {"on_server": lambda server: viewers.append(MjpegViewer(server.port))} if extra == "viewer" else {}
 
                     def camera(index, width, height, cam_fps):
                         cameras.append(CameraLike(scenes, cam_fps, mjpg))
                         return cameras[-1]
 
-                    with camera_is(camera):
-                        s = run_live(model, options, log=quiet, on_frame=lambda r: invokes.append(r.inference_ms), **kwargs)
+                    policy = prepare_every_frame() if extra == "every" else contextlib.nullcontext()
+                    with camera_is(camera), policy:
+                        s, cpu = cpu_timed_run(model, options, on_each=lambda r: invokes.append(r.inference_ms), **kwargs)
                     for v in viewers:
                         v.close()
-                    runs.append(s)
-                    means.append(statistics.fmean(invokes))
-                    decoded.append(cameras[0].retrieved / s.frames)
-                inv = statistics.median(s.median_inference_ms for s in runs)
-                out = statistics.median(s.median_overhead_ms for s in runs)
-                e2e = statistics.median(s.fps for s in runs)
-                ideal = 1e3 / inv
-                dropped = statistics.median(s.dropped or 0 for s in runs)
-                print(f"{threads:7d} {label:30s} {fps:7.0f} {alone:8.3f} {inv:9.3f} {statistics.median(means):8.3f} {out:10.3f} "
-                      f"{100 * out / inv:7.1f}% {e2e:7.1f} {ideal:8.1f} {e2e / ideal:6.3f} {e2e * alone / 1e3:8.3f} {dropped:7.0f} "
-                      f"{statistics.median(decoded):7.2f}")
-    print("alone: median invoke of the model by itself (no camera, no loop); invoke: median (the target's) and mean in the loop; "
-          "outside = the median of everything per frame but invoke, in the loop's thread (waiting for a frame, overlay, recording, "
-          "JSON); ratio = end-to-end fps / (1 / median invoke in the loop); vs alone = end-to-end fps / (1 / alone); "
-          "decoded = camera frames retrieved (decoded and prepared) per frame the model took")
+                    rows[label].append({"s": s, "mean": statistics.fmean(invokes), "cpu": cpu, "decoded": cameras[0].retrieved / s.frames})
+            for label, _, _ in scenarios:
+                runs = rows[label]
+
+                def med(key):
+                    return statistics.median(key(r) for r in runs)
+
+                inv, mean = med(lambda r: r["s"].median_inference_ms), med(lambda r: r["mean"])
+                out, e2e = med(lambda r: r["s"].median_overhead_ms), med(lambda r: r["s"].fps)
+                print(f"{threads:7d} {label:32s} {fps:7.0f} {alone:6.3f}/{alone_mean:6.3f} {inv:6.3f}/{mean:6.3f} {out:10.3f} "
+                      f"{100 * out / inv:7.1f}% {e2e:6.1f} {med(lambda r: r['s'].fps * r['mean'] / 1e3):5.3f} "
+                      f"{med(lambda r: r['s'].fps * r['s'].median_inference_ms / 1e3):5.3f} {e2e * alone_mean / 1e3:5.3f} "
+                      f"{med(lambda r: r['cpu']):6.2f} {med(lambda r: r['decoded']):7.2f}")
+    print("alone: the model by itself (no camera, no loop), median/mean ms; invoke: in the loop, median/mean ms; outside: the median of "
+          "everything per frame but invoke in the loop's thread (waiting for a frame, overlay, recording, JSON), and its % of the median "
+          "invoke; busy = fps x mean invoke: the share of wall time the model is invoked (1 - busy is the loop's own cost); ratio = fps / "
+          "(1 / median invoke); alone = fps / (1 / mean alone); CPU ms: process CPU time per frame, every thread; decoded: camera frames "
+          "decoded and prepared per frame the model took; 'every frame prepared': the capture thread without PrepareSchedule")
 
 
 @click.command()

@@ -28,7 +28,7 @@ from edge_signs import config, metrics, perturb
 from edge_signs.artifacts import check_output_dir, check_output_file, finite_or_none, write_json, write_text
 from edge_signs.data import detect_layout, labelled_root, load_labelled, own_split, resolve_data
 from edge_signs.edge.cpu import cpu_info, int8_advice
-from edge_signs.edge.runtime import Backend, Classifier, check_tflite_file, is_installed, sidecar_path
+from edge_signs.edge.runtime import Backend, Classifier, check_tflite_file, is_installed, read_sidecar, sidecar_path
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
 from edge_signs.plots import (
@@ -196,12 +196,16 @@ def evaluate_models(
 
     ``also``: further datasets each model is scored on while it is loaded (``ModelReport.datasets``).
     """
+    for path in paths:  # every file and its metadata checked before the first model is scored
+        if check_model_path(path).suffix == ".tflite":
+            read_sidecar(path)
     reports: list[ModelReport] = []
     reference = None
     for path in paths:
         runner = open_runner(path, threads, backend)
         log(f"evaluating {runner.path.name} ({runner.format}, {runner.backend})")
         probs = runner.predict(images)
+        _warn_nonfinite(probs, runner.path.name, "images", log)
         pred = np.argmax(probs, axis=1)
         reference = pred if reference is None else reference
         p50, p90 = measure_latency(runner, images[0], runs, warmup)
@@ -219,13 +223,21 @@ def evaluate_models(
                 threads=threads,
                 per_class_accuracy=metrics.per_class_accuracy(pred, labels, config.NUM_CLASSES),
                 confusion=confusion_matrix(labels, pred, config.NUM_CLASSES).tolist(),
-                datasets={s.name: _scores(runner.predict(s.x), s.y) for s in also},
+                datasets={s.name: _scores(runner.predict(s.x), s.y, f"{runner.path.name} on {s.name}", log) for s in also},
             )
         )
     return reports
 
 
-def _scores(probs: np.ndarray, labels: np.ndarray) -> dict:
+def _warn_nonfinite(probs: np.ndarray, what: str, items: str, log: Log) -> None:
+    bad = metrics.nonfinite_rows(probs)
+    if bad:
+        log(f"warning: {what}: {bad} of {len(probs)} {items} gave NaN or infinite probabilities, scored as class "
+            f"{config.LABELS[0]} by argmax: the model is broken (re-run 'edge-signs quantize'; a float16 file can overflow)")
+
+
+def _scores(probs: np.ndarray, labels: np.ndarray, what: str, log: Log) -> dict:
+    _warn_nonfinite(probs, what, "images", log)
     pred = np.argmax(probs, axis=1)
     return {**metrics.summarize(probs, labels), "images": len(labels),
             "per_class_accuracy": metrics.per_class_accuracy(pred, labels, config.NUM_CLASSES),

@@ -439,7 +439,7 @@ class _Loop:
         self.overhead = RollingStats()
         self.confusion = np.zeros((n, n), np.int64)
         self.result = FrameResult()
-        self.frames = self.scored = self.correct = self.smoothed_correct = self.no_sign = 0
+        self.frames = self.scored = self.correct = self.smoothed_correct = self.no_sign = self.nonfinite = 0
         self.fps = 0.0
 
     def run(self, t_start: float, stop: Optional[StopRequest] = None) -> LiveSummary:
@@ -491,6 +491,7 @@ class _Loop:
             pred = self.clf.predict_frame(frame, self.options.roi)
         if self.independent_frames:
             self.smoother.reset()
+        self.nonfinite += not np.isfinite(pred.probs).all()
         mean = self.smoother.update(pred.probs)
         k = int(mean.argmax())
         r = self.result
@@ -547,6 +548,11 @@ class _Loop:
 
     def _summary(self, reason: str, seconds: float, startup: float) -> LiveSummary:
         scored = self.scored
+        # Only a source that ran out can have left labelled frames unreached (not --max-frames or Ctrl-C).
+        warnings = [w for w in [self.source.unscored()] if w] if reason and reason == getattr(self.source, "ended", None) else []
+        if self.nonfinite:
+            warnings.append(f"{self.nonfinite} of {self.frames} frames gave NaN or infinite probabilities (labelled "
+                            f"{self.clf.labels[0]} by argmax): the model is broken; re-run 'edge-signs quantize' and check it with 'edge-signs evaluate'")
         return LiveSummary(
             frames=self.frames,
             reason=reason,
@@ -563,8 +569,7 @@ class _Loop:
             smoothed_accuracy=self.smoothed_correct / scored if scored else None,
             no_sign=self.no_sign,
             confusion=self.confusion if scored else None,
-            # Only a source that ran out can have left labelled frames unreached (not --max-frames or Ctrl-C).
-            warnings=[w for w in [self.source.unscored()] if w] if reason and reason == getattr(self.source, "ended", None) else [],
+            warnings=warnings,
             dropped=getattr(self.source, "dropped", None),
             served=self.server.stats() if self.server is not None else None,
         )

@@ -263,7 +263,7 @@ def test_truncated_video_gives_a_warning(model, video, tmp_path):
 # -- metadata that must belong to its model ----------------------------------------------------------------
 
 
-def test_sidecar_of_another_model_is_refused_by_live_and_evaluate(model, signs_dir, tmp_path):
+def test_sidecar_of_another_model_is_refused_by_live_and_evaluate(model, tiny_models, signs_dir, tmp_path):
     """Issue 9, failure 6: a sidecar from another model was used (its tflite_sha256 never checked);
     rule: loading a model whose metadata does not match it is an error that says so."""
     _edit_sidecar(model, tflite_sha256="0" * 64)
@@ -271,6 +271,10 @@ def test_sidecar_of_another_model_is_refused_by_live_and_evaluate(model, signs_d
     one_line_error(run_cli("evaluate", model, "--data", signs_dir, "--out", tmp_path / "ev", "--runs", 1, "--warmup", 0),
                     "metadata of another model", before_work=False)
     assert not (tmp_path / "ev").exists()
+    # Second of two models: refused before the first one is scored, not after.
+    proc = run_cli("evaluate", tiny_models["int8"], model, "--data", signs_dir, "--out", tmp_path / "ev", "--runs", 1, "--warmup", 0)
+    one_line_error(proc, "metadata of another model", before_work=False)
+    assert "evaluating" not in proc.stderr
 
 
 @pytest.mark.parametrize("labels", [
@@ -315,6 +319,9 @@ def test_evaluate_json_is_strict_for_a_model_giving_nan(tiny_models, signs_dir, 
     assert printed[0]["loss"] is not None and printed[1]["loss"] is None
     written = strict_json((tmp_path / "ev" / "evaluation.json").read_text())
     assert written["models"][1]["loss"] is None
+    # Said, not silently scored as class 0: one warning, for the broken model only.
+    warnings = [ln for ln in proc.stderr.splitlines() if "NaN or infinite probabilities" in ln]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: nan_float32.tflite: 120 of 120 images gave NaN"), proc.stderr
 
 
 def test_live_summary_json_isstrict_json(tmp_path):
@@ -340,3 +347,4 @@ def test_live_json_lines_are_strict_for_a_model_giving_nan(tiny_models, signs_di
     assert proc.returncode == 0, proc.stderr
     lines = [strict_json(line) for line in jsonl.read_text().splitlines()]
     assert len(lines) == 5 and all(ln["confidence"] is None and ln["smoothed_confidence"] is None for ln in lines)
+    assert "warning: 5 of 5 frames gave NaN or infinite probabilities" in proc.stdout
