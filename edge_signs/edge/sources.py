@@ -302,8 +302,10 @@ class PrepareSchedule:
     to take its place. The loop's period, the camera's and the preparation's are
     running estimates of what was measured, and the schedule plans for an early
     take and a slow preparation (mean -/+ twice the deviation), so a jittery loop
-    rarely finds nothing ready. While anything is unknown, while the loop waits,
-    and when nothing is ready for a take that is due, every frame is prepared.
+    rarely finds nothing ready. Every frame is prepared while anything is unknown,
+    while the loop waits or has taken the last prepared frame, and whenever a camera
+    period plus a preparation is as long as the loop's period (preparing is then the
+    bottleneck: a skipped frame would leave the loop waiting).
     """
 
     def __init__(self):
@@ -333,7 +335,10 @@ class PrepareSchedule:
             return True  # the loop took the last one: keep one ready, so it never waits for the camera
         # A frame is ready. Replace it only with the newest one that can be ready for the loop's next take.
         prepare = prep.mean + 2 * prep.dev  # a slow preparation
-        take = self.last_take + max(loop.mean - 2 * loop.dev, loop.mean / 2)  # an early take
+        period = max(loop.mean - 2 * loop.dev, loop.mean / 2)  # a quick loop
+        if camera.mean + prepare >= period:
+            return True  # the first frame after a take could not be ready for the next one: keep preparing
+        take = self.last_take + period  # when the loop may ask next
         if now + prepare > take:
             return False  # too late for it: the loop takes the ready one, and the first frame after that is prepared
         return now + camera.mean + prepare > take  # the next frame would be too late: this one is the newest that makes it
