@@ -6,8 +6,8 @@ video file or stream, or the SIGNS test set replayed as frames), goes through
 ``preprocess.frame_to_rgb`` and ``Classifier.predict_rgb`` (``predict_frame``): the
 preprocessing the model was evaluated with, so a test-set replay here scores
 exactly what ``evaluate`` scores. Cameras and streams run frame_to_rgb in their
-capture thread (sources.LatestFrame) as each frame arrives, so this loop's thread
-only invokes the model; files and the test set are preprocessed here.
+capture thread (sources.LatestFrame), on the frames the model will take, so this
+loop's thread only invokes the model; files and the test set are preprocessed here.
 
     source (sources.py) -> frame_to_rgb -> predict_rgb (raw) -> Smoother (mean of last N) -> threshold
                         -> overlay (display.py; only when shown, recorded or served) -> window / video / JSON lines
@@ -162,7 +162,7 @@ class LiveSummary:
     no_sign: int = 0  # frames whose smoothed label was below the threshold
     confusion: Optional[np.ndarray] = None  # rows true, columns raw prediction
     warnings: list[str] = field(default_factory=list)  # e.g. labelled frames the video never reached
-    dropped: Optional[int] = None  # camera frames replaced by a newer one before the loop took them (capture thread)
+    dropped: Optional[int] = None  # camera frames the loop never took: skipped undecoded, or replaced by a newer one (capture thread)
     served: Optional[dict] = None  # --serve: LiveServer.stats() (URL, JPEGs encoded, viewers, refused, timed out)
 
     def to_dict(self) -> dict:
@@ -182,7 +182,7 @@ class LiveSummary:
             f"(capture, preprocess, overlay, record); first prediction {self.startup_s:.2f} s after start",
         ]
         if self.dropped is not None:
-            lines.append(f"camera frames dropped for newer ones: {self.dropped} (the model always sees the newest frame)")
+            lines.append(f"camera frames the model never took: {self.dropped} (the camera outran it; each take is the newest frame that was ready)")
         if self.served is not None:
             s = self.served
             lines.append(f"served {s['url']}: {s['encoded']} JPEG frames to {s['viewer_connections']} viewer connection(s); "
@@ -215,9 +215,9 @@ def parse_roi(text: str) -> Roi:
 def open_source(options: LiveOptions, labels: Sequence[str], *, log: Log = log_stderr, model_input: bool = False) -> FrameSource:
     """The source the options name, opened: a one-line error when it cannot be.
 
-    With ``model_input`` a capture thread (cameras, streams) also preprocesses each
-    frame for the model as it arrives (``LatestFrame.prepared``: frame_to_rgb with
-    ``options.roi``), and copies full frames only when someone looks at them
+    With ``model_input`` a capture thread (cameras, streams) also preprocesses the
+    frames the model will take (``LatestFrame.prepared``: frame_to_rgb with
+    ``options.roi``; sources.PrepareSchedule picks them), and copies full frames only when someone looks at them
     (``options.shows_frames()``; else it yields ``(None, truth)``): the live loop's
     thread then only invokes the model. Without it, frames come as they always did.
     """
