@@ -3,13 +3,14 @@
 
 Builds (once, then reuses) a Debian arm64 root with debootstrap -- Bookworm, what
 Raspberry Pi OS Bookworm 64-bit is built from: Python 3.11, Debian's numpy 1.24,
-no libGL, like Raspberry Pi OS Lite -- runs it through qemu-user, and in it, the
-way README tells a Pi user:
+no libGL, like Raspberry Pi OS Lite (or, with --suite trixie, Trixie: Python 3.13,
+Debian's numpy 2.2) -- runs it through qemu-user, and in it, the way README tells a
+Pi user:
 
   pi         python3 -m venv V; pip install 'edge_signs-*.whl[pi]'        (ai-edge-litert, numpy 2)
   pi-camera  python3 -m venv --system-site-packages V over Debian's python3-numpy;
-             pip install './edge-signs[pi-camera]' from a checkout        (Debian's numpy 1.24)
-  pi-tflite  python3 -m venv V; pip install 'edge_signs-*.whl[pi-tflite]' (tflite-runtime 2.14, numpy 1)
+             pip install './edge-signs[pi-camera]' from a checkout        (Debian's numpy: 1.24 / 2.2)
+  pi-tflite  python3 -m venv V; pip install 'edge_signs-*.whl[pi-tflite]' (tflite-runtime 2.14, numpy 1; Bookworm only)
 
 In each: `edge-signs evaluate MODEL --json` and `edge-signs live MODEL --testset
 --headless --json`, whose accuracy and per-image predictions must equal this host's
@@ -20,8 +21,9 @@ and, last, pytest tests/edge tests/shared against the wheel installed in `pi`
 the exit status is 1 if any check fails.
 
 The Raspberry Pi archive (python3-picamera2) is not a Debian mirror, so picamera2 is
-a stand-in that imports simplejpeg 1.7.2, a wheel built for numpy 1 as Debian's
-python3-simplejpeg is: the compiled piece of picamera2 that breaks under numpy 2.
+a stand-in that imports simplejpeg built for the suite's numpy, as Debian's
+python3-simplejpeg is (Bookworm: 1.7.2 for numpy 1, the compiled piece of picamera2
+that breaks under numpy 2; Trixie: 1.9.0 for numpy 2).
 
 Needs root (debootstrap, chroot, mount) and, on Debian/Ubuntu:
   apt install debootstrap qemu-user-static binfmt-support
@@ -62,7 +64,10 @@ INSIDE = "/opt/edge-signs-check"  # the work folder inside the root
 MARKER = ".edge-signs-arm64-root"
 APT_HINT = "apt install debootstrap qemu-user-static binfmt-support"
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
-SIMPLEJPEG_NUMPY1 = "simplejpeg==1.7.2"  # Sept 2023: built for numpy 1, like Debian's python3-simplejpeg
+# The picamera2 stand-in's compiled piece, built for the suite's own numpy as Debian's python3-simplejpeg is:
+# Bookworm's numpy 1.24 (1.7.2, Sept 2023, built for numpy 1), Trixie's numpy 2.2 (1.9.0 has cp313 wheels, numpy 2).
+SIMPLEJPEG = {"bookworm": "simplejpeg==1.7.2", "trixie": "simplejpeg==1.9.0"}
+NUMPY1_SUITES = ("bookworm",)  # where Debian's numpy is 1 and a numpy 2 venv breaks picamera2
 CMD_TIMEOUT_S = 3600
 ENV_DATA = "EDGE_SIGNS_DATA"
 
@@ -72,7 +77,7 @@ ARM_CPUINFO = "".join(
     f"CPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n" for i in range(4)
 ) + "Hardware\t: BCM2835\nRevision\t: c03111\nModel\t\t: Raspberry Pi 4 Model B Rev 1.1\n"
 
-PICAMERA2_STANDIN = '''"""Stand-in for Debian's python3-picamera2 (tools/check_arm64.py): imports simplejpeg, built for numpy 1, as picamera2 does."""
+PICAMERA2_STANDIN = '''"""Stand-in for Debian's python3-picamera2 (tools/check_arm64.py): imports simplejpeg, built for the suite's numpy, as picamera2 does."""
 import simplejpeg  # noqa: F401
 
 
@@ -413,7 +418,7 @@ def install(checks: Checks, root: Path, setup: str, venv: str, venv_args: str, t
 PI_VENV = "/root/venv-pi"
 
 
-def setup_pi(checks: Checks, root: Path, wheel: str, model: str, host: dict, log: Path, tests: bool) -> bool:
+def setup_pi(checks: Checks, root: Path, wheel: str, model: str, host: dict, log: Path, tests: bool, numpy1_debian: bool = True) -> bool:
     venv = PI_VENV
     if not install(checks, root, "pi", venv, "", f"{wheel}[pi]", log, extra="pytest" if tests else ""):
         return False
@@ -427,8 +432,12 @@ def setup_pi(checks: Checks, root: Path, wheel: str, model: str, host: dict, log
     ok, msg = one_line_error(proc, "--headless")
     checks.add("pi: window, headless cv2", ok, short(msg))
     proc = run_in_root(root, f"{venv}/bin/edge-signs live {model} --picamera --headless", log, env={"PYTHONPATH": f"{INSIDE}/fakepicam"})
-    ok, msg = one_line_error(proc, "numpy", "picamera2")
-    checks.add("pi: picamera2 numpy-1 clash", ok, short(msg))
+    if numpy1_debian:  # Bookworm: picamera2's pieces need numpy 1, this venv has numpy 2: one line with the fix
+        ok, msg = one_line_error(proc, "numpy", "picamera2")
+        checks.add("pi: picamera2 numpy-1 clash", ok, short(msg))
+    else:  # Trixie: Debian's numpy is 2 as the venv's is, so picamera2 imports and only the (absent) camera fails
+        ok, msg = one_line_error(proc, "could not be started")
+        checks.add("pi: picamera2 under numpy 2", ok, short(msg))
     return True
 
 
@@ -550,8 +559,8 @@ def main(argv=None) -> int:
         checks.add("root: runs arm64 Python", proc.returncode == 0 and proc.stdout.startswith("aarch64"),
                    proc.stdout.strip() or short(proc.stderr.strip()))
         if proc.returncode == 0:
-            say(f"fetching {SIMPLEJPEG_NUMPY1} for the picamera2 stand-in")
-            fetch = run_in_root(root, f"python3 -m pip install --quiet --break-system-packages --no-deps --target {INSIDE}/fakepicam {SIMPLEJPEG_NUMPY1}", log)
+            say(f"fetching {SIMPLEJPEG[args.suite]} for the picamera2 stand-in")
+            fetch = run_in_root(root, f"python3 -m pip install --quiet --break-system-packages --no-deps --target {INSIDE}/fakepicam {SIMPLEJPEG[args.suite]}", log)
             if fetch.returncode != 0:
                 checks.add("root: pip reaches PyPI", False, short((fetch.stderr.strip().splitlines() or [f"exit {fetch.returncode}"])[-1]))
             wheel_in = f"{INSIDE}/wheel/{wheel.name}"
@@ -560,7 +569,8 @@ def main(argv=None) -> int:
             for setup in args.setups:
                 say(f"set-up {setup}")
                 if setup == "pi":
-                    pi_ready = setup_pi(checks, root, wheel_in, model_in, host, log, tests=not args.no_tests)
+                    pi_ready = setup_pi(checks, root, wheel_in, model_in, host, log, tests=not args.no_tests,
+                                        numpy1_debian=args.suite in NUMPY1_SUITES)
                 elif setup == "pi-camera":
                     setup_camera(checks, root, f"{INSIDE}/checkout/edge-signs", model_in, host, log)
                 else:
