@@ -63,6 +63,11 @@ def test_numpy1_extras_pin_what_they_say(project):
         assert "1.24.2" in r["numpy"].specifier and "2.0" not in r["numpy"].specifier, extra  # Debian Bookworm's numpy 1.24
         assert "4.11.0.86" in r["opencv-python-headless"].specifier and "4.12.0.88" not in r["opencv-python-headless"].specifier, extra
     assert "ai-edge-litert" in reqs(extras["pi-camera"])
+    # The Camera Module's pins follow Debian's numpy: 1.24 on Bookworm (3.11), 2.2 on Trixie (3.13, no numpy 1 wheels).
+    camera = reqs(extras["pi-camera"])
+    for name in ("numpy", "opencv-python-headless"):
+        marker = camera[name].marker
+        assert marker is not None and marker.evaluate({"python_version": "3.11"}) and not marker.evaluate({"python_version": "3.13"}), name
     tflite = reqs(extras["pi-tflite"])
     assert str(tflite["tflite-runtime"].specifier) == "==2.14.0" and "ai-edge-litert" not in tflite  # else LiteRT would be used first
 
