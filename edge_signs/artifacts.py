@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import glob
 import hashlib
 import json
@@ -136,6 +137,13 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def sha256_file(path: str | os.PathLike) -> str:
+    """The file's SHA-256; a file not changed since (same size and mtime) is not read again in this process."""
+    st = os.stat(path)
+    return _sha256(os.path.realpath(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:  # size and mtime: the cache key, a rewritten file misses
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -56,14 +56,15 @@ def tflite_runner(path: Path, threads: int, backend: Backend | None = None) -> R
 
 
 def check_model_path(path: str | os.PathLike) -> Path:
-    """Fail fast, before any data is loaded, on a missing file or one of another kind."""
+    """Fail fast, before any data is loaded, on a missing file, one of another kind, or a .tflite whose metadata is another's."""
     path = Path(path)
     if path.suffix == ".keras":
         if not path.is_file():
             raise EdgeSignsError(f"{path}: model file not found (expected model.keras from 'edge-signs train')")
         return path
     if path.suffix == ".tflite":
-        return check_tflite_file(path)
+        read_sidecar(check_tflite_file(path))
+        return path
     raise EdgeSignsError(f"{path}: not a model file (expected .tflite from 'edge-signs quantize' or .keras from 'edge-signs train')")
 
 
@@ -197,8 +198,7 @@ def evaluate_models(
     ``also``: further datasets each model is scored on while it is loaded (``ModelReport.datasets``).
     """
     for path in paths:  # every file and its metadata checked before the first model is scored
-        if check_model_path(path).suffix == ".tflite":
-            read_sidecar(path)
+        check_model_path(path)
     reports: list[ModelReport] = []
     reference = None
     for path in paths:
