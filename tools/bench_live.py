@@ -272,7 +272,6 @@ class CameraLike(GrabRetrieve):
         self._period = 1.0 / fps
         self._next = 0.0
         self._i = 0
-        self.delivered = 0
         self.retrieved = 0
 
     def grab(self) -> bool:
@@ -282,7 +281,6 @@ class CameraLike(GrabRetrieve):
         # A camera late by more than a frame does not catch up with a burst: it starts again from now.
         self._next = max(self._next + self._period, time.perf_counter())
         self._i += 1
-        self.delivered += 1
         return True
 
     def retrieve(self):

@@ -401,10 +401,9 @@ class LatestFrame(FrameSource):
 
     def _wanted(self) -> bool:
         """Asked by the source after each grab (capture thread): retrieve and prepare this frame?"""
-        now = time.perf_counter()
-        self._t_wanted = now
         if self.schedule is None:
             return True
+        self._t_wanted = now = time.perf_counter()
         return self.schedule.wants(now, ready=self._ready, waiting=self._waiting)
 
     def _capture(self) -> None:

@@ -319,7 +319,8 @@ def test_capture_thread_skips_frames_the_loop_would_not_take():
     src.close()
     assert seen == sorted(set(seen))
     assert src.captured > 3 * src.taken and src.retrieved < 2 * src.taken + 5
-    assert src.dropped == src.captured - src.taken - src._ready
+    assert src.dropped >= src.captured - src.retrieved > 0  # every frame grabbed and never decoded counts as dropped
+    assert src.dropped + src.taken + src._ready == src.captured
     assert float(np.median(lags)) <= 4  # the first frame after each take would be about 8 behind
 
 
