@@ -73,6 +73,16 @@ class FiniteFloat(click.ParamType):
         return x
 
 
+def _precision(ctx: click.Context, precision: str, mixed_precision: bool) -> str:
+    """--precision, with the deprecated --mixed-precision flag as its alias for mixed_float16."""
+    if not mixed_precision:
+        return precision
+    if _given(ctx, "precision") and precision != "mixed_float16":
+        raise EdgeSignsError(f"--mixed-precision means --precision mixed_float16; it contradicts --precision {precision}")
+    _log("warning: --mixed-precision is deprecated; use --precision mixed_float16")
+    return "mixed_float16"
+
+
 def _given(ctx: click.Context, name: str) -> bool:
     """Whether the user typed this option (rather than getting its default)."""
     return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
@@ -108,28 +118,31 @@ def main():
 @click.option("--label-smoothing", type=FiniteFloat(0, 1, high_open=True), default=None, help="Override.")
 @click.option("--augment/--no-augment", default=None, help="Override the recipe's augmentation.")
 @click.option("--val-fraction", type=FiniteFloat(0, 1, high_open=True), default=config.VAL_FRACTION, show_default=True, help="Stratified validation split of the training set.")
-@click.option("--mixed-precision", is_flag=True, help="Compute in float16 on the GPU (float32 classifier output).")
+@click.option("--precision", type=click.Choice(config.PRECISIONS), default=config.DEFAULT_PRECISION, show_default=True,
+              help="Compute precision. auto: mixed_float16 on an NVIDIA GPU with tensor cores, mixed_bfloat16 on a CPU with "
+                   "AMX-BF16/AVX512-BF16 (arm64: BF16), else float32. The saved model is float32 either way.")
+@click.option("--mixed-precision", is_flag=True, help="Deprecated: the same as --precision mixed_float16.")
 @click.option("--devices", default=None, help="Comma-separated devices to mirror across, e.g. /gpu:0,/gpu:1 (default: all GPUs TensorFlow sees).")
 @click.option("--limit", type=click.IntRange(min=12), default=None, help="Train on a stratified subset of N images (smoke runs).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last finished epoch, with its own options.")
 @click.pass_context
 @friendly_errors
-def train(ctx, data, out, recipe, epochs, batch_size, learning_rate, seed, dropout, l2, label_smoothing, augment, val_fraction, mixed_precision, devices, limit, resume):
+def train(ctx, data, out, recipe, epochs, batch_size, learning_rate, seed, dropout, l2, label_smoothing, augment, val_fraction, precision, mixed_precision, devices, limit, resume):
     """Train the ResNet50 on SIGNS and report train/test accuracy and loss."""
-    # The trainer imports TensorFlow: only here, and its guard turns a missing one into an install hint.
-    from edge_signs.trainer.train import TrainOptions, saved_options
-    from edge_signs.trainer.train import train as run_training
-
     overrides = {"epochs": epochs, "learning_rate": learning_rate, "dropout": dropout, "l2": l2, "label_smoothing": label_smoothing, "augment": augment}
     fields = {
         "recipe": recipe,
         "seed": seed,
         "batch_size": batch_size,
         "val_fraction": val_fraction,
-        "mixed_precision": mixed_precision,
+        "precision": _precision(ctx, precision, mixed_precision),
         "devices": [d.strip() for d in devices.split(",") if d.strip()] if devices else None,
         "limit": limit,
     }
+    # The trainer imports TensorFlow: only here, after the options are checked, and its guard turns a missing one into an install hint.
+    from edge_signs.trainer.train import TrainOptions, saved_options
+    from edge_signs.trainer.train import train as run_training
+
     if resume:
         # A resumed run keeps its own options; what the user typed must agree with them (train() says what differs).
         base = saved_options(out) if out.is_dir() else None

@@ -61,6 +61,9 @@ def keras_cache_dir() -> Path:
 # -- training -----------------------------------------------------------------
 SEED = 0
 BATCH_SIZE = 32
+# `train --precision`: auto picks what the training device computes natively (trainer/precision.py).
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+DEFAULT_PRECISION = "auto"
 PREDICT_BATCH = 128  # Keras inference batches (evaluation, final metrics)
 
 

@@ -2,6 +2,8 @@
 
     model        the ResNet50 of the course
     augment      camera-like augmentation inside tf.data
+    datasets     the tf.data pipelines (SIGNS alone, or your images with SIGNS mixed in)
+    precision    float32 / mixed_float16 / mixed_bfloat16: what `--precision auto` picks, and why
     train        the training run: strategy, checkpoints, metrics
     calibration  representative images for int8
     quantize     float32 / float16 / int8 TFLite conversion
@@ -11,9 +13,17 @@ TensorFlow is imported here, once, behind the one guard that turns a missing
 TensorFlow into an install hint; every module of this package imports it from here.
 """
 
+import os
+
 from edge_signs.errors import EdgeSignsError
 
 INSTALL_HINT = "pip install 'edge-signs[train]' on a workstation or GPU box (a Raspberry Pi only needs 'edge-signs[pi]')"
+
+# TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX-512 VNNI or newer;
+# on an AVX2-only CPU they train the ResNet50 2.4x faster than its default kernels
+# (docs/results.md, tools/bench_train.py). It is read once, at import: a value the user
+# set (0 to turn them off) is kept.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 try:
     import tensorflow as tf

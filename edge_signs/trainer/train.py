@@ -31,13 +31,16 @@ from edge_signs import config, metrics
 from edge_signs.artifacts import atomic_path, check_output_dir, folder_lock, write_json
 from edge_signs.config import RECIPES, Recipe
 from edge_signs.data import Labelled, Signs, check_own_classes, grouped_split, load_labelled, own_split, resolve_data, train_val_split
+from edge_signs.edge.cpu import cpu_info
 from edge_signs.edge.preprocess import to_model_input
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
 from edge_signs.plots import training_curves_png
 from edge_signs.trainer import keras, tf
-from edge_signs.trainer.augment import augmenter
+from edge_signs.trainer.callbacks import Diverged, ProgressLine, StopOnDivergence, make_checkpoint_callback, read_checkpoint, weights_finite
+from edge_signs.trainer.datasets import make_dataset, mixed_dataset
 from edge_signs.trainer.model import build_resnet50, freeze_stages, load_init
+from edge_signs.trainer.precision import Precision, choose_precision, visible_gpus
 
 
 @dataclass
@@ -46,7 +49,7 @@ class TrainOptions:
     seed: int = config.SEED
     batch_size: int = config.BATCH_SIZE
     val_fraction: float = config.VAL_FRACTION
-    mixed_precision: bool = False
+    precision: str = config.DEFAULT_PRECISION  # one of config.PRECISIONS; auto: what the device computes fast (precision.py)
     devices: list[str] | None = None  # e.g. ["/cpu:0", "/cpu:1"]; None: what TF sees
     limit: int | None = None  # train on a stratified subset of N images (smoke runs)
     overrides: dict = field(default_factory=dict)  # Recipe fields set by the user
@@ -62,6 +65,8 @@ class TrainOptions:
         _check_fraction("--val-fraction", self.val_fraction, upper_open=True)
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < config.NUM_CLASSES * 2):
             raise EdgeSignsError(f"--limit must be at least {config.NUM_CLASSES * 2} images (two of each class), got {self.limit}")
+        if self.precision not in config.PRECISIONS:
+            raise EdgeSignsError(f"--precision must be one of {', '.join(config.PRECISIONS)}, got {self.precision!r}")
         if self.devices is not None and (not self.devices or not all(isinstance(d, str) and d.strip() for d in self.devices)):
             raise EdgeSignsError(f"--devices must name devices, e.g. /gpu:0,/gpu:1; got {self.devices!r}")
         recipe = self.resolved_recipe()
@@ -104,7 +109,7 @@ def _check_fraction(name: str, value, *, upper_open: bool) -> None:
 
 
 # Options that decide what a run computes: a resumed run must keep them (the device
-# list and mixed precision only decide where and how fast, and may change).
+# list and the precision only decide where and how fast, and may change).
 RESUME_FIXED = ("recipe", "seed", "batch_size", "val_fraction", "limit", "overrides", "init", "own_data")
 
 
@@ -112,52 +117,6 @@ def differences(saved: dict, given: "TrainOptions") -> list[str]:
     """'name: saved -> given' for each option of RESUME_FIXED that differs."""
     now = dataclasses.asdict(given)
     return [f"{key.replace('_', '-')}: {saved.get(key)!r} -> {now[key]!r}" for key in RESUME_FIXED if saved.get(key) != now[key]]
-
-
-# -- data pipeline ------------------------------------------------------------------------
-
-
-def make_dataset(x_uint8: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool, augment: bool, seed: int):
-    """uint8 RGB + int labels -> tf.data of (model input, one-hot labels)."""
-    x = to_model_input(x_uint8)  # the single preprocessing definition
-    onehot = np.eye(config.NUM_CLASSES, dtype=np.float32)[y]
-    ds = tf.data.Dataset.from_tensor_slices((x, onehot))
-    if training:
-        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    if augment:
-        ds = ds.map(augmenter(seed), num_parallel_calls=tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
-
-
-def mixed_dataset(own_x: np.ndarray, own_y: np.ndarray, signs_x: np.ndarray, signs_y: np.ndarray, *, signs_mix: float,
-                  batch_size: int, augment: bool, seed: int):
-    """Batches drawn from your own images and SIGNS at ``signs_mix`` (endless; one epoch = your images once).
-
-    Returns (dataset, steps per epoch). Each example is drawn from SIGNS with probability
-    ``signs_mix``, so a batch of 32 at 0.3 holds about 10 SIGNS images: the original
-    signs stay in every step instead of being forgotten between epochs.
-    """
-    def endless(x_uint8, y, salt):
-        onehot = np.eye(config.NUM_CLASSES, dtype=np.float32)[y]
-        ds = tf.data.Dataset.from_tensor_slices((to_model_input(x_uint8), onehot))
-        return ds.shuffle(len(y), seed=seed + salt, reshuffle_each_iteration=True).repeat()
-
-    if signs_mix > 0 and len(signs_y):
-        ds = tf.data.Dataset.sample_from_datasets([endless(own_x, own_y, 0), endless(signs_x, signs_y, 1)],
-                                                  weights=[1.0 - signs_mix, signs_mix], seed=seed)
-        steps = int(np.ceil(len(own_y) / (1.0 - signs_mix) / batch_size))
-    else:
-        ds = endless(own_x, own_y, 0)
-        steps = int(np.ceil(len(own_y) / batch_size))
-    ds = ds.batch(batch_size)
-    if augment:
-        ds = ds.map(augmenter(seed), num_parallel_calls=tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE), steps
 
 
 # -- devices ---------------------------------------------------------------------------------
@@ -201,7 +160,8 @@ def describe_device(strategy) -> str:
 # -- model and optimizer ------------------------------------------------------------------------
 
 
-def compile_model(model, recipe: Recipe, steps_per_epoch: int):
+def compile_model(model, recipe: Recipe, steps_per_epoch: int, *, jit_compile: bool | str = "auto"):
+    """Optimizer, schedule and loss of the recipe. ``jit_compile``: Keras' XLA switch ("auto": on a GPU only)."""
     lr = recipe.learning_rate
     if recipe.schedule == "cosine":
         total = max(1, recipe.epochs * steps_per_epoch)
@@ -225,89 +185,17 @@ def compile_model(model, recipe: Recipe, steps_per_epoch: int):
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
         metrics=["accuracy"],
+        jit_compile=jit_compile,
     )
     return model
 
 
-# -- checkpoints ----------------------------------------------------------------------------------
-
-
-class Diverged(EdgeSignsError):
-    """The loss or the weights became NaN or infinite: the run cannot go on."""
-
-
-def weights_finite(model) -> bool:
-    return all(np.isfinite(w).all() for w in model.get_weights() if np.issubdtype(np.asarray(w).dtype, np.floating))
-
-
-class StopOnDivergence(keras.callbacks.Callback):
-    """Stop at the first non-finite batch loss, before another checkpoint can be written."""
-
-    def __init__(self):
-        super().__init__()
-        self.where: str | None = None
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.where = f"batch {batch + 1} of epoch {self._epoch + 1} (loss {float(loss)})"
-            self.model.stop_training = True
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-
-def _make_checkpoint_callback(run_dir: Path, history: dict, timing: list, data_sha256: str, guard: StopOnDivergence):
-    ckpt_dir = run_dir / "checkpoint"
-
-    class EpochCheckpoint(keras.callbacks.Callback):
-        """After each epoch: model + optimizer state, then state.json naming it, then history.
-
-        state.json is written last, so it always names a complete checkpoint; a kill at any
-        moment loses at most the epoch in progress.
-        """
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._t0 = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = dict(logs or {})
-            if guard.where is not None or not all(math.isfinite(float(v)) for v in logs.values()) or not weights_finite(self.model):
-                # The last good checkpoint stays; this epoch is not saved and the run stops.
-                guard.where = guard.where or f"epoch {epoch + 1} (non-finite loss or weights)"
-                self.model.stop_training = True
-                return
-            timing.append(time.perf_counter() - self._t0)
-            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-            for key, value in logs.items():
-                history.setdefault(key, []).append(float(value))
-            ckpt_dir.mkdir(parents=True, exist_ok=True)
-            name = f"epoch-{epoch + 1:04d}.keras"
-            with atomic_path(ckpt_dir / name, suffix=".keras") as tmp:
-                self.model.save(tmp)
-            write_json(ckpt_dir / "state.json", {"epoch": epoch + 1, "model": name, "history": history, "epoch_seconds": timing,
-                                                 "data_sha256": data_sha256})
-            for old in ckpt_dir.glob("epoch-*.keras"):
-                if old.name != name:
-                    old.unlink()
-            write_json(run_dir / "history.json", history)
-            training_curves_png(history, run_dir / "training_curves.png", title=f"{run_dir.name}: ResNet50 on SIGNS")
-
-    return EpochCheckpoint()
-
-
-def read_checkpoint(run_dir: Path) -> dict | None:
-    state_path = run_dir / "checkpoint" / "state.json"
-    if not state_path.is_file():
-        return None
-    try:
-        state = json.loads(state_path.read_text())
-        state["path"] = run_dir / "checkpoint" / state["model"]
-    except (ValueError, KeyError) as exc:
-        raise EdgeSignsError(f"{state_path}: corrupt checkpoint state ({exc}); delete {run_dir / 'checkpoint'} to start over") from None
-    if not state["path"].is_file():
-        raise EdgeSignsError(f"{state['path']}: checkpoint named by {state_path} is missing; delete {run_dir / 'checkpoint'} to start over")
-    return state
+def resumed_precision(model, chosen: Precision) -> Precision:
+    """A checkpoint keeps the dtype policy it was trained in: a resumed run goes on in it."""
+    policy = model.dtype_policy.name
+    if policy == chosen.policy:
+        return chosen
+    return Precision(policy, f"the checkpoint's ({chosen.policy} would be chosen now; a resumed run keeps the precision it started in)")
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -329,7 +217,10 @@ def saved_options(out_dir: str | os.PathLike) -> TrainOptions | None:
     if not path.is_file():
         return None
     try:
-        return TrainOptions(**json.loads(path.read_text()))
+        saved = json.loads(path.read_text())
+        if "mixed_precision" in saved:  # options.json of a run started before --precision existed
+            saved["precision"] = "mixed_float16" if saved.pop("mixed_precision") else "float32"
+        return TrainOptions(**saved)
     except (OSError, ValueError, TypeError) as exc:
         raise EdgeSignsError(f"{path}: missing or unreadable run options ({exc}); cannot resume") from None
 
@@ -435,7 +326,7 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
             if changed:
                 raise EdgeSignsError(f"{run_dir}: --resume continues the same run, but these options differ from the ones it was started with: "
                                      f"{'; '.join(changed)}; drop them, or start a new run in another --out")
-            saved = dataclasses.replace(saved, devices=options.devices, mixed_precision=options.mixed_precision)
+            saved = dataclasses.replace(saved, devices=options.devices, precision=options.precision)
         options = saved
         log(f"resuming {run_dir} after epoch {state['epoch']}")
     elif (run_dir / "model.keras").exists():
@@ -455,8 +346,7 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
     keras.utils.set_random_seed(options.seed)
     strategy = choose_strategy(options.devices)
     device = describe_device(strategy)
-    if options.mixed_precision and not tf.config.list_physical_devices("GPU"):
-        log("--mixed-precision without a GPU: float16 is emulated on CPUs and slow; it is still applied")
+    precision = choose_precision(options.precision, gpus=visible_gpus(tf), cpu=cpu_info())
 
     # Splits: validation is carved from training data; the test set is only reported.
     train_idx, val_idx = train_val_split(signs.train.y, options.val_fraction, options.seed, options.limit)
@@ -482,8 +372,7 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
     history: dict[str, list[float]] = {}
     timing: list[float] = []
     initial_epoch = 0
-    if options.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.mixed_precision.set_global_policy(precision.policy)
     try:
         with strategy.scope():
             if state is not None:
@@ -493,6 +382,7 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
                     raise EdgeSignsError(f"{state['path']}: unreadable checkpoint ({str(exc).splitlines()[0][:160]}); "
                                          f"delete {run_dir / 'checkpoint'} to start the run over") from None
                 history, timing, initial_epoch = state["history"], state.get("epoch_seconds", []), state["epoch"]
+                precision = resumed_precision(model, precision)
             else:
                 model = load_init(options.init, **model_kwargs) if options.init else build_resnet50(**model_kwargs)
                 freeze_stages(model, recipe.freeze_stages)
@@ -503,8 +393,9 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
             f"{start} ({model.count_params():,} parameters) on {what}; "
             f"recipe '{options.recipe}', {recipe.epochs} epochs, batch {options.batch_size}{frozen}; {device}"
         )
+        log(f"precision: {precision.policy} ({precision.reason})" + ("" if precision.native else "; warning: emulated here, slower than float32"))
         guard = StopOnDivergence()
-        callback = _make_checkpoint_callback(run_dir, history, timing, data_sha256, guard)
+        callback = make_checkpoint_callback(run_dir, history, timing, data_sha256, guard)
         wall_start = time.perf_counter()
         if initial_epoch < recipe.epochs:
             try:
@@ -515,8 +406,9 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
                     initial_epoch=initial_epoch,
                     steps_per_epoch=fit_steps,
                     shuffle=False,  # tf.data shuffles (seeded) before batching and augmenting
-                    callbacks=[guard, callback],
-                    verbose=verbose if verbose is not None else (1 if sys.stderr.isatty() else 2),
+                    callbacks=[guard, callback, ProgressLine(log, recipe.epochs, timing)],
+                    # Keras' bar shows progress within an epoch on a terminal; ProgressLine says epoch k/N and the time left.
+                    verbose=verbose if verbose is not None else (1 if sys.stderr.isatty() else 0),
                 )
             except KeyboardInterrupt:
                 done = read_checkpoint(run_dir)
@@ -559,6 +451,7 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
             # Wall clock of this invocation's epochs, checkpoint writing included.
             "wall_seconds": float(wall_seconds),
             "device": device,
+            "precision": precision.as_dict(),
             "tensorflow_version": tf.__version__,
             "keras_version": keras.__version__,
             "dataset": {"source": signs.source, "layout": signs.layout, "sha256": data_sha256, "train": len(y_tr), "val": len(y_val), "test": len(signs.test),

@@ -307,10 +307,10 @@ def test_resume_on_other_data_is_refused(tmp_path, signs):
 
 
 def test_resume_keeps_what_decides_the_result_and_lets_the_hardware_change():
-    """Issue 9, rule "resume resumes the same run (or it applies only what is safe)": every option
-    that decides what the run computes is compared; devices and mixed precision may change."""
+    """Resume resumes the same run (or applies only what is safe): every option that decides what the
+    run computes is compared; devices and precision may change."""
     saved = dataclasses.asdict(SAVED)
-    assert differences(saved, dataclasses.replace(SAVED, devices=["/cpu:0"], mixed_precision=True)) == []
+    assert differences(saved, dataclasses.replace(SAVED, devices=["/cpu:0"], precision="mixed_float16")) == []
     changed = {"recipe": "default", "seed": 6, "batch_size": 16, "val_fraction": 0.3, "limit": 72, "overrides": {"epochs": 4},
                "init": "runs/first/model.keras", "own_data": ["my_signs"]}  # a fine-tuning run keeps its start and its folders
     assert set(changed) == set(RESUME_FIXED)
@@ -368,7 +368,7 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path):
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
     history, timing = {}, []
     guard = train_module.StopOnDivergence()
-    checkpoint = train_module._make_checkpoint_callback(tmp_path, history, timing, "sha", guard)
+    checkpoint = train_module.make_checkpoint_callback(tmp_path, history, timing, "sha", guard)
     for callback in (guard, checkpoint):
         callback.set_model(model)
 
@@ -401,7 +401,7 @@ def test_ctrl_c_exits_130_with_a_complete_resume_command(tmp_path, signs_dir, mo
     """Issue 9, failure 2 ("the resume hint printed after Ctrl-C leaves out --data") and rule "the
     hint after Ctrl-C is a complete command": the command it prints finishes the run."""
     monkeypatch.setattr(train_module, "build_resnet50", _tiny_builder())
-    make_checkpoint = train_module._make_checkpoint_callback
+    make_checkpoint = train_module.make_checkpoint_callback
 
     def interrupt_after_first_epoch(*args):
         callback = make_checkpoint(*args)
@@ -415,7 +415,7 @@ def test_ctrl_c_exits_130_with_a_complete_resume_command(tmp_path, signs_dir, mo
         callback.on_epoch_end = on_epoch_end
         return callback
 
-    monkeypatch.setattr(train_module, "_make_checkpoint_callback", interrupt_after_first_epoch)
+    monkeypatch.setattr(train_module, "make_checkpoint_callback", interrupt_after_first_epoch)
     out = tmp_path / "my run"  # a space: the command must quote it
     runner = CliRunner()
     first = runner.invoke(cli.main, ["train", "--out", str(out), "--data", str(signs_dir), "--recipe", "seed", "--limit", "24",
@@ -428,7 +428,7 @@ def test_ctrl_c_exits_130_with_a_complete_resume_command(tmp_path, signs_dir, mo
     assert command[command.index("--out") + 1] == str(out) and command[command.index("--data") + 1] == str(signs_dir)
     assert not (out / "model.keras").exists()
 
-    monkeypatch.setattr(train_module, "_make_checkpoint_callback", make_checkpoint)
+    monkeypatch.setattr(train_module, "make_checkpoint_callback", make_checkpoint)
     resumed = runner.invoke(cli.main, command[1:])
     assert resumed.exit_code == 0, resumed.output
     assert f"resuming {out} after epoch 1" in resumed.stderr

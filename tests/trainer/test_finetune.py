@@ -13,8 +13,9 @@ pytest.importorskip("tensorflow")
 from edge_signs import config  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
 from edge_signs.trainer import keras  # noqa: E402
+from edge_signs.trainer.datasets import mixed_dataset  # noqa: E402
 from edge_signs.trainer.model import freeze_stages, load_init, stage_of  # noqa: E402
-from edge_signs.trainer.train import TrainOptions, mixed_dataset, train  # noqa: E402
+from edge_signs.trainer.train import TrainOptions, train  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
 
 

@@ -18,7 +18,8 @@ pytest.importorskip("tensorflow")
 
 from edge_signs.config import DEFAULT_RECIPE, RECIPES  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
-from edge_signs.trainer.train import TrainOptions, make_dataset, train  # noqa: E402
+from edge_signs.trainer.datasets import make_dataset  # noqa: E402
+from edge_signs.trainer.train import TrainOptions, train  # noqa: E402
 from tests.conftest import REPO, run_cli  # noqa: E402
 
 METRIC_KEYS = {"train_accuracy", "train_loss", "val_accuracy", "val_loss", "test_accuracy", "test_loss", "params",

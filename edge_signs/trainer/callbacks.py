@@ -1,0 +1,125 @@
+"""Keras callbacks of a training run: divergence guard, per-epoch checkpoints, the progress line."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge_signs.artifacts import atomic_path, write_json
+from edge_signs.errors import EdgeSignsError
+from edge_signs.log import Log
+from edge_signs.plots import training_curves_png
+from edge_signs.trainer import keras
+
+
+class Diverged(EdgeSignsError):
+    """The loss or the weights became NaN or infinite: the run cannot go on."""
+
+
+def weights_finite(model) -> bool:
+    return all(np.isfinite(w).all() for w in model.get_weights() if np.issubdtype(np.asarray(w).dtype, np.floating))
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stop at the first non-finite batch loss, before another checkpoint can be written."""
+
+    def __init__(self):
+        super().__init__()
+        self.where: str | None = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.where = f"batch {batch + 1} of epoch {self._epoch + 1} (loss {float(loss)})"
+            self.model.stop_training = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+
+def make_checkpoint_callback(run_dir: Path, history: dict, timing: list, data_sha256: str, guard: StopOnDivergence):
+    ckpt_dir = run_dir / "checkpoint"
+
+    class EpochCheckpoint(keras.callbacks.Callback):
+        """After each epoch: model + optimizer state, then state.json naming it, then history.
+
+        state.json is written last, so it always names a complete checkpoint; a kill at any
+        moment loses at most the epoch in progress.
+        """
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = dict(logs or {})
+            if guard.where is not None or not all(math.isfinite(float(v)) for v in logs.values()) or not weights_finite(self.model):
+                # The last good checkpoint stays; this epoch is not saved and the run stops.
+                guard.where = guard.where or f"epoch {epoch + 1} (non-finite loss or weights)"
+                self.model.stop_training = True
+                return
+            timing.append(time.perf_counter() - self._t0)
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            for key, value in logs.items():
+                history.setdefault(key, []).append(float(value))
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            name = f"epoch-{epoch + 1:04d}.keras"
+            with atomic_path(ckpt_dir / name, suffix=".keras") as tmp:
+                self.model.save(tmp)
+            write_json(ckpt_dir / "state.json", {"epoch": epoch + 1, "model": name, "history": history, "epoch_seconds": timing,
+                                                 "data_sha256": data_sha256})
+            for old in ckpt_dir.glob("epoch-*.keras"):
+                if old.name != name:
+                    old.unlink()
+            write_json(run_dir / "history.json", history)
+            training_curves_png(history, run_dir / "training_curves.png", title=f"{run_dir.name}: ResNet50 on SIGNS")
+
+    return EpochCheckpoint()
+
+
+def read_checkpoint(run_dir: Path) -> dict | None:
+    state_path = run_dir / "checkpoint" / "state.json"
+    if not state_path.is_file():
+        return None
+    try:
+        state = json.loads(state_path.read_text())
+        state["path"] = run_dir / "checkpoint" / state["model"]
+    except (ValueError, KeyError) as exc:
+        raise EdgeSignsError(f"{state_path}: corrupt checkpoint state ({exc}); delete {run_dir / 'checkpoint'} to start over") from None
+    if not state["path"].is_file():
+        raise EdgeSignsError(f"{state['path']}: checkpoint named by {state_path} is missing; delete {run_dir / 'checkpoint'} to start over")
+    return state
+
+
+def duration(seconds: float) -> str:
+    """'45 s', '12 min', '1 h 05 min': as precise as a time left needs to be."""
+    seconds = max(0, round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+class ProgressLine(keras.callbacks.Callback):
+    """One line per epoch: epoch k/N, the epoch's loss and accuracy, its time, and the time left.
+
+    The time left is the mean epoch so far (this run's finished epochs, a resumed run's
+    included) times the epochs still to go.
+    """
+
+    def __init__(self, log: Log, epochs: int, timing: list[float]):
+        super().__init__()
+        self.log, self.epochs, self.timing = log, epochs, timing
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        done = epoch + 1
+        scores = "  ".join(f"{key} {float(logs[key]):.3f}" for key in ("loss", "accuracy", "val_loss", "val_accuracy") if key in logs)
+        took = f"{self.timing[-1]:.0f} s" if self.timing else ""
+        left = ""
+        if self.timing and done < self.epochs:
+            left = f", about {duration(float(np.mean(self.timing)) * (self.epochs - done))} left"
+        self.log(f"epoch {done}/{self.epochs}: {scores}  ({took}{left})")

@@ -1,0 +1,96 @@
+"""`train --precision`: what auto picks on each kind of device, and a bfloat16 run's float32 export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from edge_signs.edge.cpu import CpuInfo  # noqa: E402
+from edge_signs.edge.runtime import Classifier  # noqa: E402
+from edge_signs.errors import EdgeSignsError  # noqa: E402
+from edge_signs.trainer import keras  # noqa: E402
+from edge_signs.trainer.callbacks import duration  # noqa: E402
+from edge_signs.trainer.precision import Gpu, choose_precision  # noqa: E402
+from edge_signs.trainer.quantize import quantize  # noqa: E402
+from edge_signs.trainer.train import TrainOptions, train  # noqa: E402
+from tests.conftest import run_cli  # noqa: E402
+
+AVX2 = CpuInfo("AMD EPYC", "x86_64", frozenset({"avx2", "fma"}))
+SAPPHIRE_RAPIDS = CpuInfo("Intel Xeon", "x86_64", frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8"}))
+COOPER_LAKE = CpuInfo("Intel Xeon", "x86_64", frozenset({"avx2", "avx512f", "avx512_bf16"}))
+GRAVITON3 = CpuInfo("Neoverse-V1", "aarch64", frozenset({"asimd", "asimddp", "bf16", "sve"}))
+PI5 = CpuInfo("Cortex-A76", "aarch64", frozenset({"asimd", "asimddp", "asimdhp"}))
+A100, T4, P100 = Gpu("NVIDIA A100", (8, 0)), Gpu("Tesla T4", (7, 5)), Gpu("Tesla P100", (6, 0))
+
+
+@pytest.mark.parametrize("gpus, cpu, policy", [
+    ([A100], AVX2, "mixed_float16"),
+    ([A100, T4], SAPPHIRE_RAPIDS, "mixed_float16"),  # the GPUs train, whatever the CPU has
+    ([P100], SAPPHIRE_RAPIDS, "float32"),  # no tensor cores: float16 gains nothing
+    ([A100, P100], AVX2, "float32"),  # mirrored replicas compute alike: the slowest decides
+    ([Gpu("unknown", None)], AVX2, "float32"),
+    ([], SAPPHIRE_RAPIDS, "mixed_bfloat16"),
+    ([], COOPER_LAKE, "mixed_bfloat16"),
+    ([], GRAVITON3, "mixed_bfloat16"),
+    ([], AVX2, "float32"),
+    ([], PI5, "float32"),  # half floats, but no bfloat16
+    ([], CpuInfo("unknown", "x86_64"), "float32"),  # no /proc/cpuinfo
+])
+def test_auto_picks_what_the_training_device_computes_natively(gpus, cpu, policy):
+    chosen = choose_precision("auto", gpus=gpus, cpu=cpu)
+    assert chosen.policy == policy and chosen.native and chosen.reason.startswith("auto: ")
+
+
+def test_auto_says_why():
+    assert "amx_bf16, avx512_bf16" in choose_precision("auto", gpus=[], cpu=SAPPHIRE_RAPIDS).reason
+    assert "no bfloat16 instructions (none of amx_bf16, avx512_bf16)" in choose_precision("auto", gpus=[], cpu=AVX2).reason
+    assert "Tesla P100 6.0" in choose_precision("auto", gpus=[P100], cpu=AVX2).reason
+
+
+def test_asked_for_precisions_are_applied_and_emulation_is_flagged():
+    assert choose_precision("float32", gpus=[A100], cpu=SAPPHIRE_RAPIDS).policy == "float32"
+    on_cpu = choose_precision("mixed_float16", gpus=[], cpu=SAPPHIRE_RAPIDS)
+    assert on_cpu.policy == "mixed_float16" and not on_cpu.native and "emulate" in on_cpu.reason
+    assert choose_precision("mixed_float16", gpus=[T4], cpu=AVX2).native
+    emulated = choose_precision("mixed_bfloat16", gpus=[], cpu=AVX2)
+    assert emulated.policy == "mixed_bfloat16" and not emulated.native
+    assert choose_precision("mixed_bfloat16", gpus=[], cpu=GRAVITON3).native
+    with pytest.raises(EdgeSignsError, match="--precision float8: unknown"):
+        choose_precision("float8", gpus=[], cpu=AVX2)
+
+
+def test_precision_option_is_checked_and_the_old_flag_is_its_alias(tmp_path, signs_dir):
+    with pytest.raises(EdgeSignsError, match="--precision must be one of auto, float32, mixed_float16, mixed_bfloat16"):
+        TrainOptions(precision="half").validate()
+    clash = run_cli("train", "--data", signs_dir, "--out", tmp_path / "r", "--mixed-precision", "--precision", "float32")
+    assert clash.returncode == 1 and clash.stderr.strip().splitlines() == [
+        "edge-signs: error: --mixed-precision means --precision mixed_float16; it contradicts --precision float32"]
+
+
+def test_time_left_reads_as_a_person_would_say_it():
+    assert [duration(s) for s in (4.4, 89, 91, 754, 3599, 3930)] == ["4 s", "89 s", "2 min", "13 min", "1 h 00 min", "1 h 06 min"]
+
+
+@pytest.mark.slow
+def test_a_bfloat16_run_saves_and_quantizes_the_same_float32_model(tmp_path, signs):
+    lines: list[str] = []
+    run = tmp_path / "bf16"
+    result = train(TrainOptions(recipe="seed", limit=24, precision="mixed_bfloat16", overrides={"epochs": 2}), run, data=signs,
+                   verbose=0, log=lines.append)
+    assert result["precision"]["policy"] == "mixed_bfloat16"
+    assert json.loads((run / "metrics.json").read_text())["precision"] == result["precision"]
+    assert any(line.startswith("precision: mixed_bfloat16 (asked for") for line in lines)
+    progress = [line for line in lines if line.startswith("epoch ")]
+    assert progress[0].startswith("epoch 1/2: loss ") and "left)" in progress[0] and progress[1].startswith("epoch 2/2: ")
+    model = keras.models.load_model(run / "model.keras")
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    assert all(w.dtype == np.float32 for w in model.get_weights())
+    assert keras.mixed_precision.global_policy().name == "float32"  # the run leaves the process as it found it
+    paths = quantize(run / "model.keras", ["float16", "int8"], data=signs, log=lambda m: None)
+    assert [Classifier(p).format for p in paths] == ["float16", "int8"]
+    probs = Classifier(paths[1]).predict_batch(signs.test.x[:8])
+    assert probs.shape == (8, 6) and np.isfinite(probs).all()
