@@ -124,10 +124,12 @@ def main():
 @click.option("--mixed-precision", is_flag=True, help="Deprecated: the same as --precision mixed_float16.")
 @click.option("--devices", default=None, help="Comma-separated devices to mirror across, e.g. /gpu:0,/gpu:1 (default: all GPUs TensorFlow sees).")
 @click.option("--limit", type=click.IntRange(min=12), default=None, help="Train on a stratified subset of N images (smoke runs).")
+@click.option("--extra", multiple=True, type=click.Path(path_type=Path), help="A labelled folder (<label>/*.jpg) added to the training images; repeatable. Its held-out fifth is reported, never trained on.")
+@click.option("--select-on", type=click.Path(path_type=Path), default=None, help="A labelled folder (e.g. other people's hands) whose accuracy chooses the epoch kept; never trained on.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last finished epoch, with its own options.")
 @click.pass_context
 @friendly_errors
-def train(ctx, data, out, recipe, epochs, batch_size, learning_rate, seed, dropout, l2, label_smoothing, augment, val_fraction, precision, mixed_precision, devices, limit, resume):
+def train(ctx, data, out, recipe, epochs, batch_size, learning_rate, seed, dropout, l2, label_smoothing, augment, val_fraction, precision, mixed_precision, devices, limit, extra, select_on, resume):
     """Train the ResNet50 on SIGNS and report train/test accuracy and loss."""
     overrides = {"epochs": epochs, "learning_rate": learning_rate, "dropout": dropout, "l2": l2, "label_smoothing": label_smoothing, "augment": augment}
     fields = {
@@ -138,6 +140,8 @@ def train(ctx, data, out, recipe, epochs, batch_size, learning_rate, seed, dropo
         "precision": _precision(ctx, precision, mixed_precision),
         "devices": [d.strip() for d in devices.split(",") if d.strip()] if devices else None,
         "limit": limit,
+        "extra": [str(folder) for folder in extra],
+        "select_on": str(select_on) if select_on else None,
     }
     # The trainer imports TensorFlow: only here, after the options are checked, and its guard turns a missing one into an install hint.
     from edge_signs.trainer.train import TrainOptions, saved_options

@@ -51,7 +51,7 @@ def child(precision: str, xla: bool, steps: int, data: str | None) -> dict:
     train_idx, _ = train_val_split(signs.train.y, config.VAL_FRACTION, config.SEED, None)
     x, y = signs.train.x[train_idx], signs.train.y[train_idx]
     steps_per_epoch = int(np.ceil(len(y) / config.BATCH_SIZE))
-    ds = make_dataset(x, y, batch_size=config.BATCH_SIZE, training=True, augment=recipe.augment, seed=0).repeat()
+    ds = make_dataset(x, y, batch_size=config.BATCH_SIZE, training=True, augment=recipe if recipe.augment else None, seed=0).repeat()
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
     model = build_resnet50(dropout=recipe.dropout, bn_momentum=recipe.bn_momentum)

@@ -1,31 +1,68 @@
-"""Camera-like augmentation for training, as TensorFlow ops inside tf.data."""
+"""Training augmentation, as TensorFlow ops inside tf.data, set by the recipe.
+
+It only changes what training sees: the camera, evaluation and calibration feed
+the model through edge/preprocess.py and never pass through here.
+"""
 
 from __future__ import annotations
 
+from edge_signs import config
+from edge_signs.config import Recipe
 from edge_signs.trainer import keras, tf
 
+CAMERA_ROBUST = config.RECIPES[config.DEFAULT_RECIPE]
 
-def augmenter(seed: int):
-    """Camera-like augmentation for float images in [0, 1], batched (B, 64, 64, 3).
 
-    Mirrored hands, a hand a little off-centre, tilted or nearer/farther, and, on
-    about half of the images, other light, white balance, contrast, sensor noise
-    and defocus. Geometry stays mild on purpose: SIGNS fingertips reach the top
-    edge, and a crop that cuts a finger off changes the true label. All
-    TensorFlow ops, so it runs inside tf.data (and on a GPU when there is one);
-    labels are untouched.
+def augmenter(seed: int, recipe: Recipe = CAMERA_ROBUST):
+    """Augmentation for float images in [0, 1], batched (B, 64, 64, C) -> (B, 64, 64, 3).
+
+    Always: mirrored hands, a hand off-centre, tilted, nearer or farther (the recipe's
+    ranges), and on about half of the images other light, white balance, contrast,
+    sensor noise and defocus. Each of the recipe's further switches adds one step:
+    ``background_swap`` (C = 4: the 4th channel is the hand's mask from segment.py;
+    the wall is replaced by a random colour field), ``hue`` (skin tone and tint),
+    ``grayscale`` and ``erase`` (a random patch covered). Labels are untouched.
     """
-    geometry = keras.Sequential(
+    gen = tf.random.Generator.from_seed(seed + 4)
+    geometry = _geometry(seed, recipe)
+    photometric = _photometric(gen)
+
+    def augment(images, labels):
+        images = geometry(images, training=True)
+        if recipe.background_swap > 0:
+            images = swap_background(gen, images, recipe.background_swap)
+        # Half of the images keep their colours: the camera is often fine, and clean
+        # images keep learning fast.
+        keep = gen.uniform((tf.shape(images)[0], 1, 1, 1)) < 0.5
+        images = tf.where(keep, images, photometric(images))
+        if recipe.hue > 0:
+            images = _shift_hue(gen, tf.clip_by_value(images, 0.0, 1.0), recipe.hue)
+        if recipe.grayscale > 0:
+            images = _grayscale(gen, images, recipe.grayscale)
+        if recipe.erase > 0:
+            images = _erase(gen, images, recipe.erase)
+        return tf.clip_by_value(images, 0.0, 1.0), labels
+
+    return augment
+
+
+def _geometry(seed: int, recipe: Recipe):
+    return keras.Sequential(
         [
             keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomRotation(15 / 360, fill_mode="nearest", seed=seed + 1),
-            keras.layers.RandomTranslation(0.06, 0.06, fill_mode="nearest", seed=seed + 2),
-            keras.layers.RandomZoom((-0.08, 0.12), fill_mode="nearest", seed=seed + 3),
+            keras.layers.RandomRotation(recipe.rotation / 360, fill_mode="nearest", seed=seed + 1),
+            keras.layers.RandomTranslation(recipe.shift, recipe.shift, fill_mode="nearest", seed=seed + 2),
+            keras.layers.RandomZoom((-recipe.zoom_in, recipe.zoom_out), fill_mode="nearest", seed=seed + 3),
         ],
         name="augment_geometry",
     )
-    gen = tf.random.Generator.from_seed(seed + 4)
 
+
+def _per_image(images):
+    return (tf.shape(images)[0], 1, 1, 1)
+
+
+def _photometric(gen):
     def blur(images, sigma):
         # Separable Gaussian blur with a per-batch sigma; 5 taps cover sigma <= 1.5 px.
         taps = tf.range(-2.0, 3.0)
@@ -37,25 +74,65 @@ def augmenter(seed: int):
         return tf.nn.depthwise_conv2d(images, ky, (1, 1, 1, 1), "SAME")
 
     def photometric(images):
-        batch = tf.shape(images)[0]
-        ones = (batch, 1, 1, 1)
+        ones = _per_image(images)
         mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
         # Ranges a little wider than the robustness report's perturbations, not much more:
         # stronger colour changes slowed learning without helping accuracy.
         images = (images - mean) * gen.uniform(ones, 0.65, 1.35) + mean  # contrast
         gain = gen.uniform(ones, 0.65, 1.3)  # exposure
-        cast = gen.uniform((batch, 1, 1, 3), 0.87, 1.15)  # white balance
+        cast = gen.uniform((tf.shape(images)[0], 1, 1, 3), 0.87, 1.15)  # white balance
         offset = gen.uniform(ones, -0.08, 0.16)  # brightness (the report adds up to +40 levels)
         images = images * gain * cast + offset
         images = images + gen.normal(tf.shape(images)) * gen.uniform(ones, 0.0, 0.04)  # sensor noise
         return tf.cond(gen.uniform(()) < 0.5, lambda: blur(images, gen.uniform((), 0.5, 1.3)), lambda: images)
 
-    def augment(images, labels):
-        images = geometry(images, training=True)
-        # Half of the images keep their colours: the camera is often fine, and clean
-        # images keep learning fast.
-        keep = gen.uniform((tf.shape(images)[0], 1, 1, 1)) < 0.5
-        images = tf.where(keep, images, photometric(images))
-        return tf.clip_by_value(images, 0.0, 1.0), labels
+    return photometric
 
-    return augment
+
+def colour_fields(gen, batch, size: int = config.IMAGE_SIZE):
+    """Random backgrounds (B, size, size, 3) in [0, 1]: a plain colour blended with a smooth
+    field of 2x2 to 8x8 random colours (walls, furniture, light falloff) and fine noise."""
+    cells = tf.gather([2, 3, 4, 8], gen.uniform((), 0, 4, dtype=tf.int32))
+    field = tf.image.resize(gen.uniform((batch, cells, cells, 3)), (size, size), method="bilinear")
+    plain = gen.uniform((batch, 1, 1, 3))
+    blend = gen.uniform((batch, 1, 1, 1))
+    noise = gen.normal((batch, size, size, 3)) * gen.uniform((batch, 1, 1, 1), 0.0, 0.04)
+    return tf.clip_by_value(plain * (1 - blend) + field * blend + noise, 0.0, 1.0)
+
+
+def swap_background(gen, rgba, probability: float):
+    """The hand (mask channel) over a random colour field on ``probability`` of the images; RGB out."""
+    rgb, mask = rgba[..., :3], rgba[..., 3:]
+    soft = tf.nn.avg_pool2d(tf.clip_by_value(mask, 0.0, 1.0), 3, 1, "SAME")  # no hard cut-out edge
+    swapped = rgb * soft + colour_fields(gen, tf.shape(rgb)[0]) * (1 - soft)
+    chosen = gen.uniform(_per_image(rgb)) < probability
+    return tf.where(chosen, swapped, rgb)
+
+
+def _shift_hue(gen, images, max_shift: float):
+    """Hue turned by up to +-max_shift of the wheel and saturation scaled 0.6-1.4, per image."""
+    hsv = tf.image.rgb_to_hsv(images)
+    ones = _per_image(images)
+    hue = tf.math.floormod(hsv[..., :1] + gen.uniform(ones, -max_shift, max_shift), 1.0)
+    saturation = tf.clip_by_value(hsv[..., 1:2] * gen.uniform(ones, 0.6, 1.4), 0.0, 1.0)
+    return tf.image.hsv_to_rgb(tf.concat([hue, saturation, hsv[..., 2:]], axis=-1))
+
+
+def _grayscale(gen, images, probability: float):
+    gray = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(images))
+    return tf.where(gen.uniform(_per_image(images)) < probability, gray, images)
+
+
+def _erase(gen, images, probability: float):
+    """One rectangle of 8-20 % of each side, in a random colour, on ``probability`` of the images.
+    Small on purpose: a patch the size of a finger would change the sign."""
+    batch, size = tf.shape(images)[0], tf.cast(tf.shape(images)[1], tf.float32)
+    ones = (batch, 1, 1)
+    h, w = gen.uniform(ones, 0.08, 0.2) * size, gen.uniform(ones, 0.08, 0.2) * size
+    y0, x0 = gen.uniform(ones) * (size - h), gen.uniform(ones) * (size - w)
+    coords = tf.range(size)
+    inside = ((coords[None, :, None] >= y0) & (coords[None, :, None] < y0 + h)
+              & (coords[None, None, :] >= x0) & (coords[None, None, :] < x0 + w))
+    chosen = gen.uniform(ones) < probability
+    patch = (inside & chosen)[..., None]
+    return tf.where(patch, gen.uniform((batch, 1, 1, 3)), images)

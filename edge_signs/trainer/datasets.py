@@ -12,36 +12,48 @@ from __future__ import annotations
 import numpy as np
 
 from edge_signs import config
+from edge_signs.config import Recipe
 from edge_signs.edge.preprocess import to_model_input
 from edge_signs.trainer import tf
 from edge_signs.trainer.augment import augmenter
 
 
-def _examples(x_uint8: np.ndarray, y: np.ndarray):
+def _examples(x_uint8: np.ndarray, y: np.ndarray, augment: Recipe | None, masks: np.ndarray | None):
+    """(model input, one-hot) pairs; the hand's mask rides along as a 4th channel when the recipe swaps backgrounds."""
     onehot = np.eye(config.NUM_CLASSES, dtype=np.float32)[y]
-    return tf.data.Dataset.from_tensor_slices((to_model_input(x_uint8), onehot))
+    x = to_model_input(x_uint8)
+    if augment is not None and augment.background_swap > 0:
+        if masks is None:
+            raise ValueError("a recipe with background_swap needs the images' hand masks (segment.hand_masks)")
+        x = np.concatenate([x, masks.astype(np.float32)], axis=-1)
+    return tf.data.Dataset.from_tensor_slices((x, onehot))
 
 
-def _finish(ds, *, batch_size: int, augment: bool, seed: int):
+def _finish(ds, *, batch_size: int, augment: Recipe | None, seed: int):
     """Batch, augment whole batches in parallel, shard by data under tf.distribute, prefetch."""
     ds = ds.batch(batch_size)
-    if augment:
-        ds = ds.map(augmenter(seed), num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None:
+        ds = ds.map(augmenter(seed, augment), num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def make_dataset(x_uint8: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool, augment: bool, seed: int):
-    """uint8 RGB + int labels -> tf.data of (model input, one-hot labels)."""
-    ds = _examples(x_uint8, y)
+def make_dataset(x_uint8: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool, augment: Recipe | None, seed: int,
+                 masks: np.ndarray | None = None):
+    """uint8 RGB + int labels -> tf.data of (model input, one-hot labels).
+
+    ``augment``: the recipe whose augmentation applies (None: none); ``masks`` (N, H, W, 1):
+    the hands, for a recipe that swaps backgrounds (1 everywhere keeps an image's own).
+    """
+    ds = _examples(x_uint8, y, augment, masks)
     if training:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
     return _finish(ds, batch_size=batch_size, augment=augment, seed=seed)
 
 
 def mixed_dataset(own_x: np.ndarray, own_y: np.ndarray, signs_x: np.ndarray, signs_y: np.ndarray, *, signs_mix: float,
-                  batch_size: int, augment: bool, seed: int):
+                  batch_size: int, augment: Recipe | None, seed: int):
     """Batches drawn from your own images and SIGNS at ``signs_mix`` (endless; one epoch = your images once).
 
     Returns (dataset, steps per epoch). Each example is drawn from SIGNS with probability
@@ -49,7 +61,8 @@ def mixed_dataset(own_x: np.ndarray, own_y: np.ndarray, signs_x: np.ndarray, sig
     signs stay in every step instead of being forgotten between epochs.
     """
     def endless(x_uint8, y, salt):
-        return _examples(x_uint8, y).shuffle(len(y), seed=seed + salt, reshuffle_each_iteration=True).repeat()
+        everywhere = np.ones((*x_uint8.shape[:3], 1), np.float32)  # your photos' backgrounds are already varied: kept
+        return _examples(x_uint8, y, augment, everywhere).shuffle(len(y), seed=seed + salt, reshuffle_each_iteration=True).repeat()
 
     if signs_mix > 0 and len(signs_y):
         ds = tf.data.Dataset.sample_from_datasets([endless(own_x, own_y, 0), endless(signs_x, signs_y, 1)],

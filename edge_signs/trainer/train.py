@@ -39,8 +39,10 @@ from edge_signs.plots import training_curves_png
 from edge_signs.trainer import keras, tf
 from edge_signs.trainer.callbacks import Diverged, ProgressLine, StopOnDivergence, make_checkpoint_callback, read_checkpoint, weights_finite
 from edge_signs.trainer.datasets import make_dataset, mixed_dataset
+from edge_signs.trainer.extra import ChooseBestEpoch, first_selection_epoch, load_extra, read_best, with_extra
 from edge_signs.trainer.model import build_resnet50, freeze_stages, load_init
 from edge_signs.trainer.precision import Precision, choose_precision, visible_gpus
+from edge_signs.trainer.segment import hand_masks
 
 
 @dataclass
@@ -55,6 +57,8 @@ class TrainOptions:
     overrides: dict = field(default_factory=dict)  # Recipe fields set by the user
     init: str | None = None  # start from this trained model.keras (fine-tuning) instead of random weights
     own_data: list[str] = field(default_factory=list)  # labelled folders of your own images, mixed with SIGNS
+    extra: list[str] = field(default_factory=list)  # further labelled folders added to SIGNS' training images (trainer/extra.py)
+    select_on: str | None = None  # a labelled folder whose accuracy chooses the epoch kept (trainer/extra.py)
 
     def validate(self) -> "TrainOptions":
         """Every option in range and finite: a one-line error naming the option otherwise."""
@@ -84,8 +88,14 @@ class TrainOptions:
         _check_fraction("--signs-mix", recipe.signs_mix, upper_open=True)
         if self.init is not None and (not isinstance(self.init, str) or not Path(self.init).is_file()):
             raise EdgeSignsError(f"--init {self.init}: model file not found (expected model.keras from 'edge-signs train')")
+        for folder in [*self.extra, *([self.select_on] if self.select_on else [])]:
+            if not isinstance(folder, str) or not Path(folder).is_dir():
+                raise EdgeSignsError(f"{folder}: not a folder (--extra and --select-on take labelled folders: <label>/*.jpg)")
+        _check_augmentation(recipe)
         if self.own_data and self.limit is not None:
             raise EdgeSignsError("--limit subsets SIGNS for smoke runs; it cannot be combined with your own --data folders")
+        if self.own_data and self.extra:
+            raise EdgeSignsError("--extra adds folders to SIGNS training; fine-tuning takes all its folders as --data")
         return self
 
     def resolved_recipe(self) -> Recipe:
@@ -103,6 +113,14 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _check_augmentation(recipe: Recipe) -> None:
+    for name, value, top in (("rotation", recipe.rotation, 180.0), ("shift", recipe.shift, 0.5), ("zoom_in", recipe.zoom_in, 0.9),
+                             ("zoom_out", recipe.zoom_out, 1.0), ("background_swap", recipe.background_swap, 1.0), ("hue", recipe.hue, 0.5),
+                             ("grayscale", recipe.grayscale, 1.0), ("erase", recipe.erase, 1.0)):
+        if not _finite(value) or not 0 <= value <= top:
+            raise EdgeSignsError(f"recipe {name} must be a number in [0, {top:g}], got {value}")
+
+
 def _check_fraction(name: str, value, *, upper_open: bool) -> None:
     if not _finite(value) or value < 0 or value > 1 or (upper_open and value == 1):
         raise EdgeSignsError(f"{name} must be a number in [0, 1{')' if upper_open else ']'}, got {value}")
@@ -110,7 +128,7 @@ def _check_fraction(name: str, value, *, upper_open: bool) -> None:
 
 # Options that decide what a run computes: a resumed run must keep them (the device
 # list and the precision only decide where and how fast, and may change).
-RESUME_FIXED = ("recipe", "seed", "batch_size", "val_fraction", "limit", "overrides", "init", "own_data")
+RESUME_FIXED = ("recipe", "seed", "batch_size", "val_fraction", "limit", "overrides", "init", "own_data", "extra", "select_on")
 
 
 def differences(saved: dict, given: "TrainOptions") -> list[str]:
@@ -277,11 +295,12 @@ def own_splits(folders: list[str], val_fraction: float, seed: int, log: Log) -> 
     return result
 
 
-def _combined_checksum(signs: Signs, own: OwnSplits | None) -> str:
-    if own is None:
+def _combined_checksum(signs: Signs, own: OwnSplits | None, others: list[Labelled]) -> str:
+    parts = ([own.train, own.val, *own.heldout.values()] if own is not None else []) + others
+    if not parts:
         return signs.checksum()
     digest = hashlib.sha256(signs.checksum().encode())
-    for part in (own.train, own.val, *own.heldout.values()):
+    for part in parts:
         digest.update(part.checksum().encode())
     return digest.hexdigest()
 
@@ -338,7 +357,9 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
     recipe = options.resolved_recipe()
     signs = data if isinstance(data, Signs) else resolve_data(data, log=log)
     own = own_splits(options.own_data, options.val_fraction, options.seed, log) if options.own_data else None
-    data_sha256 = _combined_checksum(signs, own)
+    extra = load_extra(options.extra, log)
+    chooser = load_labelled(options.select_on, log=log) if options.select_on else None
+    data_sha256 = _combined_checksum(signs, own, [*extra.train, *extra.heldout.values(), *([chooser] if chooser else [])])
     if state is not None and state.get("data_sha256") not in (None, data_sha256):
         raise EdgeSignsError(f"{signs.source}: not the data this run was started on (sha256 {data_sha256[:12]}..., the run's "
                              f"{state['data_sha256'][:12]}...); resume with the same --data, or start a new run")
@@ -352,17 +373,20 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
     train_idx, val_idx = train_val_split(signs.train.y, options.val_fraction, options.seed, options.limit)
     x_tr, y_tr = signs.train.x[train_idx], signs.train.y[train_idx]
     x_val, y_val = signs.train.x[val_idx], signs.train.y[val_idx]
+    augment = recipe if recipe.augment else None
     if own is None:
-        train_ds = make_dataset(x_tr, y_tr, batch_size=options.batch_size, training=True, augment=recipe.augment, seed=options.seed)
-        val_ds = make_dataset(x_val, y_val, batch_size=options.batch_size, training=False, augment=False, seed=options.seed) if len(y_val) else None
-        steps_per_epoch = int(np.ceil(len(y_tr) / options.batch_size))
+        masks = hand_masks(x_tr, log) if augment and recipe.background_swap > 0 else None
+        x_fit, y_fit, masks = with_extra(x_tr, y_tr, masks, extra)
+        train_ds = make_dataset(x_fit, y_fit, batch_size=options.batch_size, training=True, augment=augment, seed=options.seed, masks=masks)
+        val_ds = make_dataset(x_val, y_val, batch_size=options.batch_size, training=False, augment=None, seed=options.seed) if len(y_val) else None
+        steps_per_epoch = int(np.ceil(len(y_fit) / options.batch_size))
         fit_steps = None
-        what = f"{len(y_tr)} images, validating on {len(y_val)}"
+        what = f"{len(y_tr)} images" + (f" and {extra.images} from {', '.join(options.extra)}" if extra.train else "") + f", validating on {len(y_val)}"
     else:
         # Your images once per epoch, SIGNS training images mixed into every batch; validation on your own.
         train_ds, steps_per_epoch = mixed_dataset(own.train.x, own.train.y, x_tr, y_tr, signs_mix=recipe.signs_mix,
-                                                  batch_size=options.batch_size, augment=recipe.augment, seed=options.seed)
-        val_ds = make_dataset(own.val.x, own.val.y, batch_size=options.batch_size, training=False, augment=False, seed=options.seed) if len(own.val) else None
+                                                  batch_size=options.batch_size, augment=augment, seed=options.seed)
+        val_ds = make_dataset(own.val.x, own.val.y, batch_size=options.batch_size, training=False, augment=None, seed=options.seed) if len(own.val) else None
         fit_steps = steps_per_epoch
         what = f"{own.describe()}; SIGNS makes {recipe.signs_mix:.0%} of each batch"
 
@@ -395,6 +419,7 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
         )
         log(f"precision: {precision.policy} ({precision.reason})" + ("" if precision.native else "; warning: emulated here, slower than float32"))
         guard = StopOnDivergence()
+        chooser_callback = [ChooseBestEpoch(chooser, first_selection_epoch(recipe.epochs), run_dir / "checkpoint", log)] if chooser else []
         callback = make_checkpoint_callback(run_dir, history, timing, data_sha256, guard)
         wall_start = time.perf_counter()
         if initial_epoch < recipe.epochs:
@@ -406,7 +431,7 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
                     initial_epoch=initial_epoch,
                     steps_per_epoch=fit_steps,
                     shuffle=False,  # tf.data shuffles (seeded) before batching and augmenting
-                    callbacks=[guard, callback, ProgressLine(log, recipe.epochs, timing)],
+                    callbacks=[guard, *chooser_callback, callback, ProgressLine(log, recipe.epochs, timing)],
                     # Keras' bar shows progress within an epoch on a terminal; ProgressLine says epoch k/N and the time left.
                     verbose=verbose if verbose is not None else (1 if sys.stderr.isatty() else 0),
                 )
@@ -429,6 +454,12 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
     for layer in model.layers:  # frozen stages thaw in the saved model: a later fine-tune chooses its own
         layer.trainable = True
     final.set_weights(model.get_weights())
+    chosen = {"by": "the last epoch", "epoch": recipe.epochs}
+    best = read_best(run_dir / "checkpoint") if chooser is not None else None
+    if best is not None:
+        final.set_weights(keras.models.load_model(run_dir / "checkpoint" / "best.keras").get_weights())
+        chosen = {"by": f"accuracy on {best['folder']} (--select-on), from epoch {first_selection_epoch(recipe.epochs)} on", **best}
+        log(f"kept epoch {best['epoch']} of {recipe.epochs}: the best on {best['folder']} ({best['accuracy']:.3f})")
     with atomic_path(run_dir / "model.keras", suffix=".keras") as tmp:
         final.save(tmp)
 
@@ -442,6 +473,9 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
         result["own"] = {name: {"source": part.source, "images": len(part), **metrics.summarize(_predict(final, part.x), part.y)}
                          for name, part in parts if len(part)}
         result["init"] = options.init
+    for name, part in extra.heldout.items():
+        result.setdefault("extra_heldout", {})[name] = {"source": part.source, "images": len(part), **metrics.summarize(_predict(final, part.x), part.y)}
+    result["checkpoint"] = chosen
     result.update(
         {
             "params": int(final.count_params()),

@@ -65,11 +65,11 @@ def test_mixed_batches_hold_signs_at_the_given_fraction():
     own_x = np.zeros((200, 64, 64, 3), np.uint8)  # own images are black, SIGNS images white: the source is visible
     signs_x = np.full((100, 64, 64, 3), 255, np.uint8)
     y_own, y_signs = np.arange(200) % 6, np.arange(100) % 6
-    ds, steps = mixed_dataset(own_x, y_own, signs_x, y_signs, signs_mix=0.3, batch_size=20, augment=False, seed=0)
+    ds, steps = mixed_dataset(own_x, y_own, signs_x, y_signs, signs_mix=0.3, batch_size=20, augment=None, seed=0)
     assert steps == int(np.ceil(200 / 0.7 / 20))  # one epoch shows each own image once, on average
     from_signs = [float(np.mean(np.asarray(x)[:, 0, 0, 0] > 0.5)) for x, _ in ds.take(40)]
     assert 0.22 < np.mean(from_signs) < 0.38
-    only_own, steps_own = mixed_dataset(own_x, y_own, signs_x, y_signs, signs_mix=0.0, batch_size=20, augment=False, seed=0)
+    only_own, steps_own = mixed_dataset(own_x, y_own, signs_x, y_signs, signs_mix=0.0, batch_size=20, augment=None, seed=0)
     assert steps_own == 10 and all(np.asarray(x).max() == 0 for x, _ in only_own.take(12))
 
 

@@ -49,14 +49,14 @@ def test_cli_training_run_writes_every_output(tmp_path, signs_dir):
 def test_augmentation_is_on_by_default_and_keeps_labels_and_ranges(signs):
     assert TrainOptions().recipe == DEFAULT_RECIPE and RECIPES[DEFAULT_RECIPE].augment
     x, y = signs.train.x[:64], signs.train.y[:64]
-    ds = make_dataset(x, y, batch_size=64, training=False, augment=True, seed=0)
+    ds = make_dataset(x, y, batch_size=64, training=False, augment=RECIPES[DEFAULT_RECIPE], seed=0)
     images, onehot = next(iter(ds))
     images, onehot = images.numpy(), onehot.numpy()
     assert images.shape == (64, 64, 64, 3) and images.dtype == np.float32
     assert images.min() >= 0.0 and images.max() <= 1.0
     assert np.array_equal(onehot.argmax(1), y)  # labels untouched, order kept
     assert np.abs(images - x / 255.0).mean() > 0.02  # the images really changed
-    plain, _ = next(iter(make_dataset(x, y, batch_size=64, training=False, augment=False, seed=0)))
+    plain, _ = next(iter(make_dataset(x, y, batch_size=64, training=False, augment=None, seed=0)))
     assert np.allclose(plain.numpy(), x / 255.0)
 
 

@@ -1,0 +1,99 @@
+"""Beyond SIGNS: further labelled folders mixed into training, and a folder that chooses the checkpoint.
+
+``--extra DIR`` (repeatable) adds a labelled folder (the layout of your own images,
+data.load_labelled) to the training images. Its held-out groups (the same hash-fixed
+fifth that `evaluate --split heldout` scores) are never trained on: they are reported
+as the folder's in-domain accuracy.
+
+``--select-on DIR`` scores a labelled folder after each epoch of the second half of
+the run and keeps the epoch that scored best as the run's model. It is for a
+validation set of other people's hands (../shared/datasets/sld-dev): it chooses,
+it never trains. SIGNS test never chooses anything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge_signs import config
+from edge_signs.artifacts import atomic_path, write_json
+from edge_signs.data import Labelled, load_labelled, own_split
+from edge_signs.edge.preprocess import to_model_input
+from edge_signs.log import Log
+from edge_signs.trainer import keras
+
+
+@dataclass
+class Extra:
+    train: list[Labelled] = field(default_factory=list)
+    heldout: dict[str, Labelled] = field(default_factory=dict)
+
+    @property
+    def images(self) -> int:
+        return sum(len(part) for part in self.train)
+
+
+def load_extra(folders: list[str], log: Log) -> Extra:
+    extra = Extra()
+    for folder in folders:
+        own = load_labelled(folder, log=log)
+        extra.train.append(own_split(own, "train"))
+        held = own_split(own, "heldout")
+        if len(held):
+            extra.heldout[Path(folder).resolve().name] = held
+    return extra
+
+
+def with_extra(x: np.ndarray, y: np.ndarray, masks: np.ndarray | None, extra: Extra):
+    """SIGNS training images followed by the extra folders' (whose masks are 1: their backgrounds stay)."""
+    if not extra.train:
+        return x, y, masks
+    x = np.concatenate([x, *(part.x for part in extra.train)])
+    y = np.concatenate([y, *(part.y for part in extra.train)])
+    if masks is not None:
+        masks = np.concatenate([masks, np.ones((extra.images, *masks.shape[1:]), masks.dtype)])
+    return x, y, masks
+
+
+class ChooseBestEpoch(keras.callbacks.Callback):
+    """After each epoch from ``first_epoch`` on: accuracy on the selection folder; the best epoch's model
+    is kept in ``checkpoint/best.keras`` (and best.json), so a killed run keeps its choice too."""
+
+    def __init__(self, folder: Labelled, first_epoch: int, ckpt_dir: Path, log: Log):
+        super().__init__()
+        self.x, self.y = to_model_input(folder.x), folder.y
+        self.first_epoch, self.ckpt_dir, self.log = first_epoch, ckpt_dir, log
+        self.source = folder.source
+        self.best = read_best(ckpt_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 < self.first_epoch or self.model.stop_training:
+            return
+        probs = self.model.predict(self.x, batch_size=config.PREDICT_BATCH, verbose=0)
+        accuracy = float(np.mean(probs.argmax(1) == self.y))
+        if logs is not None:
+            logs["select_accuracy"] = accuracy
+        if self.best is None or accuracy > self.best["accuracy"]:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(self.ckpt_dir / "best.keras", suffix=".keras") as tmp:
+                self.model.save(tmp)
+            self.best = {"epoch": epoch + 1, "accuracy": accuracy, "folder": self.source}
+            write_json(self.ckpt_dir / "best.json", self.best)
+
+
+def read_best(ckpt_dir: Path) -> dict | None:
+    path = ckpt_dir / "best.json"
+    if not (path.is_file() and (ckpt_dir / "best.keras").is_file()):
+        return None
+    best = json.loads(path.read_text())
+    return best if math.isfinite(best.get("accuracy", float("nan"))) else None
+
+
+def first_selection_epoch(epochs: int) -> int:
+    """The second half of the run: earlier epochs are rarely best under a decaying schedule, and each look costs a pass."""
+    return max(1, epochs // 2 + 1)

@@ -1,0 +1,124 @@
+"""Augmentation for other people's hands: the hand's mask, the background swap, colour, erasing,
+and training with --extra folders and --select-on choosing the epoch (a real, tiny run)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from edge_signs.config import RECIPES  # noqa: E402
+from edge_signs.edge.preprocess import to_model_input  # noqa: E402
+from edge_signs.errors import EdgeSignsError  # noqa: E402
+from edge_signs.trainer import tf  # noqa: E402
+from edge_signs.trainer.augment import augmenter, colour_fields, swap_background  # noqa: E402
+from edge_signs.trainer.segment import hand_mask, hand_masks  # noqa: E402
+from edge_signs.trainer.train import TrainOptions, train  # noqa: E402
+from tests.conftest import REPO, run_cli  # noqa: E402
+
+VARIED = RECIPES["varied"]
+WEBCAM = REPO.parent / "shared" / "datasets" / "hands-webcam" / "train"
+SLD_DEV = REPO.parent / "shared" / "datasets" / "sld-dev"
+
+
+def test_the_hand_is_found_on_signs_walls(signs):
+    masks = hand_masks(signs.test.x)
+    share = masks.mean(axis=(1, 2, 3))
+    trusted = share < 1.0
+    assert masks.shape == (120, 64, 64, 1) and set(np.unique(masks)) <= {0.0, 1.0}
+    assert trusted.mean() >= 0.9  # a plain wall: nearly every photo separates
+    assert 0.15 <= np.median(share[trusted]) <= 0.45  # a hand and forearm, not the wall
+    # The wall is what the mask leaves: the top corners (the arm enters from below) are background.
+    assert masks[trusted][:, :4, :4].mean() < 0.1
+    # The hand is skin-coloured, the wall is not: more red than blue inside the mask, less outside.
+    rgb = signs.test.x[trusted].astype(np.float32)
+    inside = masks[trusted][..., 0] == 1
+    warmth = rgb[..., 0] - rgb[..., 2]
+    assert warmth[inside].mean() > warmth[~inside].mean() + 10
+
+
+def test_a_photo_without_a_wall_keeps_its_own_background():
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    flat = np.full((64, 64, 3), 200, np.uint8)
+    assert hand_mask(noise).min() == 1.0 and hand_mask(flat).min() == 1.0
+
+
+def test_the_hand_survives_the_background_swap(signs):
+    rgb = to_model_input(signs.test.x[:16])
+    masks = hand_masks(signs.test.x[:16])
+    gen = tf.random.Generator.from_seed(0)
+    out = swap_background(gen, tf.constant(np.concatenate([rgb, masks], -1)), probability=1.0).numpy()
+    assert out.shape == (16, 64, 64, 3) and 0 <= out.min() and out.max() <= 1
+    for image, original, mask in zip(out, rgb, masks[..., 0]):
+        if mask.min() == 1:  # not separated: left as it was
+            assert np.allclose(image, original)
+            continue
+        core = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        wall = ~cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        assert np.allclose(image[core], original[core], atol=1e-6)  # every hand pixel kept
+        assert np.abs(image[wall] - original[wall]).mean() > 0.05  # the wall replaced
+
+
+def test_backgrounds_vary_within_and_between_batches():
+    gen = tf.random.Generator.from_seed(1)
+    fields = np.concatenate([colour_fields(gen, 8).numpy() for _ in range(4)])
+    assert fields.shape == (32, 64, 64, 3) and fields.min() >= 0 and fields.max() <= 1
+    means = fields.mean(axis=(1, 2))
+    assert means.std(axis=0).min() > 0.08  # other colours, image to image
+    assert fields.std(axis=(1, 2)).mean() > 0.02  # not only plain walls
+
+
+def test_the_varied_recipe_keeps_labels_shapes_and_ranges(signs):
+    x, y = signs.train.x[:64], signs.train.y[:64]
+    rgba = tf.constant(np.concatenate([to_model_input(x), hand_masks(x)], -1))
+    onehot = tf.one_hot(y, 6)
+    images, labels = augmenter(0, VARIED)(rgba, onehot)
+    images = images.numpy()
+    assert images.shape == (64, 64, 64, 3) and images.min() >= 0 and images.max() <= 1
+    assert np.array_equal(labels.numpy().argmax(1), y)
+    assert np.abs(images - x / 255.0).mean() > 0.05
+    gray = augmenter(0, dataclasses.replace(VARIED, grayscale=1.0, background_swap=0.0, erase=0.0))(rgba[..., :3], onehot)[0].numpy()
+    assert np.allclose(gray[..., 0], gray[..., 1], atol=1e-5) and np.allclose(gray[..., 1], gray[..., 2], atol=1e-5)
+
+
+def test_extra_and_select_on_folders_are_checked_before_training(tmp_path):
+    with pytest.raises(EdgeSignsError, match="not a folder"):
+        TrainOptions(extra=[str(tmp_path / "missing")]).validate()
+    with pytest.raises(EdgeSignsError, match="recipe hue must be a number in"):
+        TrainOptions(overrides={"hue": 0.9}).validate()
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "a.jpg").write_bytes(b"")
+    result = run_cli("train", "--out", tmp_path / "run", "--extra", tmp_path / "flat", "--limit", 24, "--epochs", 1)
+    assert result.returncode == 1 and "flat: no class folders (expected" in result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr
+
+
+def _copy_some(source: Path, dest: Path, per_class: int) -> Path:
+    for label in "012345":
+        (dest / label).mkdir(parents=True)
+        for f in sorted((source / label).iterdir())[:per_class]:
+            shutil.copy(f, dest / label / f.name)
+    return dest
+
+
+@pytest.mark.slow
+def test_a_run_with_extra_folders_and_the_epoch_chosen_on_other_hands(tmp_path, signs):
+    extra = _copy_some(WEBCAM, tmp_path / "webcam", 12)
+    dev = _copy_some(SLD_DEV, tmp_path / "dev", 4)
+    lines: list[str] = []
+    run = tmp_path / "run"
+    options = TrainOptions(recipe="varied", limit=24, extra=[str(extra)], select_on=str(dev), overrides={"epochs": 2})
+    result = train(options, run, data=signs, verbose=0, log=lines.append)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["checkpoint"]["epoch"] == 2 and "--select-on" in metrics["checkpoint"]["by"]
+    assert 0 <= metrics["checkpoint"]["accuracy"] <= 1 and metrics["options"]["extra"] == [str(extra)]
+    assert "webcam" in result["extra_heldout"] and result["extra_heldout"]["webcam"]["images"] > 0
+    assert any(line.startswith("finding the hand in ") for line in lines)
+    assert any("and " in line and "from " + str(extra) in line for line in lines)
