@@ -103,6 +103,7 @@ class ExecOutput(EventOutput):
         self._queue: collections.deque[SignEvent] = collections.deque(maxlen=queue_size)
         self._cond = threading.Condition()
         self._closing = False
+        self._abandoned = False  # close() gave up waiting: the command running now is killed
         self._proc: Optional[subprocess.Popen] = None
         self._thread = threading.Thread(target=self._run, name="--exec worker", daemon=True)
         self._thread.start()
@@ -150,6 +151,10 @@ class ExecOutput(EventOutput):
             return
         finally:
             self._proc = None
+        if self._abandoned:
+            self.timed_out += 1
+            self.log(f"warning: {what} still ran when the run ended: killed")
+            return
         self.ran += 1
         if code != 0:
             self.failed += 1
@@ -174,6 +179,7 @@ class ExecOutput(EventOutput):
             with self._cond:
                 self.dropped += len(self._queue)
                 self._queue.clear()
+            self._abandoned = True
             proc = self._proc
             if proc is not None:
                 self._kill(proc)

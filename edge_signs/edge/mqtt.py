@@ -72,10 +72,10 @@ def parse_mqtt(url: str) -> MqttTarget:
     topic = unquote(parts.path).strip("/")
     if not topic:
         raise EdgeSignsError(f"--mqtt {url!r}: no topic; {expected}, e.g. mqtt://raspberrypi.local/edge-signs")
-    if "+" in topic or "#" in topic or "\0" in topic:
+    if "+" in topic or "#" in url or "\0" in topic:  # '#' ends a URL's path: it can only be meant as the wildcard
         raise EdgeSignsError(f"--mqtt {url!r}: the topic {topic!r} holds a wildcard (+ or #); name one topic to publish under")
-    if parts.query or parts.fragment:
-        raise EdgeSignsError(f"--mqtt {url!r}: no ?query or #fragment expected; {expected}")
+    if parts.query:
+        raise EdgeSignsError(f"--mqtt {url!r}: no ?query expected; {expected}")
     tls = parts.scheme == "mqtts"
     password = unquote(parts.password) if parts.password is not None else os.environ.get(config.MQTT_PASSWORD_ENV)
     return MqttTarget(parts.hostname, port or (8883 if tls else 1883), topic, tls,
