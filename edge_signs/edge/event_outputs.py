@@ -95,9 +95,11 @@ class ExecOutput(EventOutput):
     pipeline's children too) and named; one that exits non-zero is named. The loop never waits.
     """
 
-    def __init__(self, command: str, *, timeout: float = config.EXEC_TIMEOUT_S, queue_size: int = config.EXEC_QUEUE,
-                 log: Log = log_stderr):
-        self.command, self.timeout, self.log = command, timeout, log
+    def __init__(self, command: str, *, timeout: Optional[float] = None, queue_size: Optional[int] = None, log: Log = log_stderr):
+        # Defaults read from config now, not at import: tests and tools may change them.
+        self.timeout = config.EXEC_TIMEOUT_S if timeout is None else timeout
+        queue_size = config.EXEC_QUEUE if queue_size is None else queue_size
+        self.command, self.log = command, log
         self.name = f"--exec {_describe(command)}"
         self.ran = self.failed = self.timed_out = self.dropped = 0
         self._queue: collections.deque[SignEvent] = collections.deque(maxlen=queue_size)

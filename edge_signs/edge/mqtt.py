@@ -127,9 +127,12 @@ class MqttOutput(EventOutput):
     against a publish. Delivery is counted from the broker's acknowledgements (QoS 1).
     """
 
-    def __init__(self, url: str, *, ha_discovery: bool = False, log: Log = log_stderr, queue_size: int = config.MQTT_QUEUE,
-                 keepalive: int = config.MQTT_KEEPALIVE_S):
+    def __init__(self, url: str, *, ha_discovery: bool = False, log: Log = log_stderr, queue_size: Optional[int] = None,
+                 keepalive: Optional[int] = None):
         mqtt = import_paho()
+        # Defaults read from config now, not at import: tests and tools may change them.
+        queue_size = config.MQTT_QUEUE if queue_size is None else queue_size
+        keepalive = config.MQTT_KEEPALIVE_S if keepalive is None else keepalive
         self.target = parse_mqtt(url)
         self.name = f"--mqtt {self.target}"
         self.log = log
@@ -153,6 +156,7 @@ class MqttOutput(EventOutput):
         client.max_queued_messages_set(queue_size)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         self._client = client
         client.connect_async(self.target.host, self.target.port, keepalive)
         client.loop_start()  # connects in paho's thread, and keeps reconnecting: a broker that is down is no error
@@ -175,9 +179,16 @@ class MqttOutput(EventOutput):
 
     def _on_disconnect(self, client, userdata, *args) -> None:
         self._connected = False
+        self._say_down("lost")
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self._say_down("cannot reach")
+
+    def _say_down(self, what: str) -> None:
+        """Once per outage, not once per retry."""
         if not self._down_said and not self._closed:
             self._down_said = True
-            self.log(f"warning: mqtt: lost {self.target}; events wait (up to {self._queue.maxlen}) while paho reconnects")
+            self.log(f"warning: mqtt: {what} {self.target}; events wait (up to {self._queue.maxlen}) while paho reconnects with back-off")
 
     # -- the loop's thread
     def on_event(self, event: SignEvent) -> None:
