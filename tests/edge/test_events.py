@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_signs import config
 from edge_signs.edge.event_outputs import ExecOutput, JsonLinesOutput
 from edge_signs.edge.events import HELD, RELEASED, EventHub, EventOptions, EventOutput, EventTracker, SignEvent
 from edge_signs.edge.live import FrameResult, LiveOptions, run_live
@@ -354,3 +355,21 @@ def test_collect_counts_the_labelled_ranges_it_saves_as_events(held_video, tmp_p
     held = [json.loads(x) for x in events_path.read_text().splitlines() if json.loads(x)["event"] == HELD]
     assert [e["sign"] for e in held] == [s for _, _, s in ranges]  # the 0.2 s transitions are not held 1 s
     assert f"events: {len(ranges)} held signs" in proc.stdout
+
+
+def test_serve_status_shows_the_last_events(tiny_models, held_video):
+    import urllib.request
+
+    video, _, ranges = held_video
+    port, seen = [], []
+
+    def on_frame(result):
+        if result.frame == ranges[2][1]:  # the end of the third held sign: three held, two released so far
+            with urllib.request.urlopen(f"http://127.0.0.1:{port[0]}/status", timeout=10) as r:
+                seen.append(json.loads(r.read()))
+
+    run_live(tiny_models["int8"], LiveOptions(video=str(video), headless=True, status_interval=0, serve="127.0.0.1:0"), log=quiet,
+             on_frame=on_frame, on_server=lambda server: port.append(server.port))
+    events = seen[0]["events"]  # newest first
+    assert [(e["event"], e["sign"]) for e in events[:3]] == [(HELD, ranges[2][2]), (RELEASED, ranges[1][2]), (HELD, ranges[1][2])]
+    assert len(events) == min(5, config.EVENTS_RECENT)
