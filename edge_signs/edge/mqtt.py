@@ -25,6 +25,7 @@ import json
 import os
 import re
 import socket
+import threading
 from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import unquote, urlsplit
@@ -144,6 +145,7 @@ class MqttOutput(EventOutput):
         self._queue: collections.deque[str] = collections.deque(maxlen=queue_size)  # event payloads not yet handed to paho
         self._sent: collections.deque = collections.deque()  # paho's MQTTMessageInfo of events not yet acknowledged
         self._connected = False  # set by paho's thread, read by the loop's
+        self._up = threading.Event()  # the same, for close() to wait on
         self._down_said = False
         self._closed = False
         client = _new_client(mqtt, f"edge-signs-{socket.gethostname()}-{os.getpid()}")
@@ -176,9 +178,11 @@ class MqttOutput(EventOutput):
         client.publish(self.state_topic, self.state, qos=1, retain=True)
         self._down_said = False
         self._connected = True
+        self._up.set()
 
     def _on_disconnect(self, client, userdata, *args) -> None:
         self._connected = False
+        self._up.clear()
         self._say_down("lost")
 
     def _on_connect_fail(self, client, userdata) -> None:
@@ -222,6 +226,8 @@ class MqttOutput(EventOutput):
             return
         self._closed = True
         client = self._client
+        if self._queue and not self._connected:  # a short run, or a broker just restarting: give it the time events get
+            self._up.wait(timeout=config.MQTT_CLOSE_WAIT_S)
         if self._connected:
             self._hand_over()
             info = client.publish(self.availability_topic, OFFLINE, qos=1, retain=True)

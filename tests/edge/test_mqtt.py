@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -50,10 +51,10 @@ def _listening(port: int) -> bool:
 class Broker:
     """A mosquitto process on 127.0.0.1:port (anonymous, in memory); stop and start again on the same port."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, extra: str = ""):
         self.port = _free_port()
         self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}")
         self.log = folder / "mosquitto.log"
         self.proc = None
         self.start()
@@ -70,8 +71,8 @@ class Broker:
         self.proc.terminate()
         self.proc.wait(timeout=10)
 
-    def url(self, topic: str = "signs") -> str:
-        return f"mqtt://127.0.0.1:{self.port}/{topic}"
+    def url(self, topic: str = "signs", scheme: str = "mqtt") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}/{topic}"
 
 
 @pytest.fixture
@@ -87,9 +88,11 @@ def broker(tmp_path):
 class Subscriber:
     """A real paho client subscribed to ``topics``; keeps (topic, payload, retained) and resubscribes after a reconnection."""
 
-    def __init__(self, port: int, topics=("signs/#",)):
+    def __init__(self, port: int, topics=("signs/#",), ca: Path | None = None):
         version = getattr(mqtt, "CallbackAPIVersion", None)
         self.client = mqtt.Client(version.VERSION2) if version is not None else mqtt.Client()
+        if ca is not None:
+            self.client.tls_set(ca_certs=str(ca))
         self.messages: list[tuple[str, str, bool]] = []
         self.topics = topics
         self._cond = threading.Condition()
@@ -239,3 +242,50 @@ def test_a_broker_that_is_down_costs_the_run_nothing(held_video, tiny_models):
     assert summary.events["events"] == len(ranges)
     assert stats["connections"] == 0 and stats["delivered"] == 0 and stats["dropped"] == 2 * len(ranges)
     assert any("never connected" in w for w in summary.warnings)
+
+
+@pytest.fixture
+def tls_broker():
+    """mosquitto with a TLS listener whose certificate (for IP 127.0.0.1) a fresh CA signed: (broker, CA file)."""
+    if MOSQUITTO is None or shutil.which("openssl") is None:
+        pytest.skip("no mosquitto or openssl binary: apt-get install mosquitto openssl")
+    # Not under pytest's private tmp_path: mosquitto started as root reads its certificates as its own user.
+    tmp_path = Path(tempfile.mkdtemp(prefix="edge-signs-tls-"))
+    try:
+        def openssl(*args):
+            subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True)
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=edge-signs test CA")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+        (tmp_path / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt",
+                "-days", "2", "-extfile", "san.cnf")
+        for name in ("ca.crt", "server.crt", "server.key"):  # mosquitto may read them after dropping root for its own user
+            (tmp_path / name).chmod(0o644)
+        tmp_path.chmod(0o755)
+        b = Broker(tmp_path, f"cafile {tmp_path / 'ca.crt'}\ncertfile {tmp_path / 'server.crt'}\nkeyfile {tmp_path / 'server.key'}\n")
+        yield b, tmp_path / "ca.crt"
+        if b.proc.poll() is None:
+            b.stop()
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_mqtts_checks_the_brokers_certificate(tls_broker, held_video, tiny_models, monkeypatch):
+    broker, ca = tls_broker
+    video, _, ranges = held_video
+    options = LiveOptions(video=str(video), headless=True, status_interval=0, events=EventOptions(mqtt=broker.url(scheme="mqtts")))
+    # A certificate no system CA signed: refused, and the run is not held up by it.
+    summary = run_live(tiny_models["int8"], options, log=quiet)
+    assert any("never connected" in w for w in summary.warnings)
+    # Its CA trusted (OpenSSL's SSL_CERT_FILE, which paho's default certificates follow): the events arrive encrypted.
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    sub = Subscriber(broker.port, ca=ca)
+    try:
+        time.sleep(0.3)
+        summary = run_live(tiny_models["int8"], options, log=quiet)
+        assert sub.wait(lambda m: len(_events(sub)) >= len(ranges))
+        assert [e["sign"] for e in _events(sub)] == [sign for _, _, sign in ranges]
+        assert not any("mqtt" in w for w in summary.warnings)
+    finally:
+        sub.close()
