@@ -17,20 +17,16 @@ import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from edge_signs import config
 from edge_signs.edge.event_outputs import ExecOutput, JsonLinesOutput
 from edge_signs.edge.events import HELD, RELEASED, EventHub, EventOptions, EventOutput, EventTracker, SignEvent
 from edge_signs.edge.live import FrameResult, LiveOptions, run_live
-from edge_signs.edge.runtime import Classifier
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import quiet
 from tests.conftest import REPO, run_cli
-from tests.edge.test_live import _tool
 
 FPS = 10.0
 
@@ -253,28 +249,6 @@ def test_exec_queue_is_bounded_and_drops_the_oldest(tmp_path):
 
 
 # -- live, end to end on a labelled video ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def held_video(tiny_models, signs, tmp_path_factory):
-    """A video of signs each held 1.2 s, with 0.2 s of another sign between them: (video, labels CSV, held ranges)."""
-    probs = Classifier(tiny_models["int8"]).predict_batch(signs.test.x)
-    sure = (probs.argmax(1) == signs.test.y) & (probs.max(1) > 0.9)
-    first = {c: int(np.flatnonzero(sure & (signs.test.y == c))[0]) for c in range(6)}
-    held_order, between = [0, 1, 2, 3, 4, 5], [3, 4, 5, 0, 1]  # each transition differs from both neighbours
-    images, per = [], 3  # frames per image: a held sign is 6 images (18 frames, 1.2 s at 15 fps), a transition one (0.2 s)
-    for k, c in enumerate(held_order):
-        images += [first[c]] * 6
-        if k < len(between):
-            images.append(first[between[k]])
-    folder = tmp_path_factory.mktemp("held")
-    video, csv = folder / "held.avi", folder / "held.csv"
-    _tool("make_labelled_video").make_labelled_video(video, csv, signs.test.x[images], signs.test.y[images], per, 128, fps=15.0)
-    ranges, start = [], 0
-    for k, c in enumerate(held_order):
-        ranges.append((start, start + 6 * per - 1, str(c)))
-        start += 6 * per + (per if k < len(between) else 0)
-    return video, csv, ranges
 
 
 def test_live_makes_one_event_per_held_sign_of_a_labelled_video(tiny_models, held_video, tmp_path):

@@ -31,7 +31,6 @@ from edge_signs.edge.mqtt import discovery_config, parse_mqtt
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import quiet
 from tests.conftest import REPO
-from tests.edge.test_events import held_video  # noqa: F401 -- the fixture: a video of held signs and short transitions
 
 mqtt = pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed: pip install -e '.[mqtt]' (.ci/run does)")
 MOSQUITTO = shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.path.exists(p)), None)
