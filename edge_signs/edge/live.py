@@ -345,9 +345,13 @@ def check_outputs(model_path: str | os.PathLike, options: LiveOptions) -> None:
             check_output_file(Path(options.report) / name, "--report", inputs)
     if not options.headless:
         check_output_dir(options.snapshot_dir, "--snapshot-dir")
-    outputs = [Path(p).resolve() for p in (options.json_path, options.record) if p is not None]
-    if len(set(outputs)) < len(outputs):
-        raise EdgeSignsError(f"--json and --record name the same file ({options.json_path}); give each its own")
+    seen: dict[Path, str] = {}
+    for option, path in (("--json", options.json_path), ("--record", options.record), ("--events", options.events.path)):
+        if path is None:
+            continue
+        if Path(path).resolve() in seen:
+            raise EdgeSignsError(f"{seen[Path(path).resolve()]} and {option} name the same file ({path}); give each its own")
+        seen[Path(path).resolve()] = option
 
 
 def run_live(

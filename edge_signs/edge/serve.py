@@ -292,7 +292,7 @@ small{color:#888}
 <tr id="truthrow" hidden><th>truth</th><td id="truth"></td></tr>
 <tr><th>viewers</th><td id="viewers"></td></tr>
 </table>
-<p><small>last events</small></p><ol id="events" reversed></ol>
+<p><small>last events</small></p><ul id="events"></ul>
 <p id="state">connecting&hellip;</p>
 <p><small id="about">__ABOUT__</small></p>
 </section></main>

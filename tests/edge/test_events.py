@@ -17,6 +17,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -177,7 +178,12 @@ def test_events_to_a_fifo_arrive_as_they_happen(tmp_path):
     fifo = tmp_path / "events.fifo"
     os.mkfifo(fifo)
     got = []
-    reader = threading.Thread(target=lambda: got.extend(open(fifo).readline() for _ in range(1)), daemon=True)
+
+    def read_one_line():
+        with open(fifo) as f:
+            got.append(f.readline())
+
+    reader = threading.Thread(target=read_one_line, daemon=True)
     reader.start()
     out = JsonLinesOutput(fifo)  # opens once the reader is there
     out.on_event(SignEvent(HELD, 1, "5", 0.9, 0.0, 0.5, 5))
@@ -205,11 +211,19 @@ def test_exec_runs_a_command_per_held_sign_with_the_event_in_its_environment(tmp
     assert out.stats() == {"ran": 2, "failed": 0, "timed_out": 0, "dropped": 0}
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a container's PID 1 may never reap an orphan)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def test_exec_that_hangs_is_killed_and_named_and_the_loop_never_waits(tmp_path):
     said = []
-    marker = tmp_path / "after.txt"
+    pids = tmp_path / "pids"
     # The shell's child (sleep) must die too: its whole process group is killed.
-    out = ExecOutput(f'sleep 30; echo late >> {marker}', timeout=0.5, log=said.append)
+    out = ExecOutput(f'sleep 30 & echo $! >> {pids}; wait', timeout=0.5, log=said.append)
     t0 = time.perf_counter()
     for k in range(3):
         out.on_event(_held("2", k + 1))
@@ -218,8 +232,8 @@ def test_exec_that_hangs_is_killed_and_named_and_the_loop_never_waits(tmp_path):
     assert time.perf_counter() - t0 < 10
     assert out.stats()["timed_out"] >= 1 and out.stats()["ran"] == 0
     assert any("still ran after 0.5 s: killed" in s and "sleep 30" in s and "sign 2" in s for s in said)
-    time.sleep(0.3)
-    assert not marker.exists()
+    started = [int(p) for p in pids.read_text().split()]
+    assert started and not any(_running(pid) for pid in started)
 
 
 def test_exec_that_fails_is_named_and_the_next_still_runs(tmp_path):
@@ -293,6 +307,7 @@ def test_a_hold_longer_than_every_sign_makes_no_event(tiny_models, held_video):
     (["--ha-discovery"], ["--ha-discovery", "--mqtt"]),
     (["--exec", "  "], ["--exec", "empty"]),
     (["--events", "."], ["--events", "folder"]),
+    (["--events", "x.jsonl", "--json", "x.jsonl"], ["--json and --events name the same file"]),
 ])
 def test_event_option_mistakes_are_one_line(tiny_models, args, words):
     proc = run_cli("live", tiny_models["int8"], "--testset", "--headless", *args)
