@@ -46,38 +46,56 @@ class JsonLinesOutput(EventOutput):
     A regular file is written as live's ``--json`` is: into a temporary file beside
     it (``tail -f`` that while the run goes on), which replaces FILE only when the run
     ends well, so a failed run never truncates an older file. A FIFO or /dev/stdout
-    is written directly: another program reads the events as they happen.
+    is written directly, without waiting: another program reads the events as they
+    happen. A line that finds the pipe full (a reader that stopped reading, or none
+    yet and 64 KB waiting) is dropped and counted rather than stalling the loop; a
+    line is far below PIPE_BUF, so the kernel writes it whole or not at all.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.name = f"--events {self.path}"
-        self.written = 0
+        self.written = self.dropped = 0
         self._pending: Optional[PendingFile] = None
+        self._file = None
+        self._fd: Optional[int] = None
         if _is_stream(self.path):
-            self._file = open(self.path, "w", buffering=1, encoding="utf-8")
+            # A FIFO opened for reading too never waits for a reader to appear (Linux); nothing here reads it.
+            fifo = stat.S_ISFIFO(os.stat(self.path).st_mode)
+            self._fd = os.open(self.path, (os.O_RDWR if fifo else os.O_WRONLY) | os.O_NONBLOCK)
         else:
             self._pending = PendingFile(self.path)
             self._file = open(self._pending.tmp, "w", buffering=1, encoding="utf-8")
 
     def on_event(self, event: SignEvent) -> None:
-        self._file.write(dumps(finite_or_none(event.as_dict())) + "\n")
+        line = dumps(finite_or_none(event.as_dict())) + "\n"
+        if self._file is not None:
+            self._file.write(line)
+        else:
+            try:
+                os.write(self._fd, line.encode("utf-8"))
+            except BlockingIOError:
+                self.dropped += 1
+                return
         self.written += 1
 
     def close(self, keep: bool = True) -> None:
-        if self._file.closed:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._file is None or self._file.closed:
             return
         try:
             self._file.close()
         finally:
-            if self._pending is not None:
-                self._pending.close(keep=keep)
+            self._pending.close(keep=keep)
 
     def stats(self) -> dict:
-        return {"lines": self.written}
+        return {"lines": self.written, "dropped": self.dropped}
 
     def lines(self) -> list[str]:
-        return [f"wrote {self.path} ({self.written} event lines)"]
+        dropped = f"; {self.dropped} dropped: the reader did not keep up" if self.dropped else ""
+        return [f"wrote {self.path} ({self.written} event lines{dropped})"]
 
 
 def _describe(command: str) -> str:

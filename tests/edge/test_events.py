@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -174,22 +173,21 @@ def test_a_failed_run_keeps_the_old_events_file(tmp_path):
     assert path.read_text() == "old\n" and not list(tmp_path.glob(".events.jsonl.tmp-*"))
 
 
-def test_events_to_a_fifo_arrive_as_they_happen(tmp_path):
+def test_events_to_a_fifo_arrive_as_they_happen_and_a_stalled_reader_never_blocks(tmp_path):
     fifo = tmp_path / "events.fifo"
     os.mkfifo(fifo)
-    got = []
-
-    def read_one_line():
-        with open(fifo) as f:
-            got.append(f.readline())
-
-    reader = threading.Thread(target=read_one_line, daemon=True)
-    reader.start()
-    out = JsonLinesOutput(fifo)  # opens once the reader is there
+    out = JsonLinesOutput(fifo)  # no reader yet: opening does not wait for one
     out.on_event(SignEvent(HELD, 1, "5", 0.9, 0.0, 0.5, 5))
-    reader.join(timeout=10)
-    assert json.loads(got[0])["sign"] == "5"  # before the run ends
-    out.close()
+    with open(fifo) as reader:
+        assert json.loads(reader.readline())["sign"] == "5"  # before the run ends
+        t0 = time.perf_counter()
+        for k in range(5000):  # a reader that stops reading: the pipe fills, lines are dropped, nothing waits
+            out.on_event(SignEvent(RELEASED, k, "5", 0.9, 0.0, 0.5, 5))
+        assert time.perf_counter() - t0 < 5
+        assert out.stats()["dropped"] > 0 and out.stats()["lines"] + out.stats()["dropped"] == 5001
+        out.close()
+        lines = reader.read().splitlines()
+    assert len(lines) == out.stats()["lines"] - 1 and all(json.loads(line)["event"] == RELEASED for line in lines)  # whole lines only
     assert fifo.exists() and not fifo.is_file()
 
 
