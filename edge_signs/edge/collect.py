@@ -656,6 +656,8 @@ class _CollectLoop:
         self.burst_when_ended: Optional[int] = None
         self.events = events if events is not None else EventHub(options.events.hold)
         self.result = FrameResult(smoothed_confidence=1.0)  # what the events see: the label being saved (a person's, so certain)
+        # Events say when as live's do (events.FrameClock): Unix time for cameras, the video's time for files.
+        self.event_offset = time.time() - time.monotonic() if source.live and clock is None else 0.0
 
     def now(self) -> float:
         return (self.frames - 1) / (self.source.fps or config.RECORD_FPS) if self.video_time else self.clock()
@@ -779,7 +781,7 @@ class _CollectLoop:
 
     def _event_frame(self, now: float, truth: Optional[int]) -> None:
         r = self.result
-        r.frame, r.source_time, r.label = self.frames - 1, now, self._saving(truth)
+        r.frame, r.source_time, r.label = self.frames - 1, now + self.event_offset, self._saving(truth)
         self.events.on_frame(r)
 
     def _tick(self, t0: float) -> None:
