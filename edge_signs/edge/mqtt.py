@@ -142,6 +142,7 @@ class MqttOutput(EventOutput):
         self.event_topic, self.state_topic, self.availability_topic = f"{t}/event", f"{t}/state", f"{t}/availability"
         self.delivered = self.dropped = self.connections = self.refused = 0
         self.state = NO_SIGN
+        self.refusal: Optional[str] = None  # the broker's reason, when it refused a connection
         self._queue: collections.deque[str] = collections.deque(maxlen=queue_size)  # event payloads not yet handed to paho
         self._sent: collections.deque = collections.deque()  # paho's MQTTMessageInfo of events not yet acknowledged
         self._connected = False  # set by paho's thread, read by the loop's
@@ -168,7 +169,8 @@ class MqttOutput(EventOutput):
     def _on_connect(self, client, userdata, flags, reason, *properties) -> None:
         if reason != 0:
             self.refused += 1
-            self.log(f"warning: mqtt: {self.target} refused the connection ({reason}); retrying")
+            self.refusal = str(reason)
+            self._say_down(f"{self.target} refused the connection ({reason})")
             return
         self.connections += 1
         self.log(f"mqtt: connected to {self.target}" + (" again" if self.connections > 1 else ""))
@@ -183,16 +185,16 @@ class MqttOutput(EventOutput):
     def _on_disconnect(self, client, userdata, *args) -> None:
         self._connected = False
         self._up.clear()
-        self._say_down("lost")
+        self._say_down(f"lost {self.target}")
 
     def _on_connect_fail(self, client, userdata) -> None:
-        self._say_down("cannot reach")
+        self._say_down(f"cannot reach {self.target}")
 
     def _say_down(self, what: str) -> None:
         """Once per outage, not once per retry."""
         if not self._down_said and not self._closed:
             self._down_said = True
-            self.log(f"warning: mqtt: {what} {self.target}; events wait (up to {self._queue.maxlen}) while paho reconnects with back-off")
+            self.log(f"warning: mqtt: {what}; events wait (up to {self._queue.maxlen}) while paho reconnects with back-off")
 
     # -- the loop's thread
     def on_event(self, event: SignEvent) -> None:
@@ -252,6 +254,8 @@ class MqttOutput(EventOutput):
                 f"{self.connections} connection(s)"]
 
     def warnings(self) -> list[str]:
+        if not self.connections and self.refusal is not None:
+            return [f"mqtt: {self.target} refused every connection ({self.refusal}): check the user and password (or ${config.MQTT_PASSWORD_ENV})"]
         if not self.connections:
             return [f"mqtt: never connected to {self.target}: is the broker running there?"]
         if self.dropped:

@@ -2,8 +2,10 @@
 
 Checked: the events of a labelled video end to end, the retained state and
 availability, Home Assistant discovery, the last will when `live` is killed
-(SIGKILL), a broker that is down from the start, and one restarted mid-run
-(the loop never stalls, paho reconnects, what could not be sent is counted).
+(SIGKILL), a broker that is down from the start, one restarted mid-run (the loop
+never stalls, paho reconnects, what could not be sent is counted), mqtts:// against
+a TLS listener (openssl makes its CA), and a user whose password comes from the
+environment (mosquitto_passwd).
 Skipped, with the reason, only where the mosquitto binary or paho-mqtt is absent
 (.ci/run installs both).
 """
@@ -53,7 +55,8 @@ class Broker:
     def __init__(self, folder: Path, extra: str = ""):
         self.port = _free_port()
         self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}")
+        anonymous = "false" if "password_file" in extra else "true"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous {anonymous}\npersistence false\n{extra}")
         self.log = folder / "mosquitto.log"
         self.proc = None
         self.start()
@@ -87,9 +90,11 @@ def broker(tmp_path):
 class Subscriber:
     """A real paho client subscribed to ``topics``; keeps (topic, payload, retained) and resubscribes after a reconnection."""
 
-    def __init__(self, port: int, topics=("signs/#",), ca: Path | None = None):
+    def __init__(self, port: int, topics=("signs/#",), ca: Path | None = None, user: tuple[str, str] | None = None):
         version = getattr(mqtt, "CallbackAPIVersion", None)
         self.client = mqtt.Client(version.VERSION2) if version is not None else mqtt.Client()
+        if user is not None:
+            self.client.username_pw_set(*user)
         if ca is not None:
             self.client.tls_set(ca_certs=str(ca))
         self.messages: list[tuple[str, str, bool]] = []
@@ -244,30 +249,43 @@ def test_a_broker_that_is_down_costs_the_run_nothing(held_video, tiny_models):
 
 
 @pytest.fixture
-def tls_broker():
-    """mosquitto with a TLS listener whose certificate (for IP 127.0.0.1) a fresh CA signed: (broker, CA file)."""
-    if MOSQUITTO is None or shutil.which("openssl") is None:
-        pytest.skip("no mosquitto or openssl binary: apt-get install mosquitto openssl")
-    # Not under pytest's private tmp_path: mosquitto started as root reads its certificates as its own user.
-    tmp_path = Path(tempfile.mkdtemp(prefix="edge-signs-tls-"))
+def readable_dir():
+    """A folder mosquitto can read when started as root (it reads certificates and passwords as its own user), unlike tmp_path."""
+    if MOSQUITTO is None:
+        pytest.skip("no mosquitto binary: apt-get install mosquitto (.ci/run does)")
+    folder = Path(tempfile.mkdtemp(prefix="edge-signs-mqtt-"))
+    folder.chmod(0o755)
     try:
-        def openssl(*args):
-            subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True)
-
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=edge-signs test CA")
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
-        (tmp_path / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt",
-                "-days", "2", "-extfile", "san.cnf")
-        for name in ("ca.crt", "server.crt", "server.key"):  # mosquitto may read them after dropping root for its own user
-            (tmp_path / name).chmod(0o644)
-        tmp_path.chmod(0o755)
-        b = Broker(tmp_path, f"cafile {tmp_path / 'ca.crt'}\ncertfile {tmp_path / 'server.crt'}\nkeyfile {tmp_path / 'server.key'}\n")
-        yield b, tmp_path / "ca.crt"
-        if b.proc.poll() is None:
-            b.stop()
+        yield folder
     finally:
-        shutil.rmtree(tmp_path, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _readable(*files: Path) -> None:
+    for f in files:
+        f.chmod(0o644)
+
+
+@pytest.fixture
+def tls_broker(readable_dir):
+    """mosquitto with a TLS listener whose certificate (for IP 127.0.0.1) a fresh CA signed: (broker, CA file)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl binary: apt-get install openssl")
+    d = readable_dir
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=edge-signs test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt",
+            "-days", "2", "-extfile", "san.cnf")
+    _readable(d / "ca.crt", d / "server.crt", d / "server.key")
+    b = Broker(d, f"cafile {d / 'ca.crt'}\ncertfile {d / 'server.crt'}\nkeyfile {d / 'server.key'}\n")
+    yield b, d / "ca.crt"
+    if b.proc.poll() is None:
+        b.stop()
 
 
 def test_mqtts_checks_the_brokers_certificate(tls_broker, held_video, tiny_models, monkeypatch):
@@ -288,3 +306,33 @@ def test_mqtts_checks_the_brokers_certificate(tls_broker, held_video, tiny_model
         assert not any("mqtt" in w for w in summary.warnings)
     finally:
         sub.close()
+
+
+def test_a_user_and_password_from_the_environment(readable_dir, held_video, tiny_models, monkeypatch):
+    if shutil.which("mosquitto_passwd") is None:
+        pytest.skip("no mosquitto_passwd binary (Debian's mosquitto package has it)")
+    passwords = readable_dir / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "pi", "s3cret word"], check=True, capture_output=True)
+    _readable(passwords)
+    broker = Broker(readable_dir, f"password_file {passwords}\n")
+    video, _, ranges = held_video
+    url = f"mqtt://pi@127.0.0.1:{broker.port}/signs"
+    options = LiveOptions(video=str(video), headless=True, status_interval=0, events=EventOptions(mqtt=url))
+    try:
+        monkeypatch.setenv(config.MQTT_PASSWORD_ENV, "wrong")
+        said = []
+        summary = run_live(tiny_models["int8"], options, log=said.append)
+        assert any("refused every connection" in w and config.MQTT_PASSWORD_ENV in w for w in summary.warnings), summary.warnings
+        assert sum("refused the connection" in line for line in said) == 1  # said once, not at every retry
+        monkeypatch.setenv(config.MQTT_PASSWORD_ENV, "s3cret word")
+        sub = Subscriber(broker.port, user=("pi", "s3cret word"))
+        try:
+            time.sleep(0.3)
+            summary = run_live(tiny_models["int8"], options, log=quiet)
+            assert sub.wait(lambda m: len(_events(sub)) >= len(ranges))
+            assert [e["sign"] for e in _events(sub)] == [sign for _, _, sign in ranges]
+            assert not any("mqtt" in w for w in summary.warnings)
+        finally:
+            sub.close()
+    finally:
+        broker.stop()
