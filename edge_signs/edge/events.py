@@ -131,6 +131,7 @@ class EventOptions:
 
     def check(self, inputs: Iterable = ()) -> None:
         """Every mistake as one line, before a camera opens: the hold, the file, the command, the broker URL, paho."""
+        # The output modules are imported where they are used: they import this one.
         EventTracker(self.hold)
         if self.path is not None:
             from edge_signs.edge.event_outputs import check_events_path
