@@ -248,6 +248,18 @@ def test_a_broker_that_is_down_costs_the_run_nothing(held_video, tiny_models):
     assert any("never connected" in w for w in summary.warnings)
 
 
+def _events_arrive(model: Path, options: LiveOptions, sub: Subscriber, ranges) -> None:
+    """Run live: ``sub`` receives one held event per held range, in order, and the summary has no MQTT warning."""
+    try:
+        time.sleep(0.3)  # subscribed before the run starts
+        summary = run_live(model, options, log=quiet)
+        assert sub.wait(lambda m: len(_events(sub)) >= len(ranges))
+        assert [e["sign"] for e in _events(sub)] == [sign for _, _, sign in ranges]
+        assert not any("mqtt" in w for w in summary.warnings), summary.warnings
+    finally:
+        sub.close()
+
+
 @pytest.fixture
 def readable_dir():
     """A folder mosquitto can read when started as root (it reads certificates and passwords as its own user), unlike tmp_path."""
@@ -297,15 +309,7 @@ def test_mqtts_checks_the_brokers_certificate(tls_broker, held_video, tiny_model
     assert any("never connected" in w for w in summary.warnings)
     # Its CA trusted (OpenSSL's SSL_CERT_FILE, which paho's default certificates follow): the events arrive encrypted.
     monkeypatch.setenv("SSL_CERT_FILE", str(ca))
-    sub = Subscriber(broker.port, ca=ca)
-    try:
-        time.sleep(0.3)
-        summary = run_live(tiny_models["int8"], options, log=quiet)
-        assert sub.wait(lambda m: len(_events(sub)) >= len(ranges))
-        assert [e["sign"] for e in _events(sub)] == [sign for _, _, sign in ranges]
-        assert not any("mqtt" in w for w in summary.warnings)
-    finally:
-        sub.close()
+    _events_arrive(tiny_models["int8"], options, Subscriber(broker.port, ca=ca), ranges)
 
 
 def test_a_user_and_password_from_the_environment(readable_dir, held_video, tiny_models, monkeypatch):
@@ -325,14 +329,6 @@ def test_a_user_and_password_from_the_environment(readable_dir, held_video, tiny
         assert any("refused every connection" in w and config.MQTT_PASSWORD_ENV in w for w in summary.warnings), summary.warnings
         assert sum("refused the connection" in line for line in said) == 1  # said once, not at every retry
         monkeypatch.setenv(config.MQTT_PASSWORD_ENV, "s3cret word")
-        sub = Subscriber(broker.port, user=("pi", "s3cret word"))
-        try:
-            time.sleep(0.3)
-            summary = run_live(tiny_models["int8"], options, log=quiet)
-            assert sub.wait(lambda m: len(_events(sub)) >= len(ranges))
-            assert [e["sign"] for e in _events(sub)] == [sign for _, _, sign in ranges]
-            assert not any("mqtt" in w for w in summary.warnings)
-        finally:
-            sub.close()
+        _events_arrive(tiny_models["int8"], options, Subscriber(broker.port, user=("pi", "s3cret word")), ranges)
     finally:
         broker.stop()
