@@ -19,6 +19,7 @@ from edge_signs import __version__, config
 from edge_signs.artifacts import dumps, finite_or_none
 from edge_signs.data import fetch_signs, resolve_data
 from edge_signs.edge import evaluate as ev
+from edge_signs.edge.events import EventOptions
 from edge_signs.edge.live import LiveOptions, parse_roi, run_live
 from edge_signs.edge.preprocess import Roi
 from edge_signs.errors import EdgeSignsError
@@ -94,6 +95,29 @@ data_option = click.option(
     default=None,
     help=f"SIGNS folder (HDF5 pair or train/ test/ image folders). Default: ${config.DATA_ENV_VAR}, then the Keras cache, else fetched.",
 )
+
+
+def event_options(fn):
+    """--hold, --events, --exec, --mqtt, --ha-discovery (docs/events.md): one EventOptions, passed to ``fn`` as ``events``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, hold, events_path, exec_command, mqtt, ha_discovery, **kwargs):
+        return fn(*args, events=EventOptions(hold, events_path, exec_command, mqtt, ha_discovery), **kwargs)
+
+    options = [
+        click.option("--hold", type=FiniteFloat(0), default=config.EVENT_HOLD_S, show_default=True,
+                     help="Seconds a sign must stay the smoothed prediction to become an event (shorter ones, such as a hand moving between signs, make none)."),
+        click.option("--events", "events_path", type=click.Path(path_type=Path), default=None,
+                     help="Write one JSON object per event (held, released) as JSON lines; a FIFO or /dev/stdout is written as events come."),
+        click.option("--exec", "exec_command", default=None, metavar="COMMAND",
+                     help=f"Run COMMAND (sh -c) for every held sign, with EDGE_SIGNS_SIGN, EDGE_SIGNS_CONFIDENCE, ... in its environment; never waits for it (killed after {config.EXEC_TIMEOUT_S:g} s)."),
+        click.option("--mqtt", default=None, metavar="mqtt[s]://[USER:PASS@]HOST[:PORT]/TOPIC",
+                     help=f"Publish events to TOPIC/event, the held sign to TOPIC/state (retained) and TOPIC/availability; needs the [mqtt] extra. Password also from ${config.MQTT_PASSWORD_ENV}."),
+        click.option("--ha-discovery", is_flag=True, help="With --mqtt: announce the sign as a Home Assistant sensor (MQTT discovery)."),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -327,9 +351,10 @@ def data_info(data):
 @click.option("--capture-thread/--no-capture-thread", default=True, show_default=True, help="Read cameras and streams in a background thread that keeps only the newest frame.")
 @click.option("--serve", default=None, metavar="[HOST:]PORT", help=f"Serve a page with the annotated video and the prediction to a browser (/, /stream.mjpg, /status). Binds {config.SERVE_HOST} unless HOST is given, e.g. 0.0.0.0:8080 for the network (then a token is required).")
 @click.option("--token", default=None, envvar=config.SERVE_TOKEN_ENV, show_envvar=True, help="The token every --serve request must carry (?token= or Authorization: Bearer); default: a random one when HOST is not loopback.")
+@event_options
 @click.pass_context
 @friendly_errors
-def live(ctx, model, camera, picamera, video, testset, width, height, fps, roi, smoothing, threshold, headless, record, max_frames, json_path, labels_csv, threads, data, loop, report, snapshot_dir, status_every, capture_thread, serve, token):
+def live(ctx, model, camera, picamera, video, testset, width, height, fps, roi, smoothing, threshold, headless, record, max_frames, json_path, labels_csv, threads, data, loop, report, snapshot_dir, status_every, capture_thread, serve, token, events):
     """Classify hand signs live from a camera, a video or the test set (q/Esc quits, s saves a snapshot).
 
     Ends with a summary: frames, FPS, inference and overhead times, and with known
@@ -341,7 +366,7 @@ def live(ctx, model, camera, picamera, video, testset, width, height, fps, roi, 
         record=record, max_frames=max_frames, json_path=json_path, labels_csv=labels_csv, threads=threads, data=data,
         status_interval=status_every, loop=loop, report=report, snapshot_dir=snapshot_dir, capture_thread=capture_thread,
         # A token exported in the environment waits for --serve; only a typed --token without it is a mistake.
-        serve=serve, token=token if serve is not None or _given(ctx, "token") else None,
+        serve=serve, token=token if serve is not None or _given(ctx, "token") else None, events=events,
     )
     summary = run_live(model, options, log=_log)
     click.echo(summary.text(), nl=False)
@@ -368,8 +393,9 @@ def live(ctx, model, camera, picamera, video, testset, width, height, fps, roi, 
 @click.option("--size", type=click.IntRange(min=8), default=config.COLLECT_SIZE, show_default=True, help="Side of the saved square crop, pixels.")
 @click.option("--quality", type=click.IntRange(1, 100), default=config.COLLECT_JPEG_QUALITY, show_default=True, help="JPEG quality.")
 @click.option("--capture-thread/--no-capture-thread", default=True, show_default=True, help="Read cameras and streams in a background thread that keeps only the newest frame.")
+@event_options
 @friendly_errors
-def collect(out, camera, picamera, video, labels_csv, width, height, fps, roi, headless, label, count, interval, countdown, size, quality, capture_thread):
+def collect(out, camera, picamera, video, labels_csv, width, height, fps, roi, headless, label, count, interval, countdown, size, quality, capture_thread, events):
     """Save hand-sign crops as a labelled image folder, OUT/<label>/*.jpg (keys 0-5 save, b burst, q/Esc quits).
 
     Never overwrites: each run is a session, and files are named <session>_<NNNNN>.jpg.
@@ -380,7 +406,7 @@ def collect(out, camera, picamera, video, labels_csv, width, height, fps, roi, h
     options = CollectOptions(
         out=out, camera=camera, picamera=picamera, video=video, labels_csv=labels_csv, width=width, height=height, fps=fps,
         roi=parse_roi(roi) if roi is not None else Roi(), headless=headless, label=label, count=count, interval=interval,
-        countdown=countdown, size=size, quality=quality, capture_thread=capture_thread,
+        countdown=countdown, size=size, quality=quality, capture_thread=capture_thread, events=events,
     )
     summary = run_collect(options, log=_log)
     click.echo(summary.text(), nl=False)

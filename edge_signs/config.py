@@ -182,6 +182,22 @@ RECORD_FPS = 15.0  # --record frame rate when the source does not say (test set,
 RECORD_FOURCC = {".avi": "MJPG", ".mp4": "mp4v"}  # --record container by extension -> codec
 WINDOW_NAME = "edge-signs live"
 
+# -- events: a held sign for other programs (edge/events.py, edge/event_outputs.py, edge/mqtt.py) ----
+# A hand moving from one sign to the next shows in-between finger counts for a few tenths of a
+# second, which the smoothing (SMOOTHING_FRAMES) shortens but does not remove; half a second of the
+# same smoothed sign is longer than that and still answers within a blink of a deliberate sign.
+EVENT_HOLD_S = 0.5
+EVENTS_RECENT = 5  # the last events on --serve's page and in /status
+EXEC_TIMEOUT_S = 10.0  # an --exec command still running after this is killed (its process group) and named
+EXEC_QUEUE = 16  # held signs waiting for --exec's worker; a full queue drops the oldest and counts it
+MQTT_QUEUE = 1000  # events waiting for the broker (down or reconnecting); full: the oldest is dropped and counted
+MQTT_KEEPALIVE_S = 30  # the broker publishes the last will ("offline") this long (x1.5) after the Pi goes silent
+MQTT_RECONNECT_MIN_S = 1  # reconnection back-off: from this ...
+MQTT_RECONNECT_MAX_S = 30  # ... doubling up to this
+MQTT_CLOSE_WAIT_S = 2.0  # at the end of a run: how long queued events and "offline" may take to reach the broker
+MQTT_DISCOVERY_PREFIX = "homeassistant"  # Home Assistant's MQTT discovery prefix (--ha-discovery)
+MQTT_PASSWORD_ENV = "EDGE_SIGNS_MQTT_PASSWORD"  # the broker password, kept out of `ps` (instead of user:pass@ in --mqtt)
+
 # -- live --serve: the browser page, MJPEG stream and status JSON (edge/serve.py) ---------
 SERVE_HOST = "127.0.0.1"  # --serve PORT alone binds here: only this machine (ssh -L from others)
 SERVE_MAX_FPS = 15.0  # JPEGs encoded per second at most, one shared by all viewers

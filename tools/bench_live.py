@@ -4,6 +4,7 @@
     python tools/bench_live.py model_int8.tflite [--frames 10000] [--data DIR]
     python tools/bench_live.py model_int8.tflite --serve [--frames 10000] [--replay-frames 2000] [--rounds 3]
     python tools/bench_live.py model_int8.tflite --camera [--replay-frames 600] [--rounds 5] [--camera-fps 0] [--camera-mjpg]
+    python tools/bench_live.py model_int8.tflite --events [--replay-frames 600] [--rounds 5] [--camera-fps 0]
 
 Prints numbers; asserts nothing. Run it on the Pi itself to get the Pi's numbers.
 
@@ -32,6 +33,18 @@ With --camera, only the camera loop (``CameraLike`` below):
    with one viewer reading). The scenarios alternate round by round, so a machine
    whose speed drifts (a shared VM) drifts for all of them.
 
+With --events, only the event outputs' cost (edge_signs/edge/events.py, event_outputs.py, mqtt.py):
+
+7. the camera-like source of 6., each scene held for a second of camera time (so
+   the smoothed sign is held and released about once a second: events to send),
+   --threshold 0 so every frame names a sign: no event output, against --exec
+   'true' with --mqtt to a running broker (a mosquitto this starts on a free
+   loopback port; the row is left out, and said, without the binary), and with
+   --mqtt to a port where no broker listens (down: paho retrying, events queued
+   and dropped). Median FPS, outside-invoke ms and CPU time per frame (this
+   process, every thread; the commands' own processes are not counted) over
+   --rounds alternated rounds, and each against no output.
+
 With --serve, only the browser server's cost (``live --serve``, edge_signs/edge/serve.py):
 
 4. FPS of the test-set replay (looped, --headless) without a server, against the
@@ -47,6 +60,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -68,6 +82,7 @@ from make_labelled_video import make_labelled_video  # noqa: E402
 from edge_signs import config  # noqa: E402
 from edge_signs.data import resolve_data  # noqa: E402
 from edge_signs.edge import live as live_module  # noqa: E402
+from edge_signs.edge.events import EventOptions  # noqa: E402
 from edge_signs.edge.live import LiveOptions, run_live  # noqa: E402
 from edge_signs.edge.runtime import Classifier  # noqa: E402
 from edge_signs.edge.sources import GrabRetrieve, PrepareSchedule  # noqa: E402
@@ -386,6 +401,72 @@ def camera_bench(model: Path, threads_list: list[int], data: Path | None, frames
           "decoded and prepared per frame the model took; 'every frame prepared': the capture thread without PrepareSchedule")
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mosquitto(folder: Path):
+    """A mosquitto broker on a free loopback port: its mqtt:// URL, or None without the binary."""
+    binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+    if binary is None:
+        yield None
+        return
+    port = _free_port()
+    conf = folder / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise EdgeSignsError("mosquitto did not start")
+            time.sleep(0.05)
+        yield f"mqtt://127.0.0.1:{port}/bench"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def events_bench(model: Path, threads: int, data: Path | None, frames: int, camera_fps: float, rounds: int) -> None:
+    """The camera loop with no event output, against --exec and --mqtt (broker up, and down), alternated round by round."""
+    signs = resolve_data(data, log=quiet)
+    alone, _ = invoke_ms(model, threads)
+    fps = camera_fps or CAMERA_RATE * 1e3 / alone
+    held = [scene for scene in camera_scenes(signs.test.x) for _ in range(max(1, round(fps)))]  # each scene a second: references, no copies
+    w, h = CAMERA_SIZE
+    with tempfile.TemporaryDirectory() as tmp, mosquitto(Path(tmp)) as up:
+        down = f"mqtt://127.0.0.1:{_free_port()}/bench"  # nothing listens there
+        scenarios = [("no event output", EventOptions())]
+        if up is not None:
+            scenarios.append(("--exec true --mqtt (broker up)", EventOptions(command="true", mqtt=up)))
+        else:
+            print("no mosquitto binary: the broker-up row is left out (apt-get install mosquitto)")
+        scenarios += [("--exec true --mqtt (broker down)", EventOptions(command="true", mqtt=down)),
+                      ("--mqtt (broker down)", EventOptions(mqtt=down))]
+        rows: dict[str, list] = {label: [] for label, _ in scenarios}
+        common = dict(camera=0, width=w, height=h, fps=fps, headless=True, threads=threads, max_frames=frames, status_interval=0, threshold=0.0)
+        for _ in range(rounds):
+            for label, events in scenarios:
+                with camera_is(lambda index, width, height, cam_fps: CameraLike(held, cam_fps)):
+                    rows[label].append(cpu_timed_run(model, LiveOptions(events=events, **common)))
+    print(f"\nevent outputs, camera-like {w}x{h} source at {fps:.0f} fps, each scene held 1 s, --threshold 0, {frames} frames a run, "
+          f"{rounds} round(s) alternated, medians:")
+    print(f"{'scenario':36s} {'fps':>7s} {'invoke ms':>9s} {'outside ms':>10s} {'CPU ms/frame':>12s} {'events':>6s} {'fps vs none':>11s} {'CPU vs none':>11s}")
+    base_fps = statistics.median(s.fps for s, _ in rows["no event output"])
+    base_cpu = statistics.median(c for _, c in rows["no event output"])
+    for label, _ in scenarios:
+        runs = rows[label]
+        f, cpu = statistics.median(s.fps for s, _ in runs), statistics.median(c for _, c in runs)
+        print(f"{label:36s} {f:7.1f} {statistics.median(s.median_inference_ms for s, _ in runs):9.3f} "
+              f"{statistics.median(s.median_overhead_ms for s, _ in runs):10.3f} {cpu:12.3f} "
+              f"{statistics.median(s.events['events'] for s, _ in runs):6.0f} {100 * (f / base_fps - 1):+10.1f}% {100 * (cpu / base_cpu - 1):+10.1f}%")
+    print("outside ms: the median per-frame time in the loop's thread outside invoke (waiting for a frame included); CPU ms/frame: this "
+          "process's CPU time per frame, every thread (paho's, the --exec worker's), not the commands' own processes")
+
+
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--frames", type=click.IntRange(min=100), default=SOAK_FRAMES, show_default=True, help="Frames in the memory soak (the test set, looped).")
@@ -400,7 +481,8 @@ def camera_bench(model: Path, threads_list: list[int], data: Path | None, frames
 @click.option("--camera-fps", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help=f"--camera: the source's frame rate (0: {CAMERA_RATE:g}x the model's rate, so the camera outruns the model).")
 @click.option("--camera-mjpg", is_flag=True, help="--camera: decode each frame from a JPEG in the capture thread (a USB camera's MJPG mode).")
-def main(model, frames, replay_frames, threads, startup_runs, video_size, data, serve, rounds, camera, camera_fps, camera_mjpg):
+@click.option("--events", "events", is_flag=True, help="Measure only the event outputs: --exec and --mqtt (broker up, and down) against none, on the camera-like source.")
+def main(model, frames, replay_frames, threads, startup_runs, video_size, data, serve, rounds, camera, camera_fps, camera_mjpg, events):
     """Print start-up, per-frame overhead and memory numbers for MODEL in the live loop."""
     rss_start_process = rss_mb()
     clf = Classifier(model, threads=threads)
@@ -408,6 +490,14 @@ def main(model, frames, replay_frames, threads, startup_runs, video_size, data, 
     print(f"machine: {os.cpu_count()} CPU(s), {sys.platform}, Python {sys.version.split()[0]}")
     del clf
 
+    if events:
+        print(f"load:    {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1, 5, 15 min)")
+        try:
+            events_bench(model, threads, data, replay_frames, camera_fps, rounds)
+        except EdgeSignsError as exc:
+            click.echo(f"bench_live: error: {exc}", err=True)
+            sys.exit(1)
+        return
     if camera:
         print(f"load:    {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1, 5, 15 min)")
         try:

@@ -51,7 +51,8 @@ import numpy as np
 from edge_signs import config
 from edge_signs.artifacts import check_output_dir, remove_stale_temps
 from edge_signs.edge.display import AA, AMBER, FONT, GREEN, PANEL, RED, WHITE, Canvas, check_gui
-from edge_signs.edge.live import LiveOptions, RollingStats, StopRequest, open_source, stop_on_signals
+from edge_signs.edge.events import EventHub, EventOptions, open_event_hub
+from edge_signs.edge.live import FrameResult, LiveOptions, RollingStats, StopRequest, open_source, stop_on_signals
 from edge_signs.edge.preprocess import Roi, to_bgr
 from edge_signs.edge.sources import FrameSource, LatestFrame, PiCameraSource
 from edge_signs.errors import EdgeSignsError
@@ -86,6 +87,7 @@ class CollectOptions:
     size: int = config.COLLECT_SIZE  # side of the saved square, pixels
     quality: int = config.COLLECT_JPEG_QUALITY
     capture_thread: bool = True  # read cameras and streams in live's newest-frame thread
+    events: EventOptions = field(default_factory=EventOptions)  # the label being saved, held --hold seconds, is an event
 
     def live_options(self) -> LiveOptions:
         """The source part, as live understands it (so both commands open sources the same way)."""
@@ -538,6 +540,8 @@ class CollectSummary:
     size: int = config.COLLECT_SIZE
     warnings: list[str] = field(default_factory=list)
     error: Optional[str] = None  # writing stopped (disk full, folder gone): the exit status is 1
+    events: Optional[dict] = None  # events.EventHub.stats()
+    event_lines: list[str] = field(default_factory=list)
 
     @property
     def total_saved(self) -> int:
@@ -556,6 +560,7 @@ class CollectSummary:
             lines.append(f"log: {self.csv}")
         if self.camera_dropped:
             lines.append(f"camera frames replaced by newer ones before the loop took them: {self.camera_dropped}")
+        lines += self.event_lines
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines) + "\n"
 
@@ -584,6 +589,7 @@ def run_collect(
     """
     mode = options.mode()
     out = check_out(options.out)
+    options.events.check([options.video, options.labels_csv])
     if mode == "window":
         try:
             check_gui()
@@ -601,16 +607,24 @@ def run_collect(
         log(f"session {session}: saving {options.size}x{options.size} crops into {out}/<label>/")
         writer = CropWriter(out, session, src.name, options.quality, block=not src.live)
         window = None
+        events = None
+        kept = False
         try:
             if mode == "window":
                 window = CollectWindow()
                 stack.callback(window.close)
+            events = open_event_hub(options.events, log=log)
             with stop_on_signals() as stop:
-                loop = _CollectLoop(options, mode, src, writer, window, before, log, clock)
+                loop = _CollectLoop(options, mode, src, writer, window, before, log, clock, events)
                 loop.run(stop)
+            kept = True
         finally:
             writer.close()  # everything queued is written, whatever ended the loop
+            if events is not None:
+                events.close(keep=kept)
     summary = loop.summary(out, session, count_images(out))
+    summary.events, summary.event_lines = events.stats(), events.lines()
+    summary.warnings += events.warnings()
     if writer.error is not None:
         summary.error = f"saving stopped: {writer.error}; the {summary.total_saved} crops saved before it are kept"
     return summary
@@ -618,7 +632,8 @@ def run_collect(
 
 class _CollectLoop:
     def __init__(self, options: CollectOptions, mode: str, source: FrameSource, writer: CropWriter,
-                 window: Optional[CollectWindow], before: dict[str, int], log: Log, clock: Optional[Callable[[], float]]):
+                 window: Optional[CollectWindow], before: dict[str, int], log: Log, clock: Optional[Callable[[], float]],
+                 events: Optional[EventHub] = None):
         self.options, self.mode, self.source, self.writer, self.window, self.log = options, mode, source, writer, window, log
         self.before = before
         self.queued = {k: 0 for k in config.LABELS}
@@ -639,6 +654,10 @@ class _CollectLoop:
         self.seconds = 0.0
         self.warnings: list[str] = []
         self.burst_when_ended: Optional[int] = None
+        self.events = events if events is not None else EventHub(options.events.hold)
+        self.result = FrameResult(smoothed_confidence=1.0)  # what the events see: the label being saved (a person's, so certain)
+        # Events say when as live's do (events.FrameClock): Unix time for cameras, the video's time for files.
+        self.event_offset = time.time() - time.monotonic() if source.live and clock is None else 0.0
 
     def now(self) -> float:
         return (self.frames - 1) / (self.source.fps or config.RECORD_FPS) if self.video_time else self.clock()
@@ -703,6 +722,7 @@ class _CollectLoop:
                 frame, truth = item
                 self.frames += 1
                 now = self.now()
+                self._event_frame(now, truth)
                 shown = self.display_frame() if self.display_frame is not None else None
                 image = frame if shown is None else shown
                 if mode == "headless":
@@ -750,6 +770,19 @@ class _CollectLoop:
             self.seconds = time.perf_counter() - t_loop
             if mode == "window" and self.keys.burst:
                 self.burst_when_ended = self.keys.burst_saved
+
+    def _saving(self, truth: Optional[int]) -> Optional[str]:
+        """The label this frame is saved under, or None: the sign events are made of."""
+        if self.mode == "labels":
+            return config.LABELS[truth] if truth is not None else None
+        if self.mode == "headless":
+            return self.options.label
+        return self.keys.label if self.keys.burst else None
+
+    def _event_frame(self, now: float, truth: Optional[int]) -> None:
+        r = self.result
+        r.frame, r.source_time, r.label = self.frames - 1, now + self.event_offset, self._saving(truth)
+        self.events.on_frame(r)
 
     def _tick(self, t0: float) -> None:
         self.frame_ms.add((time.perf_counter() - t0) * 1e3)

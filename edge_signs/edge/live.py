@@ -33,6 +33,7 @@ from edge_signs import config
 from edge_signs.artifacts import PendingFile, check_output_dir, check_output_file, dumps, finite_or_none, write_json
 from edge_signs.data import resolve_data
 from edge_signs.edge.display import Overlay, Recorder, Window, check_gui, record_fourcc
+from edge_signs.edge.events import EventHub, EventOptions, FrameClock, open_event_hub
 from edge_signs.edge.preprocess import Roi, frame_to_rgb
 from edge_signs.edge.runtime import Classifier, check_tflite_file, read_sidecar, sidecar_path
 from edge_signs.edge.serve import LiveServer, check_token, parse_serve
@@ -73,6 +74,7 @@ class LiveOptions:
     capture_thread: bool = True  # read cameras and streams in a thread that keeps only the newest frame
     serve: Optional[str] = None  # [HOST:]PORT: the page, MJPEG stream and status JSON for a browser (serve.py)
     token: Optional[str] = None  # required by every --serve request (generated when serving beyond loopback)
+    events: EventOptions = field(default_factory=EventOptions)  # --hold and where events go (events.py)
 
     def shows_frames(self) -> bool:
         """Whether anyone looks at the frames (a window, a recording or a browser): only then is an overlay drawn."""
@@ -121,6 +123,7 @@ class FrameResult:
     confidence: float = 0.0  # of raw_label
     inference_ms: float = 0.0  # invoke only
     truth: Optional[int] = None  # true class index when the source knows it
+    source_time: float = 0.0  # seconds, the source's clock (events.FrameClock): what --hold is measured in
 
     def json_line(self, labels: Sequence[str], with_truth: bool) -> str:
         # Strict JSON: a model that outputs NaN gets null, never a bare NaN token.
@@ -164,6 +167,8 @@ class LiveSummary:
     warnings: list[str] = field(default_factory=list)  # e.g. labelled frames the video never reached
     dropped: Optional[int] = None  # camera frames the loop never took: skipped undecoded, or replaced by a newer one (capture thread)
     served: Optional[dict] = None  # --serve: LiveServer.stats() (URL, JPEGs encoded, viewers, refused, timed out)
+    events: Optional[dict] = None  # events.EventHub.stats(): held signs, per sign, each output's counts
+    event_lines: list[str] = field(default_factory=list)  # the same, as the summary's lines
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -187,6 +192,7 @@ class LiveSummary:
             s = self.served
             lines.append(f"served {s['url']}: {s['encoded']} JPEG frames to {s['viewer_connections']} viewer connection(s); "
                          f"{s['refused']} refused (too many), {s['timed_out']} dropped for not reading")
+        lines += self.event_lines
         if self.scored:
             correct = int(round(self.accuracy * self.scored))
             lines.append(f"accuracy {self.accuracy:.4f} ({correct}/{self.scored} frames), smoothed {self.smoothed_accuracy:.4f} "
@@ -330,6 +336,7 @@ def check_outputs(model_path: str | os.PathLike, options: LiveOptions) -> None:
         inputs.append(options.video)
     if options.json_path is not None:
         check_output_file(options.json_path, "--json", inputs)
+    options.events.check(inputs)
     if options.record is not None:
         check_output_file(options.record, "--record", inputs)
     if options.report is not None:
@@ -338,9 +345,13 @@ def check_outputs(model_path: str | os.PathLike, options: LiveOptions) -> None:
             check_output_file(Path(options.report) / name, "--report", inputs)
     if not options.headless:
         check_output_dir(options.snapshot_dir, "--snapshot-dir")
-    outputs = [Path(p).resolve() for p in (options.json_path, options.record) if p is not None]
-    if len(set(outputs)) < len(outputs):
-        raise EdgeSignsError(f"--json and --record name the same file ({options.json_path}); give each its own")
+    seen: dict[Path, str] = {}
+    for option, path in (("--json", options.json_path), ("--record", options.record), ("--events", options.events.path)):
+        if path is None:
+            continue
+        if Path(path).resolve() in seen:
+            raise EdgeSignsError(f"{seen[Path(path).resolve()]} and {option} name the same file ({path}); give each its own")
+        seen[Path(path).resolve()] = option
 
 
 def run_live(
@@ -393,18 +404,22 @@ def run_live(
             json_file = stack.enter_context(open(json_out.tmp, "w", buffering=1, encoding="utf-8"))
         recorder = Recorder(options.record, source.fps) if options.record is not None else None
         overlay = Overlay(options.roi, labels) if options.shows_frames() else None
+        events = open_event_hub(options.events, log=log)
         kept = False
         try:
             with stop_on_signals() as stop:
-                loop = _Loop(clf, source, options, overlay, window, recorder, json_file, on_frame, log, server)
+                loop = _Loop(clf, source, options, overlay, window, recorder, json_file, on_frame, log, server, events)
                 summary = loop.run(t_start, stop)
             kept = True
         finally:
+            events.close(keep=kept)  # a sign still held is released; each output waits a bounded time
             if json_file is not None:
                 json_file.close()
                 json_out.close(keep=kept)
             if recorder is not None:
                 recorder.close(keep=kept)
+    summary.events, summary.event_lines = events.stats(), events.lines()
+    summary.warnings += events.warnings()
     if recorder is not None and recorder.frames:
         log(f"wrote {options.record} ({recorder.frames} frames)")
     if json_out is not None:
@@ -424,10 +439,12 @@ class _Loop:
 
     def __init__(self, clf: Classifier, source: FrameSource, options: LiveOptions, overlay: Optional[Overlay],
                  window: Optional[Window], recorder: Optional[Recorder], json_file, on_frame, log,
-                 server: Optional[LiveServer] = None):
+                 server: Optional[LiveServer] = None, events: Optional[EventHub] = None):
         self.clf, self.source, self.options = clf, source, options
         self.overlay, self.window, self.recorder, self.json_file = overlay, window, recorder, json_file
         self.on_frame, self.log, self.server = on_frame, log, server
+        self.events = events if events is not None else EventHub(options.events.hold)
+        self.clock = FrameClock(source.live, source.fps)
         # The Pi camera gives the model a small stream and people the full-size one.
         self.display_frame = getattr(source, "display_frame", None)
         self.independent_frames = getattr(source, "independent_frames", False)
@@ -502,6 +519,7 @@ class _Loop:
         r.index = k if confident else None
         r.label = self.clf.labels[k] if confident else None
         r.truth = truth
+        r.source_time = self.clock(r.frame)
         self.no_sign += not confident
         if truth is not None:
             self.scored += 1
@@ -527,9 +545,11 @@ class _Loop:
                 self.server.publish_frame(img)  # a copy for the encoder thread, or nothing: never waits
             if self.window is not None:
                 keep_going = self.window.show(img, r.frame)
+        self.events.on_frame(r)
         if self.server is not None:
             status = r.as_dict(self.clf.labels, self.source.has_truth)
             status["fps"] = round(self.fps, 2)
+            status["events"] = self.events.recent
             self.server.publish_status(status)
         if self.json_file is not None:
             self.json_file.write(r.json_line(self.clf.labels, self.source.has_truth) + "\n")

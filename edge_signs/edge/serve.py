@@ -5,7 +5,7 @@ An HTTP server beside the live loop, for Pis that run headless over SSH:
     GET /             a small page (no external assets: works on a Pi with no internet) showing
                       the annotated video, the smoothed sign, its confidence, FPS and inference time
     GET /stream.mjpg  the annotated frames as MJPEG (multipart/x-mixed-replace)
-    GET /status       the latest prediction as JSON
+    GET /status       the latest prediction, and the last events (events.py), as JSON
     (+ routes a caller registers with ``LiveServer.add_route``: e.g. a future `collect`'s buttons)
 
 Anything else is a 404: no directory listing and no file is ever read from a request's path.
@@ -292,6 +292,7 @@ small{color:#888}
 <tr id="truthrow" hidden><th>truth</th><td id="truth"></td></tr>
 <tr><th>viewers</th><td id="viewers"></td></tr>
 </table>
+<p><small>last events</small></p><ul id="events"></ul>
 <p id="state">connecting&hellip;</p>
 <p><small id="about">__ABOUT__</small></p>
 </section></main>
@@ -323,9 +324,16 @@ function show(s) {
   $("truthrow").hidden = !s.truth;
   $("truth").textContent = s.truth || "";
   $("viewers").textContent = s.viewers + " of " + s.max_viewers;
+  const events = s.events || [];  // newest first
+  $("events").replaceChildren(...events.map((e) => {
+    const li = document.createElement("li");
+    li.textContent = e.sign + " " + e.event + " " + pct(e.confidence) + ", " + e.held_s.toFixed(1) + " s";
+    return li;
+  }));
   // For tests and scripts: what the page shows, and whether the video has frames.
   document.body.dataset.frame = s.frame === null ? "" : s.frame;
   document.body.dataset.label = s.label === null ? "" : s.label;
+  document.body.dataset.events = events.map((e) => e.sign + ":" + e.event).join(" ");
   document.body.dataset.videoWidth = $("video").naturalWidth;
 }
 
@@ -560,7 +568,7 @@ class LiveServer:
                                      _or(quality, config.SERVE_JPEG_QUALITY))
         self._routes: dict[tuple[str, str], Handler] = {}
         self._status: dict = {"frame": None, "label": None, "smoothed_confidence": 0.0, "raw_label": None, "confidence": 0.0,
-                              "inference_ms": 0.0, "fps": 0.0, "truth": None}
+                              "inference_ms": 0.0, "fps": 0.0, "truth": None, "events": []}
         self._info: dict = {}
         self._viewers = 0
         self._counts = {"viewer_connections": 0, "refused": 0, "timed_out": 0}

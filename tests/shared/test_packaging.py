@@ -50,6 +50,13 @@ def test_core_opencv_is_the_headless_wheel(project):
         assert "opencv-python" not in reqs(lines), f"[{extra}] would install opencv-python beside opencv-python-headless"
 
 
+def test_mqtt_extra_takes_debians_paho(project):
+    """[mqtt] is paho-mqtt alone, and Debian Bookworm's python3-paho-mqtt (1.6.1) satisfies it: the Camera Module venv uses that."""
+    mqtt = reqs(project["optional-dependencies"]["mqtt"])
+    assert set(mqtt) == {"paho-mqtt"}
+    assert all(v in mqtt["paho-mqtt"].specifier for v in ("1.6.1", "2.1.0")) and "1.5.1" not in mqtt["paho-mqtt"].specifier
+
+
 @pytest.mark.parametrize("extra", ["pi", "pi-camera", "pi-tflite"])
 def test_pi_extras_never_bring_tensorflow(project, extra):
     assert "tensorflow" not in reqs(project["optional-dependencies"][extra])
