@@ -2,12 +2,19 @@
 """Compare training runs (e.g. seed vs default recipe) in every format: the README's table.
 
     python tools/recipe_report.py runs/seed-s0 runs/default-s0 [--data DIR] [--json OUT]
+        [--dev ../shared/datasets/sld-dev] [--heldout ../shared/datasets/hands-webcam]
 
 Each run folder needs model.keras (edge-signs train) and model_float16.tflite /
 model_int8.tflite (edge-signs quantize). For the float Keras model, float16 and
 int8 files it prints train, validation and test accuracy and loss (the run's own
 split, rebuilt from its options.json), the int8 robustness mean, and the run's
 seconds per epoch. Needs TensorFlow for the Keras model.
+
+--dev DIR (repeatable) adds the int8 file's accuracy on every image of a labelled
+folder (other people's hands), --heldout DIR on its held-out fifth only (the photos
+a run's --extra never trained on). A second table gives, per recipe, the mean and
+the minimum over its runs (seeds) of int8 SIGNS test, robustness and each folder:
+a recipe is chosen by what it does reliably, not by one lucky seed.
 """
 
 from __future__ import annotations
@@ -17,19 +24,20 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edge_signs import metrics  # noqa: E402
 from edge_signs.artifacts import write_json  # noqa: E402
-from edge_signs.data import resolve_data, train_val_split  # noqa: E402
+from edge_signs.data import load_labelled, own_split, resolve_data, train_val_split  # noqa: E402
 from edge_signs.edge.evaluate import open_runner, robustness  # noqa: E402
 from edge_signs.log import quiet  # noqa: E402
 
 FORMATS = (("float", "model.keras"), ("float16", "model_float16.tflite"), ("int8", "model_int8.tflite"))
 
 
-def run_report(run_dir: Path, signs) -> dict:
+def run_report(run_dir: Path, signs, folders: dict | None = None) -> dict:
     options = json.loads((run_dir / "options.json").read_text())
     train_metrics = json.loads((run_dir / "metrics.json").read_text())
     tr, va = train_val_split(signs.train.y, options["val_fraction"], options["seed"], options.get("limit"))
@@ -47,20 +55,46 @@ def run_report(run_dir: Path, signs) -> dict:
     rob = robustness(run_dir / "model_int8.tflite", signs.test.x, signs.test.y, log=quiet)
     row["int8_robustness_mean"] = rob["mean"]
     row["int8_robustness"] = rob["perturbations"]
+    int8 = open_runner(run_dir / "model_int8.tflite")
+    row["folders"] = {name: metrics.summarize(int8.predict(part.x), part.y)["accuracy"] for name, part in (folders or {}).items()}
+    row["checkpoint"] = train_metrics.get("checkpoint", {}).get("by", "the last epoch")
     return row
 
 
+def by_recipe(rows: list[dict]) -> str:
+    """Mean and minimum over each recipe's runs of what decides a recipe."""
+    names = sorted({name for row in rows for name in row["folders"]})
+    lines = ["| recipe | runs | seeds | int8 SIGNS test mean / min | robustness mean / min | "
+             + " | ".join(f"{n} mean / min" for n in names) + " |",
+             "|---|---:|---|---|---|" + "---|" * len(names)]
+    for recipe in dict.fromkeys(row["recipe"] for row in rows):
+        mine = [row for row in rows if row["recipe"] == recipe]
+
+        def cell(values):
+            return f"{np.mean(values):.3f} / {np.min(values):.3f}"
+
+        test = [row["formats"]["int8"]["test"]["accuracy"] for row in mine]
+        rob = [row["int8_robustness_mean"] for row in mine]
+        folder_cells = [cell([row["folders"][n] for row in mine if n in row["folders"]]) for n in names]
+        seeds = ", ".join(str(row["seed"]) for row in mine)
+        lines.append(f"| {recipe} | {len(mine)} | {seeds} | {cell(test)} | {cell(rob)} | " + " | ".join(folder_cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown(rows: list[dict]) -> str:
-    lines = ["| run | recipe | seed | format | train acc / loss | val acc / loss | test acc / loss | int8 robustness mean | s/epoch | training wall time |",
-             "|---|---|---:|---|---|---|---|---:|---:|---:|"]
+    names = sorted({name for row in rows for name in row["folders"]})
+    lines = ["| run | recipe | seed | format | train acc / loss | val acc / loss | test acc / loss | int8 robustness mean | "
+             + "".join(f"int8 {n} | " for n in names) + "s/epoch | training wall time |",
+             "|---|---|---:|---|---|---|---|---:|" + "---:|" * len(names) + "---:|---:|"]
     for row in rows:
         for name, _ in FORMATS:
             m = row["formats"][name]
             cells = [f"{m[s]['accuracy']:.3f} / {m[s]['loss']:.3f}" for s in ("train", "val", "test")]
             rob = f"{row['int8_robustness_mean']:.3f}" if name == "int8" else ""
+            folder_cells = "".join((f"{row['folders'][n]:.3f} | " if name == "int8" and n in row["folders"] else " | ") for n in names)
             wall = f"{row['wall_seconds'] / 60:.1f} min" if row.get("wall_seconds") and name == "float" else ""
             spe = f"{row['seconds_per_epoch']:.1f}" if name == "float" else ""
-            lines.append(f"| {Path(row['run']).name} | {row['recipe']} | {row['seed']} | {name} | {' | '.join(cells)} | {rob} | {spe} | {wall} |")
+            lines.append(f"| {Path(row['run']).name} | {row['recipe']} | {row['seed']} | {name} | {' | '.join(cells)} | {rob} | {folder_cells}{spe} | {wall} |")
     return "\n".join(lines)
 
 
@@ -68,13 +102,19 @@ def markdown(rows: list[dict]) -> str:
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--data", type=click.Path(path_type=Path), default=None)
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Also write the numbers here.")
-def main(runs, data, json_out):
+@click.option("--dev", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="A labelled folder scored whole (repeatable).")
+@click.option("--heldout", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="A labelled folder scored on its held-out fifth (repeatable).")
+def main(runs, data, json_out, dev, heldout):
     signs = resolve_data(data)
+    folders = {folder.name: load_labelled(folder) for folder in dev}
+    folders.update({f"{folder.name} held out": own_split(load_labelled(folder), "heldout") for folder in heldout})
     rows = []
     for run in runs:
         click.echo(f"evaluating {run} ...", err=True)
-        rows.append(run_report(run, signs))
+        rows.append(run_report(run, signs, folders))
     click.echo(markdown(rows))
+    click.echo()
+    click.echo(by_recipe(rows))
     if json_out:
         write_json(json_out, rows)
 
