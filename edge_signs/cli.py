@@ -20,6 +20,7 @@ from edge_signs.artifacts import dumps, finite_or_none
 from edge_signs.data import fetch_signs, resolve_data
 from edge_signs.edge import evaluate as ev
 from edge_signs.edge.live import LiveOptions, parse_roi, run_live
+from edge_signs.edge.outputs import OutputError
 from edge_signs.edge.preprocess import Roi
 from edge_signs.errors import EdgeSignsError
 
@@ -326,7 +327,11 @@ def live(ctx, model, camera, picamera, video, testset, width, height, fps, roi, 
         # A token exported in the environment waits for --serve; only a typed --token without it is a mistake.
         serve=serve, token=token if serve is not None or _given(ctx, "token") else None,
     )
-    summary = run_live(model, options, log=_log)
+    try:
+        summary = run_live(model, options, log=_log)
+    except OutputError as exc:  # the run happened: its summary first, then the output that failed
+        click.echo(exc.summary.text(), nl=False)
+        raise
     click.echo(summary.text(), nl=False)
 
 
