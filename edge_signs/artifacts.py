@@ -3,7 +3,9 @@
 - ``atomic_path``: a temporary file beside the target, moved into place only when
   complete; a reader sees the old file or the new one, never half of one.
   Temporary files carry the writer's PID (``.NAME.tmp-PID-XXXX``), so a later run
-  removes those a killed process left (``remove_stale_temps``).
+  removes those a killed process left (``remove_stale_temps``). A symlink's target is
+  written, never the link; a FIFO or a device (/dev/null) is written directly, never
+  replaced by a regular file.
 - ``write_json``: strict JSON only (no NaN or Infinity, which most parsers reject).
 - ``folder_lock``: one writer per output folder; the lock dies with its process.
 - ``check_output_file`` / ``check_output_dir``: an output path is checked before the

@@ -170,3 +170,79 @@ def test_a_temp_file_whose_writer_still_holds_it_is_not_removed(model, signs_dir
     proc = run_cli("live", model, *TESTSET, "--max-frames", "3", "--data", signs_dir, "--record", record)
     assert proc.returncode == 0, proc.stderr
     assert not held.exists() and hidden_files(tmp_path) == []
+
+
+# -- class 2: outputs onto special files are streamed to or refused, never replaced ---------------------------
+
+
+def _read_fifo(path: Path, into: list) -> threading.Thread:
+    def read():
+        with open(path, "rb") as f:
+            into.append(f.read())
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_json_onto_a_fifo_streams_into_it(model, signs_dir, tmp_path):
+    """--json onto a FIFO: the reader gets the JSON lines, and the FIFO stays a FIFO."""
+    fifo = tmp_path / "frames.fifo"
+    os.mkfifo(fifo)
+    got: list = []
+    reader = _read_fifo(fifo, got)
+    proc = run_cli("live", model, *TESTSET, "--max-frames", "5", "--data", signs_dir, "--json", fifo, timeout=120)
+    reader.join(timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert fifo.is_fifo()
+    lines = got[0].decode().splitlines()
+    assert [int(ln.split('"frame": ')[1].split(",")[0]) for ln in lines] == list(range(5))
+    assert hidden_files(tmp_path) == []
+
+
+def test_json_onto_a_symlink_to_stdout_streams_to_stdout(model, signs_dir, tmp_path):
+    """--json onto a symlink to /proc/self/fd/1 writes to the process's stdout; the link stays a link."""
+    link = tmp_path / "stdout.jsonl"
+    link.symlink_to("/proc/self/fd/1")
+    proc = run_cli("live", model, *TESTSET, "--max-frames", "4", "--data", signs_dir, "--json", link)
+    assert proc.returncode == 0, proc.stderr
+    assert link.is_symlink() and os.readlink(link) == "/proc/self/fd/1"
+    assert sum(line.startswith('{"frame": ') for line in proc.stdout.splitlines()) == 4
+    assert hidden_files(tmp_path) == []
+
+
+def test_json_onto_a_character_device_streams_into_it(model, signs_dir, tmp_path):
+    """--json onto a character device (a null device made here, as /dev/null is): written, never replaced."""
+    if os.geteuid() != 0:
+        pytest.skip("making a device node needs root")
+    null = tmp_path / "null"
+    os.mknod(null, 0o666 | 0o020000, os.makedev(1, 3))  # S_IFCHR: the kernel's null device
+    proc = run_cli("live", model, *TESTSET, "--max-frames", "3", "--data", signs_dir, "--json", null)
+    assert proc.returncode == 0, proc.stderr
+    assert null.is_char_device()
+    assert hidden_files(tmp_path) == []
+
+
+def test_record_onto_a_fifo_is_refused_before_the_run(model, signs_dir, tmp_path):
+    """A video is rewritten when it ends, so it cannot stream: --record onto a FIFO is one line, the FIFO untouched."""
+    fifo = tmp_path / "rec.avi"
+    os.mkfifo(fifo)
+    proc = run_cli("live", model, *TESTSET, "--max-frames", "3", "--data", signs_dir, "--record", fifo, timeout=120)
+    one_line_error(proc, f"--record {fifo}", "is a FIFO", "regular file")
+    assert fifo.is_fifo()
+
+
+def test_outputs_onto_a_symlink_replace_its_target_not_the_link(model, signs_dir, tmp_path):
+    """--record and --json onto symlinks to files elsewhere: the targets get the new content, the links stay links."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "rec.avi").write_bytes(b"old")
+    (elsewhere / "frames.jsonl").write_text("old\n")
+    for name in ("rec.avi", "frames.jsonl"):
+        (tmp_path / name).symlink_to(elsewhere / name)
+    proc = run_cli("live", model, *TESTSET, "--max-frames", "6", "--data", signs_dir, "--record", tmp_path / "rec.avi",
+                   "--json", tmp_path / "frames.jsonl")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "rec.avi").is_symlink() and (tmp_path / "frames.jsonl").is_symlink()
+    assert _frames(elsewhere / "rec.avi") == 6 and len((elsewhere / "frames.jsonl").read_text().splitlines()) == 6
+    assert hidden_files(tmp_path) == []
