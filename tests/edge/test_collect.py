@@ -434,3 +434,30 @@ def test_cli_headless_run_and_one_line_errors(video, tmp_path):
         lines = [ln for ln in bad.stderr.splitlines() if ln.strip() and not ln.startswith("source:")]
         assert bad.exit_code == 1 and len(lines) == 1 and lines[0].startswith("edge-signs: error: ") and words in lines[0], bad.stderr
         assert "Traceback" not in bad.output and bad.stdout == ""
+
+
+# -- the log and the crops agree -----------------------------------------------------------------------------
+
+
+def test_a_log_that_cannot_be_written_is_refused_before_the_source_opens(video, tmp_path, monkeypatch):
+    """collect_log.csv that cannot be written (here a link to where nobody, root included, can create a file):
+    one line naming the log before the source opens, and no crop saved that the log would not list."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / config.COLLECT_CSV).symlink_to(UNWRITABLE / config.COLLECT_CSV)
+    monkeypatch.setattr(collect, "open_collect_source", lambda *a, **k: pytest.fail("the source was opened"))
+    with pytest.raises(EdgeSignsError, match=f"--out {out}: {out / config.COLLECT_CSV} cannot be written"):
+        run_collect(_opts(out, video, headless=True, label="2", count=2, countdown=0), log=quiet)
+    assert not (out / "2").exists()
+
+
+def test_appending_to_a_log_without_a_final_newline_starts_a_new_row(video, tmp_path):
+    """A log whose last row lacks its newline (an editor, a copy cut short): the next row is not glued onto it."""
+    out = tmp_path / "out"
+    run_collect(_opts(out, video, headless=True, label="1", count=1, countdown=0), log=quiet)
+    log = out / config.COLLECT_CSV
+    log.write_bytes(log.read_bytes().rstrip(b"\n"))
+    run_collect(_opts(out, video, headless=True, label="2", count=2, countdown=0), log=quiet)
+    rows = _rows(out)
+    assert [r["label"] for r in rows] == ["1", "2", "2"]
+    assert sorted(r["file"] for r in rows) == sorted(f"{p.parent.name}/{p.name}" for label in "12" for p in _files(out, label))
