@@ -426,6 +426,9 @@ def own_split(own: Labelled, split: str) -> Labelled:
             raise EdgeSignsError(f"{own.source}: no group was held out ({len(set(own.groups))} session(s)/photo(s)); collect more sessions, or score --split all")
         return own.subset(held)
     if split == "train":
+        if not len(keep):
+            raise EdgeSignsError(f"{own.source}: --split train leaves no images: all {len(set(own.groups))} session(s)/photo(s) are "
+                                 f"held out; collect more sessions, or score --split heldout or all")
         return own.subset(keep)
     raise EdgeSignsError(f"split '{split}': unknown (expected one of {', '.join(config.OWN_SPLITS)})")
 
