@@ -299,6 +299,18 @@ def check_output_file(path: str | os.PathLike, option: str, inputs: Iterable[str
     return path
 
 
+def check_outside_inputs(folder: str | os.PathLike, option: str, inputs: Iterable[tuple[str, str | os.PathLike | None]]) -> None:
+    """An output folder that is not an input folder of the same run, nor inside one (its results would land among the input)."""
+    out = Path(folder).resolve()
+    for name, item in inputs:
+        if item is None or isinstance(item, (bytes, bytearray)) or not isinstance(item, (str, os.PathLike)):
+            continue
+        where = Path(item).resolve()
+        if out == where or where in out.parents:
+            raise EdgeSignsError(f"{option} {folder}: is inside {name} {item}, an input of this run (its results would land among "
+                                 f"the input's files); choose an {option} outside it")
+
+
 class PendingFile:
     """A file written over a whole run (a recording, JSON lines) and published only at its end.
 
