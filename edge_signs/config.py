@@ -171,6 +171,7 @@ SERVE_JPEG_QUALITY = 80
 SERVE_MAX_CLIENTS = 4  # /stream.mjpg viewers at once; more get 503
 SERVE_MAX_CONNECTIONS = 32  # all open connections (viewers, status polls, routes); beyond: refused at once
 SERVE_SOCKET_TIMEOUT_S = 10.0  # a client that sends or reads nothing this long is dropped and its slot freed
+SERVE_HEADER_TIMEOUT_S = 5.0  # a whole request (head and body) must arrive within this, however it trickles in
 SERVE_SEND_BUFFER = 256 * 1024  # kernel send buffer per viewer: what a stalled viewer can pin, at most
 SERVE_STATUS_POLL_MS = 250  # how often the page asks /status
 SERVE_MAX_BODY = 64 * 1024  # largest POST body a registered route accepts
