@@ -184,6 +184,7 @@ SERVE_TOKEN_ENV = "EDGE_SIGNS_TOKEN"  # --token from the environment: not visibl
 # current input (room for a 96-160 px model later), ~8 KB as a quality-95 JPEG, and a whole
 # default ROI of a 640x480 frame (480 px) is shrunk to it, never enlarged.
 COLLECT_SIZE = 160
+COLLECT_MAX_SIZE = 1024  # --size at most: a queue of COLLECT_QUEUE crops stays under ~400 MB (20000 px would be 1.2 GB each)
 COLLECT_CAMERA_WIDTH = 640  # collect runs no model: a larger frame costs little and gives sharper crops
 COLLECT_CAMERA_HEIGHT = 480
 COLLECT_INTERVAL_S = 0.2  # a burst or --headless run saves one crop per this many seconds (source time)

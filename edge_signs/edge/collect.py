@@ -106,6 +106,9 @@ class CollectOptions:
             raise EdgeSignsError(f"--countdown must be a number of seconds >= 0, got {self.countdown}")
         if self.size < 8:
             raise EdgeSignsError(f"--size must be at least 8 pixels, got {self.size}")
+        if self.size > config.COLLECT_MAX_SIZE:
+            raise EdgeSignsError(f"--size must be at most {config.COLLECT_MAX_SIZE} pixels, got {self.size} (a crop that size "
+                                 f"is {3 * self.size ** 2 / 2**20:.0f} MB in memory; the model sees {config.IMAGE_SIZE} px)")
         if not 1 <= self.quality <= 100:
             raise EdgeSignsError(f"--quality is a JPEG quality in 1..100, got {self.quality}")
         if self.labels_csv is not None:

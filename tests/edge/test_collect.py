@@ -461,3 +461,14 @@ def test_appending_to_a_log_without_a_final_newline_starts_a_new_row(video, tmp_
     rows = _rows(out)
     assert [r["label"] for r in rows] == ["1", "2", "2"]
     assert sorted(r["file"] for r in rows) == sorted(f"{p.parent.name}/{p.name}" for label in "12" for p in _files(out, label))
+
+
+def test_size_has_an_upper_bound(video, tmp_path):
+    """--size 20000 would make 1.2 GB crops (and a queue of them): a one-line error naming the bound, before any work."""
+    with pytest.raises(EdgeSignsError, match=f"--size must be at most {config.COLLECT_MAX_SIZE} pixels, got 20000"):
+        CollectOptions(out=tmp_path / "out", video=str(video), headless=True, label="1", size=20000).mode()
+    bad = CliRunner().invoke(cli.main, ["collect", "--out", str(tmp_path / "out"), "--video", str(video), "--headless", "--label", "1",
+                                        "--size", "20000"])
+    lines = [ln for ln in bad.stderr.splitlines() if ln.strip()]
+    assert bad.exit_code != 0 and len(lines) == 1 and "--size" in lines[0] and str(config.COLLECT_MAX_SIZE) in lines[0], bad.stderr
+    assert not (tmp_path / "out").exists()
