@@ -303,7 +303,7 @@ def check_outside_inputs(folder: str | os.PathLike, option: str, inputs: Iterabl
     """An output folder that is not an input folder of the same run, nor inside one (its results would land among the input)."""
     out = Path(folder).resolve()
     for name, item in inputs:
-        if item is None or isinstance(item, (bytes, bytearray)) or not isinstance(item, (str, os.PathLike)):
+        if not isinstance(item, (str, os.PathLike)):  # None, or data already loaded
             continue
         where = Path(item).resolve()
         if out == where or where in out.parents:

@@ -23,16 +23,9 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from edge_signs.edge.display import playable_frames as _frames  # frames in its index, the last one read back
+
 TOKEN = "fault-matrix-token-0123"
-
-
-def _frames(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
 
 
 def _recording(path: Path, frames: int) -> None:

@@ -16,7 +16,9 @@ It prints ``PASS``/``FAIL`` with expected vs observed for each case and a total,
 exits non-zero when any case fails. ``--quick`` skips the cases that train a real
 ResNet50 (the rest need no TensorFlow except those that build a tiny Keras file).
 The models are the committed test fixtures (tests/fixtures/tiny_*.tflite); other bad
-inputs are made here.
+inputs are made here. The cases for outputs, logs, special files, own folders and the
+server are in tools/fault_cases.py; those that mount a small tmpfs or make a device node
+run only as root (skipped and named otherwise).
 """
 
 from __future__ import annotations
