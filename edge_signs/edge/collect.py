@@ -460,6 +460,8 @@ class CropWriter:
             elif os.pread(self._csv_fd, 1, size - 1) != b"\n":  # a last row cut short or edited: never glue onto it
                 data = b"\n" + data
             _write_all(self._csv_fd, data)
+        except OSError as exc:  # os.write names no file: the message must
+            raise OSError(exc.errno, exc.strerror, str(self.csv_path)) from None
         finally:
             fcntl.flock(self._csv_fd, fcntl.LOCK_UN)
 

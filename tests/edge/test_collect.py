@@ -472,3 +472,26 @@ def test_size_has_an_upper_bound(video, tmp_path):
     lines = [ln for ln in bad.stderr.splitlines() if ln.strip()]
     assert bad.exit_code != 0 and len(lines) == 1 and "--size" in lines[0] and str(config.COLLECT_MAX_SIZE) in lines[0], bad.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_crop_whose_log_row_cannot_be_written_is_not_kept(video, tmp_path):
+    """The log's disk fills mid-run (here the log is a link onto a full tmpfs; root only): the crop whose row could not be
+    written is not kept nor counted, so the folder and its log still agree, and the error names the log."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("this machine does not let the test mount a tmpfs")
+    try:
+        log = small / config.COLLECT_CSV
+        log.write_bytes(b"file,label,source,roi,time,session,frame\n".ljust(4095, b"#") + b"\n")  # one page, full
+        (small / "filler").write_bytes(b"x" * 4096)  # and the other one
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / config.COLLECT_CSV).symlink_to(log)
+        s = run_collect(_opts(out, video, headless=True, label="5", count=3, countdown=0), log=quiet)
+        assert s.error is not None and str(log) in s.error or config.COLLECT_CSV in s.error, s.error
+        assert s.total_saved == 0 and _files(out, "5") == []
+    finally:
+        subprocess.run(["umount", "-l", str(small)], capture_output=True)

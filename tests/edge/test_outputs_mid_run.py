@@ -27,7 +27,7 @@ import pytest
 from edge_signs.edge.live import LiveOptions, run_live
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import quiet
-from tests.conftest import REPO, run_cli
+from tests.conftest import run_cli
 from tests.faults import digests, hidden_files, one_line_error
 
 TESTSET = ["--testset", "--headless", "--status-every", "0"]
