@@ -452,6 +452,7 @@ class CropWriter:
                       self.session, item.frame])
         # One locked append per row: two collects into one OUT never interleave lines, and the header is written once.
         fcntl.flock(self._csv_fd, fcntl.LOCK_EX)
+        size = None
         try:
             data = buf.getvalue().encode("utf-8")
             size = os.fstat(self._csv_fd).st_size
@@ -460,8 +461,11 @@ class CropWriter:
             elif os.pread(self._csv_fd, 1, size - 1) != b"\n":  # a last row cut short or edited: never glue onto it
                 data = b"\n" + data
             _write_all(self._csv_fd, data)
-        except OSError as exc:  # os.write names no file: the message must
-            raise OSError(exc.errno, exc.strerror, str(self.csv_path)) from None
+        except OSError as exc:
+            if size is not None:  # no half row left behind (the lock keeps other writers out meanwhile)
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._csv_fd, size)
+            raise OSError(exc.errno, exc.strerror, str(self.csv_path)) from None  # os.write names no file: the message must
         finally:
             fcntl.flock(self._csv_fd, fcntl.LOCK_UN)
 
