@@ -21,6 +21,7 @@ from edge_signs.data import fetch_signs, resolve_data
 from edge_signs.edge import evaluate as ev
 from edge_signs.edge.events import EventOptions
 from edge_signs.edge.live import LiveOptions, parse_roi, run_live
+from edge_signs.edge.outputs import OutputError
 from edge_signs.edge.preprocess import Roi
 from edge_signs.errors import EdgeSignsError
 
@@ -368,7 +369,11 @@ def live(ctx, model, camera, picamera, video, testset, width, height, fps, roi, 
         # A token exported in the environment waits for --serve; only a typed --token without it is a mistake.
         serve=serve, token=token if serve is not None or _given(ctx, "token") else None, events=events,
     )
-    summary = run_live(model, options, log=_log)
+    try:
+        summary = run_live(model, options, log=_log)
+    except OutputError as exc:  # the run happened: its summary first, then the output that failed
+        click.echo(exc.summary.text(), nl=False)
+        raise
     click.echo(summary.text(), nl=False)
 
 
@@ -390,7 +395,7 @@ def live(ctx, model, camera, picamera, video, testset, width, height, fps, roi, 
 @click.option("--count", type=click.IntRange(min=1), default=None, help=f"--headless: crops to save [default: {config.COLLECT_COUNT}]; with a window, crops per burst (default: until b).")
 @click.option("--interval", type=FiniteFloat(0), default=None, help=f"Seconds between a burst's crops, of source time (video files: frame number / fps) [default: {config.COLLECT_INTERVAL_S:g}; --labels: every frame].")
 @click.option("--countdown", type=FiniteFloat(0), default=config.COLLECT_COUNTDOWN_S, show_default=True, help="--headless: seconds counted down before the first crop.")
-@click.option("--size", type=click.IntRange(min=8), default=config.COLLECT_SIZE, show_default=True, help="Side of the saved square crop, pixels.")
+@click.option("--size", type=int, default=config.COLLECT_SIZE, show_default=True, help=f"Side of the saved square crop, pixels (8 to {config.COLLECT_MAX_SIZE}).")
 @click.option("--quality", type=click.IntRange(1, 100), default=config.COLLECT_JPEG_QUALITY, show_default=True, help="JPEG quality.")
 @click.option("--capture-thread/--no-capture-thread", default=True, show_default=True, help="Read cameras and streams in a background thread that keeps only the newest frame.")
 @event_options

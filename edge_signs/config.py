@@ -206,6 +206,7 @@ SERVE_JPEG_QUALITY = 80
 SERVE_MAX_CLIENTS = 4  # /stream.mjpg viewers at once; more get 503
 SERVE_MAX_CONNECTIONS = 32  # all open connections (viewers, status polls, routes); beyond: refused at once
 SERVE_SOCKET_TIMEOUT_S = 10.0  # a client that sends or reads nothing this long is dropped and its slot freed
+SERVE_HEADER_TIMEOUT_S = 5.0  # a whole request (head and body) must arrive within this, however it trickles in
 SERVE_SEND_BUFFER = 256 * 1024  # kernel send buffer per viewer: what a stalled viewer can pin, at most
 SERVE_STATUS_POLL_MS = 250  # how often the page asks /status
 SERVE_MAX_BODY = 64 * 1024  # largest POST body a registered route accepts
@@ -218,6 +219,7 @@ SERVE_TOKEN_ENV = "EDGE_SIGNS_TOKEN"  # --token from the environment: not visibl
 # current input (room for a 96-160 px model later), ~8 KB as a quality-95 JPEG, and a whole
 # default ROI of a 640x480 frame (480 px) is shrunk to it, never enlarged.
 COLLECT_SIZE = 160
+COLLECT_MAX_SIZE = 1024  # --size at most: a queue of COLLECT_QUEUE crops stays under ~400 MB (20000 px would be 1.2 GB each)
 COLLECT_CAMERA_WIDTH = 640  # collect runs no model: a larger frame costs little and gives sharper crops
 COLLECT_CAMERA_HEIGHT = 480
 COLLECT_INTERVAL_S = 0.2  # a burst or --headless run saves one crop per this many seconds (source time)

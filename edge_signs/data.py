@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-import cv2
 import numpy as np
 
 try:  # only the HDF5 layout needs it: a Pi with image folders can do without
@@ -31,9 +30,8 @@ from edge_signs import config
 from edge_signs.artifacts import atomic_path
 from edge_signs.edge.preprocess import frame_to_rgb, square_resize
 from edge_signs.errors import EdgeSignsError
+from edge_signs.images import IMAGE_SUFFIXES, class_folder_images, read_image_bgr
 from edge_signs.log import Log, log_stderr
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
 @dataclass
@@ -107,31 +105,6 @@ def load_h5(folder: Path) -> Signs:
 # -- image folders ---------------------------------------------------------------
 
 
-JPEG_SUFFIXES = {".jpg", ".jpeg"}
-JPEG_END = b"\xff\xd9"  # the end-of-image marker every complete JPEG ends with
-
-
-def _check_complete_jpeg(path: Path, data: bytes) -> None:
-    """libjpeg decodes a truncated file with a grey bottom and only a stderr warning: name it instead."""
-    if JPEG_END not in data[-64:].rstrip(b"\x00\r\n "):
-        raise EdgeSignsError(f"{path}: truncated JPEG (no end-of-image marker); re-copy or delete the file")
-
-
-def read_image_bgr(path: Path) -> np.ndarray:
-    """Any image file OpenCV reads, as 8-bit BGR (the layout of a camera frame)."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise EdgeSignsError(f"{path}: unreadable image ({exc.strerror or exc})") from None
-    if path.suffix.lower() in JPEG_SUFFIXES:
-        _check_complete_jpeg(path, data)
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-    if bgr is None or bgr.size == 0:
-        raise EdgeSignsError(f"{path}: unreadable image (OpenCV could not decode it)")
-    return bgr
-
-
 def _read_image_folder(folder: Path, notes: list[str]) -> Split:
     if not folder.is_dir():
         raise EdgeSignsError(f"{folder}: folder not found (expected {folder.name}/<label>/*.jpg with labels {', '.join(config.LABELS)})")
@@ -141,17 +114,14 @@ def _read_image_folder(folder: Path, notes: list[str]) -> Split:
         class_dir = folder / label
         if not class_dir.is_dir():
             raise EdgeSignsError(f"{class_dir}: class folder missing (expected one folder per label {', '.join(config.LABELS)})")
-        files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = class_folder_images(class_dir, notes)
         if not files:
             raise EdgeSignsError(f"{class_dir}: empty class folder (expected images: {', '.join(sorted(IMAGE_SUFFIXES))})")
         for path in files:
-            bgr = read_image_bgr(path)
+            bgr = read_image_bgr(path, notes)
             resized += bgr.shape[:2] != (config.IMAGE_SIZE, config.IMAGE_SIZE)
             images.append(frame_to_rgb(bgr))  # the camera's path: centred square, resize, RGB
             labels.append(label_index)
-        skipped = sorted(p.name for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES and not p.name.startswith("."))
-        if skipped:
-            notes.append(f"{class_dir}: skipped {len(skipped)} file(s) that are not images: {', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}")
     extra = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name not in config.LABELS)
     if extra:
         raise EdgeSignsError(f"{folder}: unexpected class folder(s) {', '.join(extra)} (labels are {', '.join(config.LABELS)})")
@@ -400,12 +370,13 @@ def load_labelled(folder: str | os.PathLike, *, log: Log | None = None) -> Label
     """
     root = labelled_root(folder)
     images, labels, files, sizes = [], [], [], {}
+    notes: list[str] = []
     for label_index, label in enumerate(config.LABELS):
         class_dir = root / label
         if not class_dir.is_dir():
             continue
-        for path in sorted(p for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")):
-            bgr = read_image_bgr(path)
+        for path in class_folder_images(class_dir, notes):
+            bgr = read_image_bgr(path, notes)
             sizes[bgr.shape[1::-1]] = sizes.get(bgr.shape[1::-1], 0) + 1
             images.append(frame_to_rgb(bgr))
             labels.append(label_index)
@@ -413,7 +384,6 @@ def load_labelled(folder: str | os.PathLike, *, log: Log | None = None) -> Label
     extra = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in config.LABELS and not p.name.startswith("."))
     if not images:
         raise EdgeSignsError(f"{root}: no images in its class folders (expected {root}/<label>/*.jpg, labels {', '.join(config.LABELS)})")
-    notes = []
     if extra:
         notes.append(f"warning: {root}: ignored folder(s) that are not labels: {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
     if len(sizes) > 1:
@@ -455,6 +425,9 @@ def own_split(own: Labelled, split: str) -> Labelled:
             raise EdgeSignsError(f"{own.source}: no group was held out ({len(set(own.groups))} session(s)/photo(s)); collect more sessions, or score --split all")
         return own.subset(held)
     if split == "train":
+        if not len(keep):
+            raise EdgeSignsError(f"{own.source}: --split train leaves no images: all {len(set(own.groups))} session(s)/photo(s) are "
+                                 f"held out; collect more sessions, or score --split heldout or all")
         return own.subset(keep)
     raise EdgeSignsError(f"split '{split}': unknown (expected one of {', '.join(config.OWN_SPLITS)})")
 

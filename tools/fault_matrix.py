@@ -16,7 +16,9 @@ It prints ``PASS``/``FAIL`` with expected vs observed for each case and a total,
 exits non-zero when any case fails. ``--quick`` skips the cases that train a real
 ResNet50 (the rest need no TensorFlow except those that build a tiny Keras file).
 The models are the committed test fixtures (tests/fixtures/tiny_*.tflite); other bad
-inputs are made here.
+inputs are made here. The cases for outputs, logs, special files, own folders and the
+server are in tools/fault_cases.py; those that mount a small tmpfs or make a device node
+run only as root (skipped and named otherwise).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Callable, Optional
 
 import click
 import cv2
+import fault_cases  # tools/fault_cases.py, beside this file
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,6 +57,7 @@ class Case:
     during: Optional[Callable[[subprocess.Popen, Path], None]] = None  # e.g. a signal after a while
     after: Optional[Callable[[Path], Optional[str]]] = None  # extra check: a problem, or None
     trains: bool = False  # needs TensorFlow and a few training steps
+    root: bool = False  # mounts a small tmpfs or makes a device node: skipped unless run as root
 
 
 # -- scratch inputs -------------------------------------------------------------------------------
@@ -215,7 +219,7 @@ def _then_rerun_cleans(args: list[str]):
 # -- the matrix ------------------------------------------------------------------------------------
 
 M = "{S}/tiny_int8.tflite"
-ONE_IMAGE = ["--testset", "--headless", "--max-frames", "5", "--status-every", "0"]
+ONE_IMAGE = ["--testset", "--headless", "--max-frames", "5", "--status-every", "0", "--data", "{D}"]  # hermetic: never the Keras cache or a download
 
 
 def cases() -> list[Case]:
@@ -282,6 +286,7 @@ def cases() -> list[Case]:
              protect=("file.txt",), setup=_write("file.txt", b"keep me\n")),
         Case("quantize: --out on an existing file", ["quantize", "{S}/nan.keras", "--out", "{S}/file.txt", "--data", "{D}"], "error", "is a file",
              protect=("file.txt",), setup=_both(_nan_model, _write("file.txt", b"keep me\n"))),
+        *fault_cases.cases(sys.modules[__name__]),  # outputs, logs, special files, own folders, the server
     ]
 
 
@@ -307,7 +312,8 @@ def run_case(case: Case, signs: Path, timeout: float) -> tuple[bool, str]:
         if case.setup is not None:
             case.setup(s, signs)
         before = {p: _digest(s / p) for p in case.protect}
-        args = [a.replace("{S}", str(s)).replace("{D}", str(signs)) for a in case.args]
+        port = (s / "port").read_text() if (s / "port").is_file() else ""  # a case's free port, found by its setup
+        args = [a.replace("{S}", str(s)).replace("{D}", str(signs)).replace("{PORT}", port) for a in case.args]
         proc = subprocess.Popen(_cmd(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=s, env=_env())
         if case.during is not None:
             case.during(proc, s)
@@ -354,6 +360,10 @@ def main(data, quick, only, timeout):
     """Run the fault matrix and print one line per case and a total."""
     signs = data or Path(os.environ.get("EDGE_SIGNS_DATA") or REPO.parent / "shared" / "datasets" / "signs")
     chosen = [c for c in cases() if (not quick or not c.trains) and (only is None or only.lower() in c.name.lower())]
+    if os.geteuid() != 0:
+        skipped = [c for c in chosen if c.root]
+        chosen = [c for c in chosen if not c.root]
+        print(f"skipped {len(skipped)} case(s) that need root: {', '.join(c.name for c in skipped)}" if skipped else "", end="\n" if skipped else "")
     passed = 0
     t0 = time.perf_counter()
     for case in chosen:

@@ -108,6 +108,9 @@ class CollectOptions:
             raise EdgeSignsError(f"--countdown must be a number of seconds >= 0, got {self.countdown}")
         if self.size < 8:
             raise EdgeSignsError(f"--size must be at least 8 pixels, got {self.size}")
+        if self.size > config.COLLECT_MAX_SIZE:
+            raise EdgeSignsError(f"--size must be at most {config.COLLECT_MAX_SIZE} pixels, got {self.size} (a crop that size "
+                                 f"is {3 * self.size ** 2 / 2**20:.0f} MB in memory; the model sees {config.IMAGE_SIZE} px)")
         if not 1 <= self.quality <= 100:
             raise EdgeSignsError(f"--quality is a JPEG quality in 1..100, got {self.quality}")
         if self.labels_csv is not None:
@@ -249,7 +252,19 @@ def check_out(out: Path) -> Path:
             raise EdgeSignsError(f"--out {out}: {out / label} is a file; the class folders OUT/{'/, OUT/'.join(config.LABELS)}/ must be folders")
     if (out / config.COLLECT_CSV).is_dir():
         raise EdgeSignsError(f"--out {out}: {out / config.COLLECT_CSV} is a folder, expected the collect log CSV")
+    _check_log_writable(out / config.COLLECT_CSV, out)
     return out
+
+
+def _check_log_writable(log: Path, out: Path) -> None:
+    """The log lists every crop: one that cannot be appended to is found before a crop is saved, not after."""
+    if not (log.exists() or log.is_symlink()):
+        return  # created in OUT, whose writability check_output_dir has just probed
+    try:
+        os.close(os.open(log, os.O_RDWR | os.O_APPEND | (os.O_CREAT if log.is_symlink() else 0), 0o666))
+    except OSError as exc:
+        raise EdgeSignsError(f"--out {out}: {log} cannot be written ({exc.strerror or exc}); collect lists every crop "
+                             f"there: fix it, or choose another --out") from None
 
 
 def count_images(out: Path) -> dict[str, int]:
@@ -388,9 +403,14 @@ class CropWriter:
         if not ok:
             raise EdgeSignsError("OpenCV could not encode a JPEG")
         path = self._publish(folder, jpeg.tobytes())
+        try:
+            self._log_row(path, item)
+        except BaseException:  # a crop the log does not list is not counted, nor kept: the two always agree
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
         self.saved[item.label] += 1
         self.last = path
-        self._log_row(path, item)
 
     def _publish(self, folder: Path, data: bytes) -> Path:
         """Write ``data`` under the first free <session>_<NNNNN>.jpg: never over an existing file, never half-written."""
@@ -426,7 +446,7 @@ class CropWriter:
 
     def _log_row(self, path: Path, item: _Save) -> None:
         if self._csv_fd is None:
-            self._csv_fd = os.open(self.csv_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            self._csv_fd = os.open(self.csv_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
         when = datetime.datetime.fromtimestamp(item.when).astimezone().isoformat(timespec="milliseconds")
         buf = io.StringIO()
         row = csv.writer(buf, lineterminator="\n")
@@ -434,13 +454,29 @@ class CropWriter:
                       self.session, item.frame])
         # One locked append per row: two collects into one OUT never interleave lines, and the header is written once.
         fcntl.flock(self._csv_fd, fcntl.LOCK_EX)
+        size = None
         try:
             data = buf.getvalue().encode("utf-8")
-            if os.fstat(self._csv_fd).st_size == 0:
+            size = os.fstat(self._csv_fd).st_size
+            if size == 0:
                 data = (",".join(CSV_COLUMNS) + "\n").encode() + data
-            os.write(self._csv_fd, data)
+            elif os.pread(self._csv_fd, 1, size - 1) != b"\n":  # a last row cut short or edited: never glue onto it
+                data = b"\n" + data
+            _write_all(self._csv_fd, data)
+        except OSError as exc:
+            if size is not None:  # no half row left behind (the lock keeps other writers out meanwhile)
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._csv_fd, size)
+            raise OSError(exc.errno, exc.strerror, str(self.csv_path)) from None  # os.write names no file: the message must
         finally:
             fcntl.flock(self._csv_fd, fcntl.LOCK_UN)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write may write part of it (a disk filling): the rest, or an OSError."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 # -- the crop, and what a person sees ------------------------------------------------------------------

@@ -165,6 +165,23 @@ def save_png(img: np.ndarray, path: Path) -> Path:
     return path
 
 
+def playable_frames(path: Path) -> int:
+    """Frames a video file holds, counted from its index and proven by reading the last one; 0 when not playable."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+        if count <= 0:
+            return 0
+        cap.set(cv2.CAP_PROP_POS_FRAMES, count - 1)
+        return count if cap.read()[0] else 0
+    finally:
+        cap.release()
+
+
+def _is_playable(path: Path) -> bool:
+    return playable_frames(path) > 0
+
+
 class Recorder:
     """--record: the annotated frames as a video, moved into place only once finalized (playable).
 
@@ -173,6 +190,10 @@ class Recorder:
     and the encoder works while the loop invokes the model. Every frame is recorded:
     when the encoder falls behind, ``write`` waits for room (the loop slows to the
     encoder's pace rather than the video skipping frames).
+
+    A video is published only when the finished file holds every frame written (its
+    index read back): a disk that fills mid-run, which OpenCV's writer may not report,
+    never publishes a cut recording nor replaces a good one.
     """
 
     QUEUE = 4  # frames waiting for the encoder: enough to ride out a slow frame
@@ -184,11 +205,12 @@ class Recorder:
         self._writer: Optional[cv2.VideoWriter] = None
         self._size: Optional[tuple[int, int]] = None
         self.frames = 0
-        self._file = PendingFile(self.path)
+        self._file = PendingFile(self.path, is_complete=_is_playable)
+        self.recovered = self._file.recovered  # complete recordings a stopped run left, moved to visible names
         self._tmp = self._file.tmp
         self._queue: queue.Queue = queue.Queue(maxsize=self.QUEUE)
         self._thread: Optional[threading.Thread] = None
-        self._error: Optional[BaseException] = None
+        self._error: Optional[str] = None
 
     def write(self, img: np.ndarray) -> None:
         if self._writer is None:  # the frame size is only known now; opened here so a failure is this call's error
@@ -207,26 +229,36 @@ class Recorder:
         self.frames += 1
 
     def _encode(self) -> None:
+        written = 0
         while (img := self._queue.get()) is not None:
             try:
-                self._writer.write(img)
+                if self._writer.write(img) is False:  # OpenCV 5 says so (4.x returns None: close() reads the file back)
+                    self._error = f"frame {written + 1} could not be written (is its disk full?)"
+                written += 1
             except Exception as exc:  # noqa: BLE001 -- handed to the loop's thread by the next write or close
-                self._error = exc
+                self._error = f"writing the video failed ({type(exc).__name__}: {exc})"
+            if self._error is not None:
                 while self._queue.get() is not None:  # unblock a write waiting for room
                     pass
                 return
 
     def _check(self) -> None:
         if self._error is not None:
-            raise EdgeSignsError(f"--record {self.path}: writing the video failed ({type(self._error).__name__}: {self._error})")
+            raise EdgeSignsError(f"--record {self.path}: {self._error}; not published (an existing {self.path.name} is untouched)")
 
     def close(self, keep: bool) -> None:
-        if self._thread is not None:
-            self._queue.put(None)  # after the frames already queued: all of them are written
-            self._thread.join()
-            self._thread = None
-        if self._writer is not None:
-            self._writer.release()  # writes the index: without it the file does not play
-        self._file.close(keep=keep and self.frames > 0 and self._error is None)
+        """Finish the file; with ``keep``, publish it if complete (else a one-line error, and nothing replaced)."""
+        try:
+            if self._thread is not None:
+                self._queue.put(None)  # after the frames already queued: all of them are written
+                self._thread.join()
+                self._thread = None
+            if self._writer is not None:
+                self._writer.release()  # writes the index: without it the file does not play
+                self._writer = None
+            if keep and self.frames and self._error is None and (held := playable_frames(self._tmp)) != self.frames:
+                self._error = f"the finished file holds {held} of the {self.frames} frames written (is its disk full?)"
+        finally:
+            self._file.close(keep=keep and self.frames > 0 and self._error is None)
         if keep:  # a run that failed already has its error to tell
             self._check()

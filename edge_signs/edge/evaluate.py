@@ -135,6 +135,16 @@ def is_signs_folder(folder: str | os.PathLike) -> bool:
     return found is not None and (found[0] == "hdf5" or ((found[1] / "train").is_dir() and (found[1] / "test").is_dir()))
 
 
+def _check_split_applies(folder: str | os.PathLike, split: str) -> None:
+    """train/ and test/ image folders are both SIGNS's layout and a Keras-style folder of one's own: with a --split, say which."""
+    layout, where = detect_layout(Path(folder))
+    if split == "all" or layout != "images":
+        return
+    raise EdgeSignsError(f"--data {folder} --split {split}: {where} has train/ and test/ image folders, SIGNS's layout, whose test/ "
+                         f"is scored whole (a --split does not apply to it); to score the {split} sessions of your own images "
+                         f"there, pass --data {where / 'train'} (or {where / 'test'})")
+
+
 def load_eval_sets(data: list[str | os.PathLike] | tuple = (), split: str = "all", *, log: Log = log_stderr) -> list[EvalSet]:
     """What ``--data`` names, in order: SIGNS folders give their test set, other labelled folders ``split`` of theirs.
 
@@ -145,11 +155,14 @@ def load_eval_sets(data: list[str | os.PathLike] | tuple = (), split: str = "all
     sets: list[EvalSet] = []
     for folder in data:
         if is_signs_folder(folder):
+            _check_split_applies(folder, split)
             found = signs_test_set(resolve_data(folder, log=log))
         else:
             own = own_split(load_labelled(folder, log=log), split)
             name = f"{Path(folder).resolve().name} {split}"
             found = EvalSet(name, own.x, own.y, own.source, own.checksum())
+        if not len(found.y):
+            raise EdgeSignsError(f"{found.source}: --split {split} leaves no images to score")
         if any(s.name == found.name for s in sets):
             found.name = f"{found.name} ({len(sets) + 1})"
         sets.append(found)

@@ -30,10 +30,11 @@ from typing import Callable, Iterator, Optional, Sequence
 import numpy as np
 
 from edge_signs import config
-from edge_signs.artifacts import PendingFile, check_output_dir, check_output_file, dumps, finite_or_none, write_json
+from edge_signs.artifacts import check_output_dir, check_output_file, dumps, finite_or_none, write_json
 from edge_signs.data import resolve_data
-from edge_signs.edge.display import Overlay, Recorder, Window, check_gui, record_fourcc
+from edge_signs.edge.display import Overlay, Window, check_gui, record_fourcc
 from edge_signs.edge.events import EventHub, EventOptions, FrameClock, open_event_hub
+from edge_signs.edge.outputs import OUTPUT_ERRORS, OutputError, RunOutputs
 from edge_signs.edge.preprocess import Roi, frame_to_rgb
 from edge_signs.edge.runtime import Classifier, check_tflite_file, read_sidecar, sidecar_path
 from edge_signs.edge.serve import LiveServer, check_token, parse_serve
@@ -338,7 +339,7 @@ def check_outputs(model_path: str | os.PathLike, options: LiveOptions) -> None:
         check_output_file(options.json_path, "--json", inputs)
     options.events.check(inputs)
     if options.record is not None:
-        check_output_file(options.record, "--record", inputs)
+        check_output_file(options.record, "--record", inputs, streams=False)
     if options.report is not None:
         check_output_dir(options.report, "--report")
         for name in REPORT_FILES:
@@ -396,36 +397,30 @@ def run_live(
         window = Window(options.snapshot_dir, log) if not options.headless else None
         if window is not None:
             stack.callback(window.close)
-        json_out = json_file = None
-        if options.json_path is not None:
-            # Line-buffered into a temporary file beside the target (tail it while the camera runs);
-            # it replaces the target only when the run ends, so a failed run never truncates an old file.
-            json_out = PendingFile(options.json_path)
-            json_file = stack.enter_context(open(json_out.tmp, "w", buffering=1, encoding="utf-8"))
-        recorder = Recorder(options.record, source.fps) if options.record is not None else None
-        overlay = Overlay(options.roi, labels) if options.shows_frames() else None
         events = open_event_hub(options.events, log=log)
-        kept = False
+        stack.callback(events.close, keep=False)  # should what follows fail; a no-op after the close below
+        outputs = RunOutputs(options.json_path, options.record, source.fps, log)
+        overlay = Overlay(options.roi, labels) if options.shows_frames() else None
+        completed = False
         try:
             with stop_on_signals() as stop:
-                loop = _Loop(clf, source, options, overlay, window, recorder, json_file, on_frame, log, server, events)
+                loop = _Loop(clf, source, options, overlay, window, outputs, on_frame, log, server, events)
                 summary = loop.run(t_start, stop)
-            kept = True
+            completed = True
         finally:
-            events.close(keep=kept)  # a sign still held is released; each output waits a bounded time
-            if json_file is not None:
-                json_file.close()
-                json_out.close(keep=kept)
-            if recorder is not None:
-                recorder.close(keep=kept)
+            events.close(keep=completed)  # a sign still held is released; each output waits a bounded time
+            errors = outputs.close(completed)  # each output on its own; every writer thread joined
     summary.events, summary.event_lines = events.stats(), events.lines()
     summary.warnings += events.warnings()
-    if recorder is not None and recorder.frames:
-        log(f"wrote {options.record} ({recorder.frames} frames)")
-    if json_out is not None:
-        log(f"wrote {options.json_path} ({summary.frames} lines)")
+    for written in outputs.written():
+        log(f"wrote {written}")
     if options.report is not None:
-        _write_report(summary, Path(options.report), log)
+        try:
+            _write_report(summary, Path(options.report), log)
+        except OUTPUT_ERRORS as exc:  # the other outputs are already kept
+            errors.append(f"--report {options.report}: {getattr(exc, 'strerror', None) or exc}")
+    if errors:
+        raise OutputError("; ".join(errors), summary)
     return summary
 
 
@@ -438,10 +433,11 @@ class _Loop:
     """The per-frame work, with its state in attributes rather than in a long function."""
 
     def __init__(self, clf: Classifier, source: FrameSource, options: LiveOptions, overlay: Optional[Overlay],
-                 window: Optional[Window], recorder: Optional[Recorder], json_file, on_frame, log,
-                 server: Optional[LiveServer] = None, events: Optional[EventHub] = None):
+                 window: Optional[Window], outputs: RunOutputs, on_frame, log, server: Optional[LiveServer] = None,
+                 events: Optional[EventHub] = None):
         self.clf, self.source, self.options = clf, source, options
-        self.overlay, self.window, self.recorder, self.json_file = overlay, window, recorder, json_file
+        self.overlay, self.window, self.outputs = overlay, window, outputs
+        self.recording = outputs.recorder is not None
         self.on_frame, self.log, self.server = on_frame, log, server
         self.events = events if events is not None else EventHub(options.events.hold)
         self.clock = FrameClock(source.live, source.fps)
@@ -484,8 +480,9 @@ class _Loop:
                 inference_ms = self._predict(frame, truth)
                 if self.frames == 1:
                     startup = time.perf_counter() - t_start
-                if not self._output(frame):
-                    reason = "quit from the window"
+                ended = self._output(frame)
+                if ended is not None:
+                    reason = ended
                     break
                 t1 = time.perf_counter()
                 dt_ms = (t1 - t0) * 1e3
@@ -530,17 +527,16 @@ class _Loop:
         self.inference.add(pred.inference_ms)
         return pred.inference_ms
 
-    def _output(self, frame: Optional[np.ndarray]) -> bool:
-        """Overlay, window, recording, browser, JSON line, callback. False when the user quit."""
+    def _output(self, frame: Optional[np.ndarray]) -> Optional[str]:
+        """Overlay, window, recording, browser, JSON line, callback. Why the loop must end (quit, an output failed), or None."""
         r = self.result
         keep_going = True
         # A browser takes a frame only when a viewer watches and the encoder is due (SERVE_MAX_FPS).
         serve_frame = self.server is not None and self.server.wants_frame()
-        if self.overlay is not None and (self.window is not None or self.recorder is not None or serve_frame):
+        if self.overlay is not None and (self.window is not None or self.recording or serve_frame):
             shown = self.display_frame() if self.display_frame is not None else None
             img = self.overlay.render(frame if shown is None else shown, r, self.fps)
-            if self.recorder is not None:
-                self.recorder.write(img)
+            self.outputs.frame(img)
             if serve_frame:
                 self.server.publish_frame(img)  # a copy for the encoder thread, or nothing: never waits
             if self.window is not None:
@@ -551,11 +547,11 @@ class _Loop:
             status["fps"] = round(self.fps, 2)
             status["events"] = self.events.recent
             self.server.publish_status(status)
-        if self.json_file is not None:
-            self.json_file.write(r.json_line(self.clf.labels, self.source.has_truth) + "\n")
+        if self.outputs.json is not None:
+            self.outputs.line(r.json_line(self.clf.labels, self.source.has_truth))
         if self.on_frame is not None:
             self.on_frame(r)
-        return keep_going
+        return self.outputs.stop_reason() or (None if keep_going else "quit from the window")
 
     def _status(self) -> str:
         r = self.result

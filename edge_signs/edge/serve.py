@@ -33,7 +33,10 @@ Why the standard library's ``ThreadingHTTPServer`` and not a server package: the
 (``SERVE_MAX_CLIENTS``), so a thread per connection costs nothing that matters; and
 what a package would add -- bounded clients, stalled-client handling, a clean stop --
 is a few explicit lines here: a connection cap in ``process_request``, per-socket
-timeouts and send buffers, one shared frame behind a condition, and ``close()``,
+timeouts and send buffers, a deadline for the whole request (``SERVE_HEADER_TIMEOUT_S``:
+a client trickling one byte at a time does not extend it), a full server giving the
+slot of its oldest connection that has not shown the token yet to a new one (so
+strangers cannot lock the owner out), one shared frame behind a condition, and ``close()``,
 which stops accepting, releases the port, shuts every open connection and joins the
 threads. An asyncio server would still need a thread beside the synchronous loop.
 
@@ -46,6 +49,7 @@ import contextlib
 import errno
 import hmac
 import html
+import io
 import ipaddress
 import json
 import re
@@ -363,8 +367,43 @@ def render_page(token: Optional[str], about: str) -> bytes:
 # -- HTTP ---------------------------------------------------------------------------------------------------------
 
 
+class _DeadlineReader(io.RawIOBase):
+    """A client socket's reads, all due by one deadline: the whole request must arrive in time, not each byte."""
+
+    def __init__(self, sock: socket.socket, seconds: float, idle: float, on_late: Callable[[], None]):
+        self._sock, self._idle, self._on_late = sock, idle, on_late
+        self._deadline = time.monotonic() + seconds
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            self._on_late()
+            raise TimeoutError("the request did not arrive within its deadline")
+        self._sock.settimeout(min(left, self._idle))
+        try:
+            return self._sock.recv_into(buffer)
+        except TimeoutError:
+            if self._deadline - time.monotonic() <= 0:
+                self._on_late()
+            raise
+
+
+@dataclass
+class _Connection:
+    thread: threading.Thread
+    since: float  # time.monotonic() when accepted
+    authorized: bool = False  # showed the token (or, on loopback without one, a loopback Host)
+
+
 class _HTTPServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer with a cap on open connections and a list of them, for a clean stop."""
+    """ThreadingHTTPServer with a cap on open connections and a list of them, for a clean stop.
+
+    When every slot is taken, the oldest connection that has not been authorized yet is
+    dropped for the new one: a stranger's slow connections cannot keep the owner out.
+    """
 
     daemon_threads = True  # a stuck client thread never keeps the process alive
     block_on_close = False  # close() joins the threads itself, with a timeout
@@ -373,7 +412,7 @@ class _HTTPServer(ThreadingHTTPServer):
     def __init__(self, family: int, address: tuple, live: "LiveServer"):
         self.address_family = family
         self.live = live
-        self._open: dict[socket.socket, threading.Thread] = {}
+        self._open: dict[socket.socket, _Connection] = {}
         self._open_lock = threading.Lock()
         super().__init__(address, _Handler)
 
@@ -387,11 +426,16 @@ class _HTTPServer(ThreadingHTTPServer):
 
     def process_request(self, request, client_address) -> None:
         with self._open_lock:
+            evicted = self._evict_one() if len(self._open) >= self.live.max_connections else None
             full = len(self._open) >= self.live.max_connections
             if not full:
                 thread = threading.Thread(target=self.process_request_thread, args=(request, client_address),
                                           name="serve: client", daemon=True)
-                self._open[request] = thread
+                self._open[request] = _Connection(thread, time.monotonic())
+        if evicted is not None:
+            self.live.count("evicted")
+            with contextlib.suppress(OSError):
+                evicted.shutdown(socket.SHUT_RDWR)  # its thread's read returns at once and it ends
         if full:  # answered on the accept thread, which must not wait: a short timeout, then gone
             self.live.count("refused")
             with contextlib.suppress(OSError):
@@ -401,10 +445,27 @@ class _HTTPServer(ThreadingHTTPServer):
             return
         thread.start()
 
+    def _evict_one(self) -> Optional[socket.socket]:
+        """The oldest connection still without authorization, taken off the list (the caller holds the lock)."""
+        waiting = [(c.since, sock) for sock, c in self._open.items() if not c.authorized]
+        if not waiting:
+            return None
+        sock = min(waiting, key=lambda item: item[0])[1]
+        del self._open[sock]
+        return sock
+
+    def authorized(self, request) -> None:
+        with self._open_lock:
+            if request in self._open:
+                self._open[request].authorized = True
+
     def shutdown_request(self, request) -> None:
         with self._open_lock:
             self._open.pop(request, None)
         super().shutdown_request(request)
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client that went away mid-request (or was dropped for a newer one): nothing to report on the Pi's console
 
     def drop_all(self, timeout: float) -> None:
         """Unblock and end every client thread (a stalled viewer's too), waiting at most ``timeout`` in all."""
@@ -414,8 +475,8 @@ class _HTTPServer(ThreadingHTTPServer):
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)  # a thread blocked in send() or recv() returns at once
         deadline = time.monotonic() + timeout
-        for _, thread in items:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        for _, connection in items:
+            connection.thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _plain(status: int, text: str, headers: Optional[dict[str, str]] = None) -> bytes:
@@ -442,8 +503,12 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"  # one request per connection: no idle keep-alive connections to hold slots
 
     def setup(self) -> None:
-        self.timeout = self.server.live.socket_timeout  # every read and write: a silent client is dropped
+        live = self.server.live
+        self.timeout = live.socket_timeout  # every read and write: a silent client is dropped
         super().setup()
+        # Reads are due by one deadline for the whole request: a byte now and then does not extend it.
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, live.header_timeout, live.socket_timeout,
+                                                       lambda: live.count("timed_out")))
 
     def log_message(self, format, *args) -> None:  # noqa: A002 -- the base class's name
         pass  # no line per request on the Pi's console
@@ -470,6 +535,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, live: "LiveServer", method: str, path: str, query: dict[str, list[str]]) -> None:
         live.authorize(self.headers, query)
+        self.server.authorized(self.connection)  # from now on its slot is not given to a newcomer
+        self.connection.settimeout(live.socket_timeout)  # what the request's deadline left is not the writes' timeout
         if method == "GET" and path == "/":
             self._send(200, "text/html; charset=utf-8", live.page())
         elif method == "GET" and path == "/stream.mjpg":
@@ -548,11 +615,13 @@ class LiveServer:
     def __init__(self, endpoint: Endpoint, token: Optional[str] = None, *, log: Log = log_stderr,
                  max_fps: Optional[float] = None, max_side: Optional[int] = None, quality: Optional[int] = None,
                  max_clients: Optional[int] = None, max_connections: Optional[int] = None,
-                 socket_timeout: Optional[float] = None, send_buffer: Optional[int] = None):
+                 socket_timeout: Optional[float] = None, send_buffer: Optional[int] = None,
+                 header_timeout: Optional[float] = None):
         # Defaults read from config now, not at import: tests and tools may change them.
         self.max_clients = _or(max_clients, config.SERVE_MAX_CLIENTS)
         self.max_connections = _or(max_connections, config.SERVE_MAX_CONNECTIONS)
         self.socket_timeout = _or(socket_timeout, config.SERVE_SOCKET_TIMEOUT_S)
+        self.header_timeout = _or(header_timeout, config.SERVE_HEADER_TIMEOUT_S)
         self.send_buffer = _or(send_buffer, config.SERVE_SEND_BUFFER)
         self.log = log
         family, address = _resolve(endpoint)
@@ -571,7 +640,7 @@ class LiveServer:
                               "inference_ms": 0.0, "fps": 0.0, "truth": None, "events": []}
         self._info: dict = {}
         self._viewers = 0
-        self._counts = {"viewer_connections": 0, "refused": 0, "timed_out": 0}
+        self._counts = {"viewer_connections": 0, "refused": 0, "timed_out": 0, "evicted": 0}
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
         self._closed = False

@@ -51,8 +51,7 @@ def read_label_ranges(path: str | os.PathLike, labels: Sequence[str]) -> LabelRa
     path = Path(path)
     if not path.is_file():
         raise EdgeSignsError(f"{path}: labels CSV not found (expected rows start_frame,end_frame,label)")
-    ranges: list[tuple[int, int, int]] = []
-    rows: dict[int, int] = {}  # start frame -> row number, to name both rows of an overlap
+    ranges: list[tuple[int, int, int, int]] = []  # start, end, label, row number (to name both rows of an overlap)
     try:
         # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark.
         text = path.read_text(encoding="utf-8-sig")
@@ -80,12 +79,12 @@ def read_label_ranges(path: str | os.PathLike, labels: Sequence[str]) -> LabelRa
             label = int(cells[2])
         else:
             raise EdgeSignsError(f"{path}: row {row_no}: unknown label {cells[2]!r} (labels are {', '.join(labels)})")
-        ranges.append((start, end, label))
-        rows[start] = row_no
+        ranges.append((start, end, label, row_no))
     if not ranges:
         raise EdgeSignsError(f"{path}: no label rows (expected start_frame,end_frame,label)")
     ranges.sort()
-    for (s0, e0, _), (s1, _, _) in zip(ranges, ranges[1:]):
+    for (_, e0, _, r0), (s1, e1, _, r1) in zip(ranges, ranges[1:]):
         if s1 <= e0:
-            raise EdgeSignsError(f"{path}: row {rows[s1]}: frames {s1}..{e0} overlap the range of row {rows[s0]}")
-    return LabelRanges(ranges, path)
+            first, second = sorted((r0, r1))
+            raise EdgeSignsError(f"{path}: row {second}: frames {s1}..{min(e0, e1)} overlap the range of row {first}")
+    return LabelRanges([r[:3] for r in ranges], path)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_signs import config, metrics
-from edge_signs.artifacts import atomic_path, check_output_dir, folder_lock, write_json
+from edge_signs.artifacts import atomic_path, check_output_dir, check_outside_inputs, folder_lock, write_json
 from edge_signs.config import RECIPES, Recipe
 from edge_signs.data import Labelled, Signs, check_own_classes, grouped_split, load_labelled, own_split, resolve_data, train_val_split
 from edge_signs.edge.cpu import cpu_info
@@ -326,6 +326,10 @@ def train(
     if run_dir.exists() and not run_dir.is_dir():
         raise EdgeSignsError(f"--out {run_dir}: is a file, expected a run folder (new, or one to --resume)")
     check_output_dir(run_dir, "--out")
+    given = options if options is not None else (saved_options(run_dir) if run_dir.is_dir() else None)
+    own_data = given.own_data if given is not None else []
+    signs_option = "--signs" if own_data else "--data"
+    check_outside_inputs(run_dir, "--out", [*(("--data", d) for d in own_data), (signs_option, data)])
     with folder_lock(run_dir, f"train into {run_dir}"):
         return _train_locked(options, run_dir, data=data, resume=resume, verbose=verbose, log=log)
 

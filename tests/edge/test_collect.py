@@ -434,3 +434,64 @@ def test_cli_headless_run_and_one_line_errors(video, tmp_path):
         lines = [ln for ln in bad.stderr.splitlines() if ln.strip() and not ln.startswith("source:")]
         assert bad.exit_code == 1 and len(lines) == 1 and lines[0].startswith("edge-signs: error: ") and words in lines[0], bad.stderr
         assert "Traceback" not in bad.output and bad.stdout == ""
+
+
+# -- the log and the crops agree -----------------------------------------------------------------------------
+
+
+def test_a_log_that_cannot_be_written_is_refused_before_the_source_opens(video, tmp_path, monkeypatch):
+    """collect_log.csv that cannot be written (here a link to where nobody, root included, can create a file):
+    one line naming the log before the source opens, and no crop saved that the log would not list."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / config.COLLECT_CSV).symlink_to(UNWRITABLE / config.COLLECT_CSV)
+    monkeypatch.setattr(collect, "open_collect_source", lambda *a, **k: pytest.fail("the source was opened"))
+    with pytest.raises(EdgeSignsError, match=f"--out {out}: {out / config.COLLECT_CSV} cannot be written"):
+        run_collect(_opts(out, video, headless=True, label="2", count=2, countdown=0), log=quiet)
+    assert not (out / "2").exists()
+
+
+def test_appending_to_a_log_without_a_final_newline_starts_a_new_row(video, tmp_path):
+    """A log whose last row lacks its newline (an editor, a copy cut short): the next row is not glued onto it."""
+    out = tmp_path / "out"
+    run_collect(_opts(out, video, headless=True, label="1", count=1, countdown=0), log=quiet)
+    log = out / config.COLLECT_CSV
+    log.write_bytes(log.read_bytes().rstrip(b"\n"))
+    run_collect(_opts(out, video, headless=True, label="2", count=2, countdown=0), log=quiet)
+    rows = _rows(out)
+    assert [r["label"] for r in rows] == ["1", "2", "2"]
+    assert sorted(r["file"] for r in rows) == sorted(f"{p.parent.name}/{p.name}" for label in "12" for p in _files(out, label))
+
+
+def test_size_has_an_upper_bound(video, tmp_path):
+    """--size 20000 would make 1.2 GB crops (and a queue of them): a one-line error naming the bound, before any work."""
+    with pytest.raises(EdgeSignsError, match=f"--size must be at most {config.COLLECT_MAX_SIZE} pixels, got 20000"):
+        CollectOptions(out=tmp_path / "out", video=str(video), headless=True, label="1", size=20000).mode()
+    bad = CliRunner().invoke(cli.main, ["collect", "--out", str(tmp_path / "out"), "--video", str(video), "--headless", "--label", "1",
+                                        "--size", "20000"])
+    lines = [ln for ln in bad.stderr.splitlines() if ln.strip()]
+    assert bad.exit_code != 0 and len(lines) == 1 and "--size" in lines[0] and str(config.COLLECT_MAX_SIZE) in lines[0], bad.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_crop_whose_log_row_cannot_be_written_is_not_kept(video, tmp_path):
+    """The log's disk fills mid-run (here the log is a link onto a full tmpfs; root only): the crop whose row could not be
+    written is not kept nor counted, so the folder and its log still agree, and the error names the log."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("this machine does not let the test mount a tmpfs")
+    try:
+        log = small / config.COLLECT_CSV
+        log.write_bytes(b"file,label,source,roi,time,session,frame\n".ljust(4095, b"#") + b"\n")  # one page, full
+        (small / "filler").write_bytes(b"x" * 4096)  # and the other one
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / config.COLLECT_CSV).symlink_to(log)
+        s = run_collect(_opts(out, video, headless=True, label="5", count=3, countdown=0), log=quiet)
+        assert s.error is not None and str(log) in s.error or config.COLLECT_CSV in s.error, s.error
+        assert s.total_saved == 0 and _files(out, "5") == []
+    finally:
+        subprocess.run(["umount", "-l", str(small)], capture_output=True)

@@ -89,7 +89,7 @@ def test_recorder_failure_in_its_thread_is_one_line(tmp_path):
             real.release()
 
     rec._writer = Full()
-    with pytest.raises(EdgeSignsError, match=r"^--record .*full.avi: writing the video failed \(error: No space left on device\)$"):
+    with pytest.raises(EdgeSignsError, match=r"^--record .*full.avi: writing the video failed \(error: No space left on device\); not published \(an existing full.avi is untouched\)$"):
         for _ in range(50):
             rec.write(np.zeros((120, 160, 3), np.uint8))
         rec.close(keep=True)

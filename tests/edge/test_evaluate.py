@@ -17,6 +17,7 @@ from edge_signs.edge.evaluate import ModelReport, evaluate_models, int8_losses, 
 from edge_signs.edge.runtime import Backend, Classifier, find_backend
 from edge_signs.log import quiet
 from tests.conftest import run_cli
+from tests.faults import one_line_error
 
 # The report order of the perturbations, written out: a renamed or dropped one must show up here.
 PERTURBATIONS = ["brightness_up", "brightness_down", "contrast_low", "contrast_high", "color_cast_warm", "color_cast_cool",
@@ -205,3 +206,37 @@ def test_own_folder_errors_are_one_line(tiny_models, tmp_path):
     (tmp_path / "empty").mkdir()
     result = run_cli("evaluate", tiny_models["int8"], "--data", tmp_path / "empty", "--out", tmp_path)
     assert result.returncode == 1 and "no class folders" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_split_of_a_folder_with_train_and_test_folders_names_the_ambiguity(tiny_models, signs, tmp_path):
+    """--split heldout on a folder with train/ and test/ image folders: not scored as "SIGNS test" with the split
+    ignored; one line naming the folder, the layout it has, and what to pass instead."""
+    own = tmp_path / "mine"
+    _as_labelled_folder(signs, own / "train")
+    _as_labelled_folder(signs, own / "test")
+    for split in ("heldout", "train"):
+        result = run_cli("evaluate", tiny_models["int8"], "--data", own, "--split", split, "--runs", 1, "--warmup", 0, "--out", tmp_path / "ev")
+        one_line_error(result, f"--data {own} --split {split}", "train/ and test/", str(own / "train"))
+        assert not (tmp_path / "ev").exists()
+
+
+def _held_out_sessions(count: int) -> list[str]:
+    """Session names the fixed held-out split holds out, every one of them."""
+    from edge_signs.data import grouped_split
+
+    names = [f"s{k:04d}" for k in range(400)]
+    _, held = grouped_split(names, config.HOLDOUT_FRACTION, config.HOLDOUT_SALT)
+    return [names[i] for i in held[:count]]
+
+
+def test_a_split_left_empty_is_one_line_naming_the_folder(tiny_models, signs, tmp_path):
+    """--split train on a folder whose every session is held out: one line naming the folder (no IndexError, no
+    numpy RuntimeWarning, no nan in a table)."""
+    own = tmp_path / "mine"
+    for session, k in zip(_held_out_sessions(6), range(6)):
+        path = own / config.LABELS[k] / f"{session}_00001.png"
+        path.parent.mkdir(parents=True)
+        cv2.imwrite(str(path), cv2.cvtColor(signs.test.x[k], cv2.COLOR_RGB2BGR))
+    result = run_cli("evaluate", tiny_models["int8"], "--data", own, "--split", "train", "--runs", 1, "--warmup", 0, "--out", tmp_path / "ev")
+    one_line_error(result, str(own), "--split train", "no images")
+    assert "RuntimeWarning" not in result.stderr and "nan" not in result.stdout

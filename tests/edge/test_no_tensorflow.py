@@ -18,7 +18,7 @@ from tests.conftest import REPO
 BLOCKED = ("tensorflow", "keras", "tf_keras")
 # Everything a Pi imports besides edge_signs.edge.* (found below, so a new edge module is covered by itself).
 SHARED_MODULES = ["edge_signs", "edge_signs.cli", "edge_signs.data", "edge_signs.plots", "edge_signs.metrics",
-                  "edge_signs.perturb", "edge_signs.log", "edge_signs.config", "edge_signs.artifacts", "edge_signs.errors"]
+                  "edge_signs.perturb", "edge_signs.log", "edge_signs.config", "edge_signs.artifacts", "edge_signs.errors", "edge_signs.images"]
 
 BLOCKER = textwrap.dedent(f"""
     import sys

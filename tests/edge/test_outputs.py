@@ -348,3 +348,13 @@ def test_live_json_lines_are_strict_for_a_model_giving_nan(tiny_models, signs_di
     lines = [strict_json(line) for line in jsonl.read_text().splitlines()]
     assert len(lines) == 5 and all(ln["confidence"] is None and ln["smoothed_confidence"] is None for ln in lines)
     assert "warning: 5 of 5 frames gave NaN or infinite probabilities" in proc.stdout
+
+
+def test_labels_csv_rows_starting_on_the_same_frame_name_both_rows(tmp_path):
+    """Two rows that both start at frame 0 overlap: the message names each of them, not one row twice."""
+    labels = tmp_path / "l.csv"
+    labels.write_text("start_frame,end_frame,label\n0,4,1\n0,9,2\n")
+    with pytest.raises(EdgeSignsError) as caught:
+        read_label_ranges(labels, config.LABELS)
+    message = str(caught.value)
+    assert "row 2" in message and "row 3" in message and "overlap" in message, message

@@ -389,9 +389,8 @@ def test_a_source_that_raises_without_the_thread_ends_the_same_way():
 def _dying_capture(monkeypatch, frames: int, frame: np.ndarray = FRAME) -> dict:
     """cv2.VideoCapture whose read raises cv2.error (the USB cable pulled) after ``frames`` frames."""
     state = _fake_capture(monkeypatch)
-    real = sources.cv2.VideoCapture
 
-    class Dying(real):
+    class Dying(state["camera"]):
         served = 0
 
         def grab(self):
@@ -404,8 +403,18 @@ def _dying_capture(monkeypatch, frames: int, frame: np.ndarray = FRAME) -> dict:
         def retrieve(self, buf=None):
             return True, frame.copy()
 
-    monkeypatch.setattr(sources.cv2, "VideoCapture", Dying)
+    monkeypatch.setattr(sources.cv2, "VideoCapture", _cameras_only(Dying))
     return state
+
+
+def _cameras_only(camera):
+    """cv2.VideoCapture with ``camera`` standing in for devices: a file (a --record video read back) is OpenCV's own."""
+    real = cv2.VideoCapture
+
+    def capture(*args):
+        return real(*args) if args and isinstance(args[0], str) else camera(*args)
+
+    return capture
 
 
 def test_live_loop_camera_that_dies_ends_with_summary(tiny_models, monkeypatch):
@@ -497,8 +506,9 @@ def _fake_capture(monkeypatch, *, opens: bool = True, script: str = "f" * 1000) 
         def release(self):
             state["released"] += 1
 
-    monkeypatch.setattr(sources.cv2, "VideoCapture", FakeCapture)
+    monkeypatch.setattr(sources.cv2, "VideoCapture", _cameras_only(FakeCapture))
     monkeypatch.setattr(config, "READ_RETRY_SLEEP_S", 0.0)
+    state["camera"] = FakeCapture
     return state
 
 

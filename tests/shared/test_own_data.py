@@ -108,3 +108,64 @@ def test_hands_webcam_held_out_by_photo():
     assert 0.15 < len(held) / len(own) < 0.25 and min(held.counts()) > 0
     # the split is fixed: evaluate finds the images fine-tuning never saw without knowing its seed
     assert own_split(own, "heldout").files == held.files
+
+
+# -- every skipped file named; damaged files refused for what is wrong with them ----------------------------------
+
+
+def _jpeg_bytes(value: int = 90, size: int = 96) -> bytes:
+    img = np.full((size, size, 3), value, np.uint8)
+    cv2.circle(img, (size // 2, size // 2), size // 4, (255, 0, 0), -1)
+    img[::7] = 255 - value  # detail, so the entropy-coded data is long enough to damage in the middle
+    ok, jpg = cv2.imencode(".jpg", img)
+    assert ok
+    return jpg.tobytes()
+
+
+def test_every_file_skipped_in_a_class_folder_is_named(tmp_path):
+    """A .txt, a nested folder, a symlink loop and a dangling symlink inside a class folder: each named, none silently."""
+    _write(tmp_path, "2", "s1_00001.jpg")
+    folder = tmp_path / "2"
+    (folder / "notes.txt").write_text("camera settings")
+    (folder / "nested").mkdir()
+    _write(folder, "nested", "s1_00002.jpg")
+    (folder / "loop.jpg").symlink_to(folder / "loop.jpg")
+    (folder / "gone.jpg").symlink_to(tmp_path / "moved-away.jpg")
+    notes: list[str] = []
+    own = load_labelled(tmp_path, log=notes.append)
+    assert own.files == ["2/s1_00001.jpg"]
+    text = "\n".join(notes)
+    for name in ("notes.txt", "nested", "loop.jpg", "gone.jpg"):
+        assert name in text, (name, text)
+    assert all(note.startswith("warning: ") for note in notes)
+
+
+def test_a_jpeg_damaged_in_the_middle_is_refused_with_libjpegs_reason(tmp_path, capfd):
+    """libjpeg decodes a JPEG whose middle is overwritten, with only an anonymous 'Corrupt JPEG data' on stderr: refused,
+    naming the file and that warning, and nothing else left on stderr."""
+    data = bytearray(_jpeg_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 48] = b"\x13" * 48
+    bad = tmp_path / "4" / "s1_00001.jpg"
+    bad.parent.mkdir()
+    bad.write_bytes(bytes(data))
+    capfd.readouterr()
+    with pytest.raises(EdgeSignsError, match=r"s1_00001.jpg: damaged JPEG \(libjpeg: Corrupt JPEG data"):
+        load_labelled(tmp_path)
+    assert "Corrupt JPEG data" not in capfd.readouterr().err  # said once, in the error
+
+
+def test_a_png_named_jpg_and_a_jpeg_with_bytes_appended_are_read_and_named(tmp_path):
+    """Neither is a truncated JPEG: a PNG named .jpg is read as the PNG it is, a complete JPEG with bytes after its
+    end-of-image marker is read whole; each is named for what it really is."""
+    _write(tmp_path, "0", "s1_00001.jpg")
+    ok, png = cv2.imencode(".png", np.full((80, 80, 3), 200, np.uint8))
+    (tmp_path / "0" / "s2_00001.jpg").write_bytes(png.tobytes())
+    (tmp_path / "0" / "s3_00001.jpg").write_bytes(_jpeg_bytes() + b"appended by a faulty copy" * 4)
+    notes: list[str] = []
+    own = load_labelled(tmp_path, log=notes.append)
+    assert len(own) == 3
+    text = "\n".join(notes)
+    assert "s2_00001.jpg: a PNG file named .jpg" in text, text
+    assert "s3_00001.jpg: 100 bytes after the JPEG's end-of-image marker" in text, text
+    assert "truncated" not in text

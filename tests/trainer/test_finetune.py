@@ -117,7 +117,7 @@ def test_own_folder_short_of_a_class_fails_before_training(tiny_run, signs, tmp_
 def test_finetune_cli_needs_init_and_data(tmp_path):
     result = run_cli("finetune", "--data", tmp_path, "--out", tmp_path / "x")
     assert result.returncode == 2 and "--init MODEL.keras is required" in result.stderr
-    result = run_cli("finetune", "--init", tmp_path / "missing.keras", "--data", tmp_path, "--out", tmp_path / "x")
+    result = run_cli("finetune", "--init", tmp_path / "missing.keras", "--data", tmp_path / "mine", "--out", tmp_path / "x")
     assert result.returncode == 1 and "missing.keras: model file not found" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -137,3 +137,26 @@ def test_calibrating_on_an_own_folder_leaves_its_held_out_sessions_out(signs, tm
     for i in range(5):
         cv2.imwrite(str(plain / f"f{i}.png"), cv2.cvtColor(signs.train.x[i], cv2.COLOR_RGB2BGR))
     assert len(images_from_folder(plain, log=said.append)) == 5
+
+
+@pytest.mark.parametrize("where", ["equal", "inside", "inside the SIGNS folder"])
+def test_finetune_out_in_its_own_data_is_refused_before_training(signs_dir, tmp_path, where):
+    """--out equal to or inside a --data folder (or the --signs folder) would put the model, checkpoints and metrics
+    among the images: refused in one line before anything is written, the folder left as it was."""
+    own = tmp_path / "mine"
+    (own / "3").mkdir(parents=True)
+    (own / "3" / "s1_00001.png").write_bytes(b"")
+    signs_copy = tmp_path / "signs"  # a copy: a run that wrongly went ahead must not write into the shared one
+    signs_copy.mkdir()
+    for name in config.H5_FILES:
+        (signs_copy / name).write_bytes((signs_dir / name).read_bytes())
+    signs_dir = signs_copy
+    out = {"equal": own, "inside": own / "runs" / "ft", "inside the SIGNS folder": signs_dir / "ft-run"}[where]
+    before = sorted(p.relative_to(own).as_posix() for p in own.rglob("*"))
+    result = run_cli("finetune", "--init", tmp_path / "missing.keras", "--data", own, "--signs", signs_dir, "--out", out)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("edge-signs: error: ")]
+    folder = signs_dir if "SIGNS" in where else own
+    assert f"--out {out}: " in line and f"is inside {'--signs' if 'SIGNS' in where else '--data'} {folder}" in line, line
+    assert sorted(p.relative_to(own).as_posix() for p in own.rglob("*")) == before
+    assert not (signs_dir / "ft-run").exists()
