@@ -329,7 +329,8 @@ def train(
     given = options if options is not None else (saved_options(run_dir) if run_dir.is_dir() else None)
     own_data = given.own_data if given is not None else []
     signs_option = "--signs" if own_data else "--data"
-    check_outside_inputs(run_dir, "--out", [*(("--data", d) for d in own_data), (signs_option, data)])
+    others = [*(("--extra", d) for d in given.extra), *([("--select-on", given.select_on)] if given.select_on else [])] if given else []
+    check_outside_inputs(run_dir, "--out", [*(("--data", d) for d in own_data), (signs_option, data), *others])
     with folder_lock(run_dir, f"train into {run_dir}"):
         return _train_locked(options, run_dir, data=data, resume=resume, verbose=verbose, log=log)
 
