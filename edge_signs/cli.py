@@ -296,7 +296,8 @@ def data_info(data):
 @click.option("--roi", default=None, metavar="SIZE[,CX,CY]", help="Square region classified, as fractions: side of the shorter frame side, centre x, y (default: 1,0.5,0.5, the largest centred square).")
 @click.option("--smoothing", type=click.IntRange(min=1), default=config.SMOOTHING_FRAMES, show_default=True, help="Average the probabilities of the last N frames.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=config.CONFIDENCE_THRESHOLD, show_default=True, help="Below this smoothed confidence: 'no sign'.")
-@click.option("--headless", is_flag=True, help="No window; a status line every --status-every seconds.")
+@click.option("--headless", is_flag=True, help="No window; a status line every --status-every seconds (the default where no window can open, and with --serve).")
+@click.option("--window", is_flag=True, help="Show the window even with --serve (an error where none can open).")
 @click.option("--record", type=click.Path(path_type=Path), default=None, help="Write the annotated video: .avi (MJPG) or .mp4 (mp4v).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write one JSON object per frame (JSON lines).")
@@ -312,7 +313,7 @@ def data_info(data):
 @click.option("--token", default=None, envvar=config.SERVE_TOKEN_ENV, show_envvar=True, help="The token every --serve request must carry (?token= or Authorization: Bearer); default: a random one when HOST is not loopback.")
 @click.pass_context
 @friendly_errors
-def live(ctx, model, camera, picamera, video, testset, width, height, fps, roi, smoothing, threshold, headless, record, max_frames, json_path, labels_csv, threads, data, loop, report, snapshot_dir, status_every, capture_thread, serve, token):
+def live(ctx, model, camera, picamera, video, testset, width, height, fps, roi, smoothing, threshold, headless, window, record, max_frames, json_path, labels_csv, threads, data, loop, report, snapshot_dir, status_every, capture_thread, serve, token):
     """Classify hand signs live from a camera, a video or the test set (q/Esc quits, s saves a snapshot).
 
     Ends with a summary: frames, FPS, inference and overhead times, and with known
@@ -320,7 +321,7 @@ def live(ctx, model, camera, picamera, video, testset, width, height, fps, roi, 
     """
     options = LiveOptions(
         camera=camera, picamera=picamera, video=video, testset=testset, width=width, height=height, fps=fps,
-        roi=parse_roi(roi) if roi is not None else Roi(), smoothing=smoothing, threshold=threshold, headless=headless,
+        roi=parse_roi(roi) if roi is not None else Roi(), smoothing=smoothing, threshold=threshold, headless=headless, window=window or None,
         record=record, max_frames=max_frames, json_path=json_path, labels_csv=labels_csv, threads=threads, data=data,
         status_interval=status_every, loop=loop, report=report, snapshot_dir=snapshot_dir, capture_thread=capture_thread,
         # A token exported in the environment waits for --serve; only a typed --token without it is a mistake.
@@ -343,16 +344,17 @@ def live(ctx, model, camera, picamera, video, testset, width, height, fps, roi, 
 @click.option("--height", type=click.IntRange(min=1), default=config.COLLECT_CAMERA_HEIGHT, show_default=True, help="Camera frame height.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=config.CAMERA_FPS, show_default=True, help="Camera frame rate to ask for.")
 @click.option("--roi", default=None, metavar="SIZE[,CX,CY]", help="The square saved, as live's --roi (default: 1,0.5,0.5, the largest centred square).")
-@click.option("--headless", is_flag=True, help="No window: count down, save --count crops of --label at --interval, stop.")
-@click.option("--label", default=None, metavar="L", help=f"--headless: the label of every crop ({', '.join(config.LABELS)}); with a window, the first burst's label.")
-@click.option("--count", type=click.IntRange(min=1), default=None, help=f"--headless: crops to save [default: {config.COLLECT_COUNT}]; with a window, crops per burst (default: until b).")
+@click.option("--headless", is_flag=True, help="No window: count down, save --count crops of --label at --interval, stop (what --label alone does).")
+@click.option("--window", is_flag=True, help="A window even with --label (which then labels the first burst); an error where none can open.")
+@click.option("--label", default=None, metavar="L", help=f"The label of every crop ({', '.join(config.LABELS)}), saved without a window; with --window, the first burst's label.")
+@click.option("--count", type=click.IntRange(min=1), default=None, help=f"With --label: crops to save [default: {config.COLLECT_COUNT}]; with a window, crops per burst (default: until b).")
 @click.option("--interval", type=FiniteFloat(0), default=None, help=f"Seconds between a burst's crops, of source time (video files: frame number / fps) [default: {config.COLLECT_INTERVAL_S:g}; --labels: every frame].")
-@click.option("--countdown", type=FiniteFloat(0), default=config.COLLECT_COUNTDOWN_S, show_default=True, help="--headless: seconds counted down before the first crop.")
+@click.option("--countdown", type=FiniteFloat(0), default=config.COLLECT_COUNTDOWN_S, show_default=True, help="With --label: seconds counted down before the first crop.")
 @click.option("--size", type=click.IntRange(min=8), default=config.COLLECT_SIZE, show_default=True, help="Side of the saved square crop, pixels.")
 @click.option("--quality", type=click.IntRange(1, 100), default=config.COLLECT_JPEG_QUALITY, show_default=True, help="JPEG quality.")
 @click.option("--capture-thread/--no-capture-thread", default=True, show_default=True, help="Read cameras and streams in a background thread that keeps only the newest frame.")
 @friendly_errors
-def collect(out, camera, picamera, video, labels_csv, width, height, fps, roi, headless, label, count, interval, countdown, size, quality, capture_thread):
+def collect(out, camera, picamera, video, labels_csv, width, height, fps, roi, headless, window, label, count, interval, countdown, size, quality, capture_thread):
     """Save hand-sign crops as a labelled image folder, OUT/<label>/*.jpg (keys 0-5 save, b burst, q/Esc quits).
 
     Never overwrites: each run is a session, and files are named <session>_<NNNNN>.jpg.
@@ -362,7 +364,7 @@ def collect(out, camera, picamera, video, labels_csv, width, height, fps, roi, h
 
     options = CollectOptions(
         out=out, camera=camera, picamera=picamera, video=video, labels_csv=labels_csv, width=width, height=height, fps=fps,
-        roi=parse_roi(roi) if roi is not None else Roi(), headless=headless, label=label, count=count, interval=interval,
+        roi=parse_roi(roi) if roi is not None else Roi(), headless=headless, window=window or None, label=label, count=count, interval=interval,
         countdown=countdown, size=size, quality=quality, capture_thread=capture_thread,
     )
     summary = run_collect(options, log=_log)

@@ -23,7 +23,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
@@ -32,7 +32,7 @@ import numpy as np
 from edge_signs import config
 from edge_signs.artifacts import PendingFile, check_output_dir, check_output_file, dumps, finite_or_none, write_json
 from edge_signs.data import resolve_data
-from edge_signs.edge.display import Overlay, Recorder, Window, check_gui, record_fourcc
+from edge_signs.edge.display import Overlay, Recorder, Window, check_gui, choose_window, record_fourcc
 from edge_signs.edge.preprocess import Roi, frame_to_rgb
 from edge_signs.edge.runtime import Classifier, check_tflite_file, read_sidecar, sidecar_path
 from edge_signs.edge.serve import LiveServer, check_token, parse_serve
@@ -59,7 +59,8 @@ class LiveOptions:
     roi: Roi = field(default_factory=Roi)
     smoothing: int = config.SMOOTHING_FRAMES
     threshold: float = config.CONFIDENCE_THRESHOLD
-    headless: bool = False
+    headless: bool = False  # no window (the default too where none can open, and with --serve)
+    window: Optional[bool] = None  # True: --window, a window or a clear error; None: one where one can open
     record: Optional[Path] = None  # annotated video, .avi (MJPG) or .mp4 (mp4v)
     max_frames: Optional[int] = None
     json_path: Optional[Path] = None  # one JSON object per frame
@@ -363,8 +364,10 @@ def run_live(
     options = options or LiveOptions()
     options.source_kind()  # contradictions first: before opening a camera or loading a model
     check_tflite_file(model_path)
+    show = choose_window(options.window, options.headless, "--serve" if options.serve is not None else None, log)
+    options = replace(options, headless=not show)
     check_outputs(model_path, options)  # every output path, before any work
-    if not options.headless:
+    if show:
         check_gui()
     with contextlib.ExitStack() as stack:
         # Bound before the camera opens: a port in use is a one-line error, not a camera left open.
