@@ -78,6 +78,10 @@ def _given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
 
 
+threads_option = click.option(
+    "--threads", type=click.IntRange(min=1), default=config.THREADS,
+    help=f"Interpreter threads [default: the cores available, at most {config.MAX_THREADS}: {config.THREADS} here].",
+)
 data_option = click.option(
     "--data",
     type=click.Path(path_type=Path),
@@ -231,7 +235,7 @@ def quantize(model, formats, all_formats, out, calibration, manifest, data):
                    f"datasets side by side. Default: SIGNS from ${config.DATA_ENV_VAR}, the Keras cache, else fetched.")
 @click.option("--split", type=click.Choice(config.OWN_SPLITS), default="all", show_default=True,
               help="Of your own folders: all images, the held-out sessions/photos that 'finetune' never trains on, or the rest.")
-@click.option("--threads", type=click.IntRange(min=1), default=config.THREADS, show_default=True, help="Interpreter threads.")
+@threads_option
 @click.option("--runs", type=click.IntRange(min=1), default=config.LATENCY_RUNS, show_default=True, help="Timed single-image invocations per model.")
 @click.option("--warmup", type=click.IntRange(min=0), default=config.LATENCY_WARMUP, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Folder for evaluation.json/.md and confusion PNGs (default: the first model's folder).")
@@ -302,7 +306,7 @@ def data_info(data):
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write one JSON object per frame (JSON lines).")
 @click.option("--labels", "labels_csv", type=click.Path(path_type=Path), default=None, help="--video ground truth CSV: start_frame,end_frame,label (0-based, inclusive); other frames are not scored.")
-@click.option("--threads", type=click.IntRange(min=1), default=config.THREADS, show_default=True, help="Interpreter threads.")
+@threads_option
 @data_option
 @click.option("--loop", is_flag=True, help="Start --testset or a --video file again at its end (soak tests; stop with --max-frames or Ctrl-C).")
 @click.option("--report", type=click.Path(path_type=Path), default=None, help="Folder for live_summary.json and, with known labels, confusion_matrix.png.")

@@ -139,7 +139,23 @@ DEBUG_IMAGES = 64  # images the quantization debugger runs
 # The oldest interpreter a Pi may have: tflite-runtime 2.14 (Python 3.11 aarch64 wheels,
 # Raspberry Pi OS Bookworm). quantize says when a file needs something newer.
 OLDEST_RUNTIME = "2.14.0"
-THREADS = 1
+MAX_THREADS = 4  # a Pi 4 or 5 has four cores; XNNPACK gains little beyond four threads on a 64x64 model
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, e.g. under taskset or a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """Interpreter threads wherever a model runs: one per available core, at most MAX_THREADS."""
+    return max(1, min(MAX_THREADS, available_cores()))
+
+
+THREADS = default_threads()
 LATENCY_RUNS = 50
 LATENCY_WARMUP = 5
 

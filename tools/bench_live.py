@@ -390,7 +390,7 @@ def camera_bench(model: Path, threads_list: list[int], data: Path | None, frames
 @click.argument("model", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--frames", type=click.IntRange(min=100), default=SOAK_FRAMES, show_default=True, help="Frames in the memory soak (the test set, looped).")
 @click.option("--replay-frames", type=click.IntRange(min=10), default=600, show_default=True, help="Frames per overhead scenario.")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=config.THREADS, show_default=True)
 @click.option("--startup-runs", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--video-size", type=click.IntRange(min=64), default=480, show_default=True, help="Side of the replayed video's frames (camera-sized).")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="SIGNS folder (default: as edge-signs train).")
