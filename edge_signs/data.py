@@ -201,15 +201,20 @@ def detect_layout(folder: Path) -> tuple[str, Path] | None:
     return None
 
 
-def load_signs(folder: str | os.PathLike, *, log: Log | None = None) -> Signs:
-    """Load SIGNS from one folder (either layout). Resizing is reported once through ``log``."""
+def check_signs_folder(folder: str | os.PathLike) -> tuple[str, Path]:
+    """('hdf5'|'images', where) for a folder that must hold SIGNS; a one-line error when it does not (nothing is read)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise EdgeSignsError(f"{folder}: data folder not found (expected {config.H5_FILES[0]}/{config.H5_FILES[1]} or train/ and test/ image folders)")
     found = detect_layout(folder)
     if found is None:
         raise EdgeSignsError(f"{folder}: no SIGNS data (expected {config.H5_FILES[0]} and {config.H5_FILES[1]}, or train/<label>/ and test/<label>/ image folders)")
-    layout, where = found
+    return found
+
+
+def load_signs(folder: str | os.PathLike, *, log: Log | None = None) -> Signs:
+    """Load SIGNS from one folder (either layout). Resizing is reported once through ``log``."""
+    layout, where = check_signs_folder(folder)
     signs = load_h5(where) if layout == "hdf5" else load_images(where)
     if log:
         for note in signs.notes:

@@ -28,13 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from edge_signs import config, metrics
-from edge_signs.artifacts import atomic_path, check_output_dir, folder_lock, write_json
+from edge_signs.artifacts import atomic_path, folder_lock, write_json
 from edge_signs.config import RECIPES, Recipe
 from edge_signs.data import Labelled, Signs, check_own_classes, grouped_split, load_labelled, own_split, resolve_data, train_val_split
 from edge_signs.edge.preprocess import to_model_input
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
 from edge_signs.plots import training_curves_png
+from edge_signs.precheck import check_run_folder
 from edge_signs.trainer import keras, tf
 from edge_signs.trainer.augment import augmenter
 from edge_signs.trainer.model import build_resnet50, freeze_stages, load_init
@@ -412,10 +413,7 @@ def train(
     One run per folder at a time; a diverged run raises ``Diverged`` and saves nothing
     as a result (the last good checkpoint stays).
     """
-    run_dir = Path(out_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise EdgeSignsError(f"--out {run_dir}: is a file, expected a run folder (new, or one to --resume)")
-    check_output_dir(run_dir, "--out")
+    run_dir = check_run_folder(out_dir, resume)
     with folder_lock(run_dir, f"train into {run_dir}"):
         return _train_locked(options, run_dir, data=data, resume=resume, verbose=verbose, log=log)
 

@@ -18,7 +18,8 @@ from tests.conftest import REPO
 BLOCKED = ("tensorflow", "keras", "tf_keras")
 # Everything a Pi imports besides edge_signs.edge.* (found below, so a new edge module is covered by itself).
 SHARED_MODULES = ["edge_signs", "edge_signs.cli", "edge_signs.data", "edge_signs.plots", "edge_signs.metrics",
-                  "edge_signs.perturb", "edge_signs.log", "edge_signs.config", "edge_signs.artifacts", "edge_signs.errors"]
+                  "edge_signs.perturb", "edge_signs.log", "edge_signs.config", "edge_signs.artifacts", "edge_signs.errors",
+                  "edge_signs.cli_base", "edge_signs.cli_train", "edge_signs.precheck", "edge_signs.tfquiet"]
 
 BLOCKER = textwrap.dedent(f"""
     import sys
@@ -101,8 +102,9 @@ def test_trainer_without_tensorflow_is_a_one_line_install_hint():
 
 def test_quantize_command_without_tensorflow_says_what_to_install(tmp_path):
     model = tmp_path / "model.keras"
-    model.write_bytes(b"PK\x03\x04")
-    proc = cli_without_tensorflow("quantize", model)
+    with zipfile.ZipFile(model, "w") as z:  # a .keras archive: the inputs are checked before TensorFlow is imported
+        z.writestr("config.json", "{}")
+    proc = cli_without_tensorflow("quantize", model, "--fp32")
     assert proc.returncode == 1
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("TF-MODULES-LOADED")]
     assert len(lines) == 1 and lines[0].startswith("edge-signs: error: this needs TensorFlow"), proc.stderr
