@@ -139,3 +139,24 @@ def collect(out, camera, picamera, video, labels_csv, width, height, fps, roi, h
     click.echo(summary.text(), nl=False)
     if summary.error is not None:
         fail(summary.error)
+
+
+# -- doctor -----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("model", required=False, type=click.Path(path_type=Path))
+@data_option
+@friendly_errors
+def doctor(model, data):
+    """Check that this machine is ready: runtime, numpy and picamera2, window, cameras, SIGNS, MODEL, CPU.
+
+    One line per check, PASS, WARN or FAIL with the fix; exit status 1 when any check fails.
+    """
+    from edge_signs.edge.doctor import FAIL, run_doctor
+
+    checks = run_doctor(model, data)
+    for check in checks:
+        click.echo(check.line())
+    if any(c.status == FAIL for c in checks):
+        fail(f"{sum(c.status == FAIL for c in checks)} check(s) failed")
