@@ -8,17 +8,31 @@ from pathlib import Path
 import click
 
 from edge_signs import config, precheck
+from edge_signs import runs as run_folders  # evaluate has a --runs option
 from edge_signs.artifacts import dumps, finite_or_none
 from edge_signs.cli_base import FiniteFloat, data_option, friendly_errors, given, log, main, threads_option, verbose_option
 from edge_signs.edge import evaluate as ev
 from edge_signs.tfquiet import import_trainer
+
+name_option = click.option("--name", default=config.RUN_NAME, show_default=True, help="Without --out: the run folder's name, before its counter.")
+
+
+def new_run(command: str, name: str, resume: bool) -> Path:
+    """--out's default: a new runs/<command>/<name><N>, said at the start."""
+    if resume:
+        raise click.UsageError("--resume needs --out RUN_FOLDER (the run to continue)")
+    out = run_folders.next_run_dir(command, name)
+    log(f"run folder: {out}")
+    return out
+
 
 # -- train -----------------------------------------------------------------------------
 
 
 @main.command()
 @data_option
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder for the model, history, curves and metrics.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help=f"Run folder for the model, history, curves and metrics [default: {config.RUNS_DIR}/train/NAME<N>, a new one].")
+@name_option
 @click.option("--recipe", type=click.Choice(tuple(config.RECIPES)), default=config.DEFAULT_RECIPE, show_default=True, help="'seed': the original 20-epoch Adam run; 'default': augmented and regularized.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the recipe's epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=config.BATCH_SIZE, show_default=True, help="Global batch size (split across replicas).")
@@ -36,9 +50,10 @@ from edge_signs.tfquiet import import_trainer
 @click.pass_context
 @verbose_option
 @friendly_errors
-def train(ctx, data, out, recipe, epochs, batch_size, learning_rate, seed, dropout, l2, label_smoothing, augment, val_fraction, mixed_precision, devices, limit, resume):
+def train(ctx, data, out, name, recipe, epochs, batch_size, learning_rate, seed, dropout, l2, label_smoothing, augment, val_fraction, mixed_precision, devices, limit, resume):
     """Train the ResNet50 on SIGNS and report train/test accuracy and loss."""
     precheck.check_training(out, resume, data)
+    out = out or new_run("train", name, resume)
     # The trainer imports TensorFlow: only now, and its guard turns a missing one into an install hint.
     trainer = import_trainer("train")
     TrainOptions, saved_options, run_training = trainer.TrainOptions, trainer.saved_options, trainer.train
@@ -76,7 +91,8 @@ def train(ctx, data, out, recipe, epochs, batch_size, learning_rate, seed, dropo
 @main.command()
 @click.option("--init", "init", type=click.Path(path_type=Path), default=None, help="The trained model.keras to start from (required unless --resume).")
 @click.option("--data", "own", type=click.Path(path_type=Path), multiple=True, help="A folder of your own labelled images (<label>/*.jpg, e.g. from 'edge-signs collect'); repeat to combine folders.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder for the fine-tuned model, history, curves and metrics.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help=f"Run folder for the fine-tuned model, history, curves and metrics [default: {config.RUNS_DIR}/finetune/NAME<N>].")
+@name_option
 @click.option("--signs", "signs_dir", type=click.Path(path_type=Path), default=None, help=f"SIGNS folder mixed into every batch. Default: ${config.DATA_ENV_VAR}, then the Keras cache, else fetched.")
 @click.option("--signs-mix", type=FiniteFloat(0, 1, high_open=True), default=None, help=f"Fraction of each batch drawn from SIGNS, so its signs are not forgotten [recipe: {config.RECIPES[config.FINETUNE_RECIPE].signs_mix}].")
 @click.option("--freeze-stages", type=click.IntRange(0, config.STAGE_COUNT), default=None, help=f"Leading stages kept as they are (1: stem ... 5: every conv layer) [recipe: {config.RECIPES[config.FINETUNE_RECIPE].freeze_stages}].")
@@ -89,7 +105,7 @@ def train(ctx, data, out, recipe, epochs, batch_size, learning_rate, seed, dropo
 @click.pass_context
 @verbose_option
 @friendly_errors
-def finetune(ctx, init, own, out, signs_dir, signs_mix, freeze_stages, epochs, learning_rate, batch_size, val_fraction, seed, resume):
+def finetune(ctx, init, own, out, name, signs_dir, signs_mix, freeze_stages, epochs, learning_rate, batch_size, val_fraction, seed, resume):
     """Fine-tune a trained model on your own images (with SIGNS mixed in), in minutes on a CPU.
 
     A fixed fifth of each folder's sessions/photos is held out and never trained on:
@@ -100,6 +116,7 @@ def finetune(ctx, init, own, out, signs_dir, signs_mix, freeze_stages, epochs, l
     if not resume and not own:
         raise click.UsageError("--data FOLDER is required (your own labelled images; repeat for several)")
     precheck.check_training(out, resume, signs_dir, init, own)
+    out = out or new_run("finetune", name, resume)
     trainer = import_trainer("train")
     TrainOptions, saved_options, run_training = trainer.TrainOptions, trainer.saved_options, trainer.train
 
@@ -125,7 +142,7 @@ def finetune(ctx, init, own, out, signs_dir, signs_mix, freeze_stages, epochs, l
 
 
 @main.command()
-@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("model", required=False, type=click.Path(path_type=Path))
 @click.option("--fp16", "formats", flag_value="float16", multiple=True, help="float16 weights.")
 @click.option("--int8", "formats", flag_value="int8", multiple=True, help="Full-integer int8 (uint8 camera pixels in), calibrated.")
 @click.option("--fp32", "formats", flag_value="float32", multiple=True, help="float32 TFLite baseline.")
@@ -137,7 +154,10 @@ def finetune(ctx, init, own, out, signs_dir, signs_mix, freeze_stages, epochs, l
 @verbose_option
 @friendly_errors
 def quantize(model, formats, all_formats, out, calibration, manifest, data):
-    """Convert a trained .keras model to float32, float16 and int8 TFLite."""
+    """Convert a trained .keras model (default: the newest run's) to float32, float16 and int8 TFLite."""
+    if model is None:
+        model = run_folders.newest_keras_model()
+        log(f"model: {model} (the newest run)")
     chosen = list(config.FORMATS) if all_formats or not formats else [f for f in config.FORMATS if f in formats]
     precheck.check_quantize(model, chosen, out, calibration, manifest, data)
     run_quantize = import_trainer("quantize").quantize  # TensorFlow, behind the trainer's guard
@@ -149,7 +169,7 @@ def quantize(model, formats, all_formats, out, calibration, manifest, data):
 
 
 @main.command()
-@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("models", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--data", "data", type=click.Path(path_type=Path), multiple=True,
               help=f"A SIGNS folder (its test set is scored) or a folder of your own labelled images (<label>/*.jpg); repeat to score "
                    f"datasets side by side. Default: SIGNS from ${config.DATA_ENV_VAR}, the Keras cache, else fetched.")
@@ -164,7 +184,10 @@ def quantize(model, formats, all_formats, out, calibration, manifest, data):
 @verbose_option
 @friendly_errors
 def evaluate(models, data, split, threads, runs, warmup, out, as_json, robustness):
-    """Compare models (.tflite, .keras) on the SIGNS test set or your own images: accuracy, loss, agreement, size, latency."""
+    """Compare models (.tflite, .keras; default: the newest run's .tflite files) on the SIGNS test set or your own images: accuracy, loss, agreement, size, latency."""
+    if not models:
+        models = run_folders.newest_tflite_models()
+        log(f"models: {', '.join(map(str, models))} (the newest run)")
     for model in models:
         ev.check_model_path(model)
     out = out or Path(models[0]).parent

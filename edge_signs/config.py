@@ -61,6 +61,8 @@ def keras_cache_dir() -> Path:
 # -- training -----------------------------------------------------------------
 SEED = 0
 BATCH_SIZE = 32
+RUNS_DIR = Path("runs")  # train / finetune without --out: runs/<command>/<name><N>, under the current folder
+RUN_NAME = "run"  # --name's default
 PREDICT_BATCH = 128  # Keras inference batches (evaluation, final metrics)
 
 

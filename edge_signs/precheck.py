@@ -77,10 +77,11 @@ def check_run_folder(run_dir: str | os.PathLike, resume: bool) -> Path:
     return run_dir
 
 
-def check_training(out: str | os.PathLike, resume: bool, data, init: Optional[str | os.PathLike] = None,
+def check_training(out: Optional[str | os.PathLike], resume: bool, data, init: Optional[str | os.PathLike] = None,
                    own: Iterable[str | os.PathLike] = ()) -> None:
-    """The inputs and the run folder of `train` or `finetune`."""
-    check_run_folder(out, resume)
+    """The inputs and the run folder (None: a new one, made later) of `train` or `finetune`."""
+    if out is not None:
+        check_run_folder(out, resume)
     check_signs_given(data)
     if init is not None and not Path(init).is_file():  # what else a file can be wrong in, the trainer says
         raise EdgeSignsError(f"--init {init}: model file not found (expected model.keras from 'edge-signs train')")

@@ -176,8 +176,7 @@ class LiveSummary:
         return d
 
     def text(self) -> str:
-        lines = [
-            f"{self.model}",
+        lines = [  # the model is said once, at the start (stderr's "model:" line)
             f"{self.frames} frames from {self.source} in {self.seconds:.1f} s ({self.fps:.1f} fps); ended: {self.reason}",
             f"inference {self.median_inference_ms:.2f} ms median; per-frame overhead {self.median_overhead_ms:.2f} ms median "
             f"(capture, preprocess, overlay, record); first prediction {self.startup_s:.2f} s after start",

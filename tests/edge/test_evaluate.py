@@ -77,7 +77,7 @@ def test_same_harness_for_every_format(tiny_models, signs):
     paths = [tiny_models["float32"], tiny_models["int8"]]
     reference = evaluate_models(paths, x, y, runs=3, warmup=1, log=quiet)
     assert [r.format for r in reference] == ["float32", "int8"]
-    assert all(r.threads == 1 and r.backend == str(find_backend()) for r in reference)
+    assert all(r.threads == config.THREADS and r.backend == str(find_backend()) for r in reference)
     # the thread count reaches the interpreter itself, once per model ...
     recording, made = _recording_backend()
     two = evaluate_models(paths, x, y, threads=2, runs=3, warmup=1, backend=recording, log=quiet)
