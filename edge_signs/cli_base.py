@@ -75,12 +75,38 @@ threads_option = click.option(
     "--threads", type=click.IntRange(min=1), default=config.THREADS,
     help=f"Interpreter threads [default: the cores available, at most {config.MAX_THREADS}: {config.THREADS} here].",
 )
-data_option = click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    default=None,
-    help=f"SIGNS folder (HDF5 pair or train/ test/ image folders). Default: ${config.DATA_ENV_VAR}, then the Keras cache, else fetched.",
-)
+def renamed(param: str, old_flag: str, new_flag: str, *, multiple: bool = False):
+    """A hidden, deprecated ``old_flag`` that still fills ``param`` (the option now called ``new_flag``), with a warning.
+
+    Option names mean one thing in every command (docs/cli.md); the old names keep working for a release.
+    """
+    alias = f"{param}_under_old_name"
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            old = kwargs.pop(alias)
+            if old:
+                if kwargs.get(param):
+                    raise click.UsageError(f"{old_flag} is the old name of {new_flag} here: give {new_flag} only")
+                log(f"warning: {old_flag} is deprecated here and will go; use {new_flag}")
+                kwargs[param] = old
+            return fn(*args, **kwargs)
+
+        return click.option(old_flag, alias, hidden=True, multiple=multiple, type=click.Path(path_type=Path),
+                            default=() if multiple else None)(wrapper)
+
+    return decorate
+
+
+SIGNS_HELP = f"The SIGNS folder (HDF5 pair or train/ test/ image folders) [default: ${config.DATA_ENV_VAR}, then the Keras cache, else fetched]."
+OWN_HELP = "A folder of your own labelled images (<label>/*.jpg, e.g. from 'edge-signs collect'); repeat for several."
+
+
+def data_option(fn):
+    """--signs (the SIGNS folder, into the ``data`` parameter), and --data, its old name."""
+    fn = renamed("data", "--data", "--signs")(fn)
+    return click.option("--signs", "data", type=click.Path(path_type=Path), default=None, help=SIGNS_HELP)(fn)
 
 
 def _set_verbose(ctx: click.Context, param: click.Parameter, value: bool) -> None:

@@ -9,8 +9,20 @@ import click
 
 from edge_signs import config, precheck
 from edge_signs import runs as run_folders  # evaluate has a --runs option
-from edge_signs.artifacts import dumps, finite_or_none
-from edge_signs.cli_base import FiniteFloat, data_option, friendly_errors, given, log, main, threads_option, verbose_option
+from edge_signs.artifacts import check_output_file, dumps, finite_or_none, write_json
+from edge_signs.cli_base import (
+    OWN_HELP,
+    SIGNS_HELP,
+    FiniteFloat,
+    data_option,
+    friendly_errors,
+    given,
+    log,
+    main,
+    renamed,
+    threads_option,
+    verbose_option,
+)
 from edge_signs.edge import evaluate as ev
 from edge_signs.tfquiet import import_trainer
 
@@ -90,10 +102,10 @@ def train(ctx, data, out, name, recipe, epochs, batch_size, learning_rate, seed,
 
 @main.command()
 @click.option("--init", "init", type=click.Path(path_type=Path), default=None, help="The trained model.keras to start from (required unless --resume).")
-@click.option("--data", "own", type=click.Path(path_type=Path), multiple=True, help="A folder of your own labelled images (<label>/*.jpg, e.g. from 'edge-signs collect'); repeat to combine folders.")
+@click.option("--own", "own", type=click.Path(path_type=Path), multiple=True, help=OWN_HELP)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help=f"Run folder for the fine-tuned model, history, curves and metrics [default: {config.RUNS_DIR}/finetune/NAME<N>].")
 @name_option
-@click.option("--signs", "signs_dir", type=click.Path(path_type=Path), default=None, help=f"SIGNS folder mixed into every batch. Default: ${config.DATA_ENV_VAR}, then the Keras cache, else fetched.")
+@click.option("--signs", "signs_dir", type=click.Path(path_type=Path), default=None, help=f"{SIGNS_HELP} Mixed into every batch.")
 @click.option("--signs-mix", type=FiniteFloat(0, 1, high_open=True), default=None, help=f"Fraction of each batch drawn from SIGNS, so its signs are not forgotten [recipe: {config.RECIPES[config.FINETUNE_RECIPE].signs_mix}].")
 @click.option("--freeze-stages", type=click.IntRange(0, config.STAGE_COUNT), default=None, help=f"Leading stages kept as they are (1: stem ... 5: every conv layer) [recipe: {config.RECIPES[config.FINETUNE_RECIPE].freeze_stages}].")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help=f"[recipe: {config.RECIPES[config.FINETUNE_RECIPE].epochs}]")
@@ -104,17 +116,18 @@ def train(ctx, data, out, name, recipe, epochs, batch_size, learning_rate, seed,
 @click.option("--resume", is_flag=True, help="Continue an interrupted fine-tuning run in --out with its own options.")
 @click.pass_context
 @verbose_option
+@renamed("own", "--data", "--own", multiple=True)
 @friendly_errors
 def finetune(ctx, init, own, out, name, signs_dir, signs_mix, freeze_stages, epochs, learning_rate, batch_size, val_fraction, seed, resume):
     """Fine-tune a trained model on your own images (with SIGNS mixed in), in minutes on a CPU.
 
     A fixed fifth of each folder's sessions/photos is held out and never trained on:
-    score it with 'edge-signs evaluate MODEL --data FOLDER --split heldout'.
+    score it with 'edge-signs evaluate MODEL --own FOLDER --split heldout'.
     """
     if not resume and init is None:
         raise click.UsageError("--init MODEL.keras is required (the trained model to start from)")
     if not resume and not own:
-        raise click.UsageError("--data FOLDER is required (your own labelled images; repeat for several)")
+        raise click.UsageError("--own FOLDER is required (your own labelled images; repeat for several)")
     precheck.check_training(out, resume, signs_dir, init, own)
     out = out or new_run("finetune", name, resume)
     trainer = import_trainer("train")
@@ -148,10 +161,11 @@ def finetune(ctx, init, own, out, name, signs_dir, signs_mix, freeze_stages, epo
 @click.option("--fp32", "formats", flag_value="float32", multiple=True, help="float32 TFLite baseline.")
 @click.option("--all", "all_formats", is_flag=True, help="float32, float16 and int8 (the default when no format is named).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder (default: next to MODEL).")
-@click.option("--calibration", type=click.Path(path_type=Path), default=None, help="A folder of your own images (e.g. Pi camera frames) to calibrate int8 instead of the committed manifest.")
+@click.option("--own", "calibration", type=click.Path(path_type=Path), default=None, help="A folder of your own images (e.g. Pi camera frames) to calibrate int8 on instead of the committed manifest.")
 @click.option("--manifest", type=click.Path(path_type=Path), default=None, help="Calibration manifest of SIGNS training images (default: calibration/manifest.csv).")
 @data_option
 @verbose_option
+@renamed("calibration", "--calibration", "--own")
 @friendly_errors
 def quantize(model, formats, all_formats, out, calibration, manifest, data):
     """Convert a trained .keras model (default: the newest run's) to float32, float16 and int8 TFLite."""
@@ -170,20 +184,22 @@ def quantize(model, formats, all_formats, out, calibration, manifest, data):
 
 @main.command()
 @click.argument("models", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--data", "data", type=click.Path(path_type=Path), multiple=True,
-              help=f"A SIGNS folder (its test set is scored) or a folder of your own labelled images (<label>/*.jpg); repeat to score "
-                   f"datasets side by side. Default: SIGNS from ${config.DATA_ENV_VAR}, the Keras cache, else fetched.")
+@click.option("--signs", "signs", type=click.Path(path_type=Path), multiple=True, help=f"{SIGNS_HELP} Its test set is scored.")
+@click.option("--own", "own", type=click.Path(path_type=Path), multiple=True,
+              help=f"{OWN_HELP} Scored beside SIGNS, one table row per dataset (with --signs too, SIGNS comes first).")
 @click.option("--split", type=click.Choice(config.OWN_SPLITS), default="all", show_default=True,
               help="Of your own folders: all images, the held-out sessions/photos that 'finetune' never trains on, or the rest.")
 @threads_option
 @click.option("--runs", type=click.IntRange(min=1), default=config.LATENCY_RUNS, show_default=True, help="Timed single-image invocations per model.")
 @click.option("--warmup", type=click.IntRange(min=0), default=config.LATENCY_WARMUP, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Folder for evaluation.json/.md and confusion PNGs (default: the first model's folder).")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
+@click.option("--json", "json_path", is_flag=False, flag_value="-", default=None, metavar="[FILE]",
+              help="Write the results as JSON to FILE; '--json' alone (or '-') prints them instead of the table.")
 @click.option("--robustness", is_flag=True, help="Also evaluate under camera-like perturbations (light, colour, noise, blur, JPEG, mirror, shift, rotation, scale).")
 @verbose_option
+@renamed("own", "--data", "--signs or --own", multiple=True)
 @friendly_errors
-def evaluate(models, data, split, threads, runs, warmup, out, as_json, robustness):
+def evaluate(models, signs, own, split, threads, runs, warmup, out, json_path, robustness):
     """Compare models (.tflite, .keras; default: the newest run's .tflite files) on the SIGNS test set or your own images: accuracy, loss, agreement, size, latency."""
     if not models:
         models = run_folders.newest_tflite_models()
@@ -192,14 +208,20 @@ def evaluate(models, data, split, threads, runs, warmup, out, as_json, robustnes
         ev.check_model_path(model)
     out = out or Path(models[0]).parent
     ev.check_report_outputs(list(models), out)
+    if json_path not in (None, "-"):
+        check_output_file(json_path, "--json", inputs=list(models))
+    data = [*signs, *own]  # each folder's layout says which it is: SIGNS gives its test set, your own folders --split
     sets = ev.load_eval_sets(data, split, log=log)
     if any(Path(m).suffix == ".keras" for m in models):
         import_trainer("evaluate")  # TensorFlow for the .keras files, quietly
     ev.warn_trained_on(list(models), data, split, log)
     result = ev.run_evaluation(list(models), sets, threads=threads, runs=runs, warmup=warmup, with_robustness=robustness, log=log)
     written = ev.write_report(result, out)
-    if as_json:
+    if json_path == "-":
         click.echo(dumps(finite_or_none(result["models"]), indent=2))
     else:
         click.echo(result["markdown"])
+    if json_path not in (None, "-"):
+        write_json(json_path, finite_or_none(result["models"]))
+        written.append(json_path)
     log("wrote " + ", ".join(str(p) for p in written))

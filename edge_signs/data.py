@@ -3,7 +3,7 @@
 numpy, h5py and OpenCV only. Every problem with the data is an
 ``EdgeSignsError`` that names the file and what was expected.
 
-Where the data is looked for, in order: ``--data DIR``, ``$EDGE_SIGNS_DATA``,
+Where the data is looked for, in order: ``--signs DIR``, ``$EDGE_SIGNS_DATA``,
 the Keras dataset cache (``~/.keras/datasets/signs``). When none has it, the two
 course files are fetched once into the cache from a pinned mirror and verified
 by hash, the way ``keras.datasets`` do.
@@ -225,7 +225,7 @@ def load_signs(folder: str | os.PathLike, *, log: Log | None = None) -> Signs:
 def candidate_folders(data: str | os.PathLike | None) -> list[tuple[str, Path]]:
     places = []
     if data:
-        places.append(("--data", Path(data)))
+        places.append(("--signs", Path(data)))
     if os.environ.get(config.DATA_ENV_VAR):
         places.append((f"${config.DATA_ENV_VAR}", Path(os.environ[config.DATA_ENV_VAR])))
     places.append(("Keras cache", config.keras_cache_dir()))
@@ -264,7 +264,7 @@ def resolve_data(
 def _not_found_message(places) -> str:
     where = "; ".join(f"{label}: {folder}" for label, folder in places)
     return (
-        f"SIGNS data not found (looked in {where}); pass --data DIR, set ${config.DATA_ENV_VAR}, "
+        f"SIGNS data not found (looked in {where}); pass --signs DIR, set ${config.DATA_ENV_VAR}, "
         f"or run 'edge-signs data fetch' while online"
     )
 

@@ -98,7 +98,7 @@ def startup_seconds(model: Path, threads: int, data: Path | None, runs: int) -> 
             cmd = [sys.executable, "-m", "edge_signs", "live", str(model), "--testset", "--headless", "--max-frames", "1",
                    "--threads", str(threads), "--status-every", "0", "--json", str(out)]
             if data is not None:
-                cmd += ["--data", str(data)]
+                cmd += ["--signs", str(data)]
             t_spawn = time.time()
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:

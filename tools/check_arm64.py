@@ -278,8 +278,8 @@ def stage(root: Path, wheel: Path, src: Path, model: Path, data: Path, ca_bundle
 
 def edge_runs(prefix: list[str], model: str, data: str, out: str) -> tuple[list[str], list[str]]:
     """The evaluate and live --testset commands, identical on the host and in the root."""
-    evaluate = [*prefix, "evaluate", model, "--data", data, "--json", "--runs", "3", "--warmup", "1", "--out", f"{out}/evaluate"]
-    live = [*prefix, "live", model, "--testset", "--headless", "--data", data, "--status-every", "0",
+    evaluate = [*prefix, "evaluate", model, "--signs", data, "--json", "--runs", "3", "--warmup", "1", "--out", f"{out}/evaluate"]
+    live = [*prefix, "live", model, "--testset", "--headless", "--signs", data, "--status-every", "0",
             "--json", f"{out}/live.jsonl", "--report", f"{out}/report"]
     return evaluate, live
 

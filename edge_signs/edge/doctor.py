@@ -122,7 +122,7 @@ def check_signs(data: Optional[str | os.PathLike] = None) -> Check:
         try:
             layout, where = check_signs_folder(named)
         except EdgeSignsError as exc:
-            return Check("SIGNS", FAIL, str(exc), f"point --data or ${config.DATA_ENV_VAR} at the folder holding {config.H5_FILES[0]}")
+            return Check("SIGNS", FAIL, str(exc), f"point --signs or ${config.DATA_ENV_VAR} at the folder holding {config.H5_FILES[0]}")
         return Check("SIGNS", PASS, f"{where} ({layout})")
     for label, folder in candidate_folders(None):
         found = detect_layout(folder) if folder.is_dir() else None

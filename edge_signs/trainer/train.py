@@ -81,7 +81,7 @@ class TrainOptions:
         if self.init is not None and (not isinstance(self.init, str) or not Path(self.init).is_file()):
             raise EdgeSignsError(f"--init {self.init}: model file not found (expected model.keras from 'edge-signs train')")
         if self.own_data and self.limit is not None:
-            raise EdgeSignsError("--limit subsets SIGNS for smoke runs; it cannot be combined with your own --data folders")
+            raise EdgeSignsError("--limit subsets SIGNS for smoke runs; it cannot be combined with your own --own folders")
         return self
 
     def resolved_recipe(self) -> Recipe:
@@ -336,9 +336,9 @@ def saved_options(out_dir: str | os.PathLike) -> TrainOptions | None:
 
 
 def resume_command(run_dir: Path, data_source: str, options: TrainOptions | None = None) -> str:
-    if options is not None and options.init:  # a fine-tuning run keeps --init and its --data folders in options.json
+    if options is not None and options.init:  # a fine-tuning run keeps --init and its --own folders in options.json
         return f"edge-signs finetune --out {shlex.quote(str(run_dir))} --resume --signs {shlex.quote(data_source)}"
-    return f"edge-signs train --out {shlex.quote(str(run_dir))} --resume --data {shlex.quote(data_source)}"
+    return f"edge-signs train --out {shlex.quote(str(run_dir))} --resume --signs {shlex.quote(data_source)}"
 
 
 # -- your own images -------------------------------------------------------------------------------
@@ -350,7 +350,7 @@ class OwnSplits:
 
     train: Labelled
     val: Labelled
-    heldout: dict[str, Labelled]  # folder name -> its held-out part: what `evaluate --data FOLDER --split heldout` scores
+    heldout: dict[str, Labelled]  # folder name -> its held-out part: what `evaluate --own FOLDER --split heldout` scores
 
     def describe(self) -> str:
         return (f"{len(self.train)} of your images ({len(set(self.train.groups))} sessions/photos) for training, "

@@ -50,7 +50,7 @@ def _line(proc: subprocess.CompletedProcess, name: str) -> str:
 
 
 def test_a_ready_machine_passes_without_tensorflow(tiny_models, signs_dir):
-    proc = cli_without_tensorflow("doctor", tiny_models["int8"], "--data", signs_dir)
+    proc = cli_without_tensorflow("doctor", tiny_models["int8"], "--signs", signs_dir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert [ln.split()[1] for ln in lines] == ["edge-signs:", "runtime:", "picamera2:", "window:", "cameras:", "SIGNS:", "model:", "cpu:"]

@@ -79,7 +79,7 @@ def test_testset_replay_matches_predict_batch(int8, signs, signs_dir, batch_pred
 
 
 def test_cli_testset_prints_backend_and_accuracy(int8, signs, signs_dir, batch_preds, tmp_path):
-    proc = run_cli("live", int8, "--testset", "--headless", "--data", signs_dir, "--report", tmp_path / "report", "--status-every", "0")
+    proc = run_cli("live", int8, "--testset", "--headless", "--signs", signs_dir, "--report", tmp_path / "report", "--status-every", "0")
     assert proc.returncode == 0, proc.stderr
     expected = float(np.mean(batch_preds.argmax(axis=1) == signs.test.y))
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("accuracy "))
@@ -94,11 +94,11 @@ def test_cli_testset_prints_backend_and_accuracy(int8, signs, signs_dir, batch_p
 
 def test_cli_runs_headless_by_itself_where_no_window_can_open(int8, signs_dir):
     env = {"DISPLAY": ""}  # a window needs a GUI build and a display: here neither
-    proc = run_cli("live", int8, "--testset", "--max-frames", "5", "--data", signs_dir, env=env)
+    proc = run_cli("live", int8, "--testset", "--max-frames", "5", "--signs", signs_dir, env=env)
     assert proc.returncode == 0, proc.stderr
     assert [ln for ln in proc.stderr.splitlines() if ln.startswith("running headless: ")] != []
     assert "\n5 frames from " in "\n" + proc.stdout, proc.stdout
-    forced = run_cli("live", int8, "--testset", "--max-frames", "5", "--data", signs_dir, "--window", env=env)
+    forced = run_cli("live", int8, "--testset", "--max-frames", "5", "--signs", signs_dir, "--window", env=env)
     lines = [ln for ln in forced.stderr.splitlines() if ln.strip()]
     assert forced.returncode == 1 and lines[-1].startswith("edge-signs: error: --window: ") and "Traceback" not in forced.stderr, forced.stderr
 
@@ -173,7 +173,7 @@ def test_smoothing_and_threshold(int8, signs_dir):
 def test_ctrl_c_or_sigterm_finalizes_recording(int8, signs_dir, tmp_path, signum, reason):
     record, jsonl = tmp_path / "rec.avi", tmp_path / "frames.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_signs", "live", str(int8), "--testset", "--loop", "--headless", "--data", str(signs_dir),
+        [sys.executable, "-m", "edge_signs", "live", str(int8), "--testset", "--loop", "--headless", "--signs", str(signs_dir),
          "--record", str(record), "--json", str(jsonl), "--status-every", "0"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

@@ -112,7 +112,7 @@ def test_quantize_command_without_tensorflow_says_what_to_install(tmp_path):
 
 
 def test_evaluate_tflite_without_tensorflow(tiny_models, signs_dir, tmp_path):
-    proc = cli_without_tensorflow("evaluate", tiny_models["int8"], tiny_models["float32"], "--data", signs_dir, "--runs", 3, "--out", tmp_path)
+    proc = cli_without_tensorflow("evaluate", tiny_models["int8"], tiny_models["float32"], "--signs", signs_dir, "--runs", 3, "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "| tiny_int8.tflite | int8 |" in proc.stdout and "| tiny_float32.tflite | float32 |" in proc.stdout
     assert "TF-MODULES-LOADED: []" in proc.stderr
@@ -122,13 +122,13 @@ def test_keras_model_without_tensorflow_is_a_clear_error(signs_dir, tmp_path):
     model = tmp_path / "model.keras"
     with zipfile.ZipFile(model, "w") as z:
         z.writestr("config.json", "{}")
-    proc = cli_without_tensorflow("evaluate", model, "--data", signs_dir)
+    proc = cli_without_tensorflow("evaluate", model, "--signs", signs_dir)
     assert proc.returncode == 1
     assert "needs TensorFlow" in proc.stderr and "'edge-signs[train]'" in proc.stderr and "Traceback" not in proc.stderr
     assert "TF-MODULES-LOADED: []" in proc.stderr
 
 
 def test_live_runs_without_tensorflow(tiny_models, signs_dir):
-    proc = cli_without_tensorflow("live", tiny_models["int8"], "--testset", "--headless", "--data", signs_dir, "--status-every", "0")
+    proc = cli_without_tensorflow("live", tiny_models["int8"], "--testset", "--headless", "--signs", signs_dir, "--status-every", "0")
     assert proc.returncode == 0, proc.stderr
     assert "accuracy " in proc.stdout and "TF-MODULES-LOADED: []" in proc.stderr

@@ -48,10 +48,10 @@ def test_every_command_that_runs_a_model_defaults_to_the_cores_it_may_use(tiny_m
     pin_one = "import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); from edge_signs.__main__ import main; sys.argv[0] = 'edge-signs'; main()"
     for code, threads in ((pin_one, 1), ("from edge_signs.__main__ import main; main()", min(4, cores))):
         live = subprocess.run([sys.executable, "-c", code, "live", str(tiny_models["int8"]), "--testset", "--max-frames", "2", "--headless",
-                               "--data", str(signs_dir)], capture_output=True, text=True, cwd=REPO, timeout=300)
+                               "--signs", str(signs_dir)], capture_output=True, text=True, cwd=REPO, timeout=300)
         assert live.returncode == 0, live.stderr
         assert f"{threads} thread(s)" in live.stderr, live.stderr
-        ev = subprocess.run([sys.executable, "-c", code, "evaluate", str(tiny_models["int8"]), "--data", str(signs_dir), "--runs", "1",
+        ev = subprocess.run([sys.executable, "-c", code, "evaluate", str(tiny_models["int8"]), "--signs", str(signs_dir), "--runs", "1",
                              "--warmup", "0", "--json", "--out", str(tmp_path / f"ev{threads}")], capture_output=True, text=True, cwd=REPO, timeout=300)
         assert ev.returncode == 0, ev.stderr
         assert json.loads(ev.stdout)[0]["threads"] == threads

@@ -58,7 +58,7 @@ def test_evaluate_defaults_to_the_newest_quantized_run_float32_first(tiny_models
         shutil.copy(tiny_models[fmt], run / f"model_{fmt}.tflite")
         shutil.copy(tiny_models[fmt].with_suffix(".json"), run / f"model_{fmt}.json")
     assert [p.name for p in runs.newest_tflite_models(tmp_path / "runs")] == ["model_float32.tflite", "model_float16.tflite", "model_int8.tflite"]
-    proc = run_cli("evaluate", "--data", signs_dir, "--runs", "2", cwd=tmp_path)
+    proc = run_cli("evaluate", "--signs", signs_dir, "--runs", "2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "models: runs/train/run3/model_float32.tflite, runs/train/run3/model_float16.tflite, runs/train/run3/model_int8.tflite (the newest run)" in proc.stderr
     assert "| model_int8.tflite | int8 |" in proc.stdout and (run / "evaluation.json").is_file()
@@ -80,8 +80,8 @@ def test_quantize_defaults_to_the_newest_run_and_finetune_makes_one(tmp_path):
     proc = _cli_here(tmp_path, "quantize", "--fp32")
     assert "model: runs/train/run1/model.keras (the newest run)" in proc.stderr and "needs TensorFlow" in proc.stderr, proc.stderr
     (tmp_path / "mine" / "3").mkdir(parents=True)
-    proc = _cli_here(tmp_path, "finetune", "--init", model, "--data", tmp_path / "mine")
+    proc = _cli_here(tmp_path, "finetune", "--init", model, "--own", tmp_path / "mine")
     assert proc.stderr.splitlines()[0] == "run folder: runs/finetune/run1", proc.stderr
     assert (tmp_path / "runs" / "finetune" / "run1").is_dir()
-    proc = _cli_here(tmp_path, "finetune", "--init", model, "--data", tmp_path / "mine", "--resume")
+    proc = _cli_here(tmp_path, "finetune", "--init", model, "--own", tmp_path / "mine", "--resume")
     assert proc.returncode == 2 and "--resume needs --out RUN_FOLDER" in proc.stderr

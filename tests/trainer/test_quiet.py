@@ -34,13 +34,13 @@ def test_bad_inputs_are_said_before_tensorflow_is_imported(tmp_path):
         z.writestr("config.json", "{}")
     cases = [
         (("quantize", tmp_path / "missing.keras"), "missing.keras: model file not found"),
-        (("quantize", model, "--calibration", tmp_path / "nowhere"), "nowhere: calibration folder not found"),
+        (("quantize", model, "--own", tmp_path / "nowhere"), "nowhere: calibration folder not found"),
         (("quantize", model, "--out", a_file / "sub"), "not writable"),
-        (("quantize", model, "--int8", "--data", tmp_path / "nodata"), "nodata: data folder not found"),
+        (("quantize", model, "--int8", "--signs", tmp_path / "nodata"), "nodata: data folder not found"),
         (("train", "--out", a_file, "--epochs", "1"), "is a file, expected a run folder"),
-        (("train", "--out", tmp_path / "run", "--data", tmp_path / "nodata"), "nodata: data folder not found"),
-        (("finetune", "--init", tmp_path / "missing.keras", "--data", tmp_path, "--out", tmp_path / "ft"), "--init"),
-        (("finetune", "--init", model, "--data", tmp_path / "mine", "--out", tmp_path / "ft"), "mine: folder not found"),
+        (("train", "--out", tmp_path / "run", "--signs", tmp_path / "nodata"), "nodata: data folder not found"),
+        (("finetune", "--init", tmp_path / "missing.keras", "--own", tmp_path, "--out", tmp_path / "ft"), "--init"),
+        (("finetune", "--init", model, "--own", tmp_path / "mine", "--out", tmp_path / "ft"), "mine: folder not found"),
     ]
     for args, words in cases:
         proc = cli_without_tensorflow(*args)
