@@ -107,7 +107,7 @@ RECIPES: dict[str, Recipe] = {
     # own (collect's output), in minutes on a CPU. A lower learning rate and a short schedule keep what
     # SIGNS taught; 40 % of each batch from SIGNS keeps its six signs from being forgotten; the stem and
     # stage 2 stay as they are (edges and textures carry over, and backward passes stop there).
-    # Chosen by hands-webcam's held-out photos (README: "Your hands"): a third of SIGNS per batch forgot
+    # Chosen by hands-webcam's held-out photos (docs/results.md: "Your hands"): a third of SIGNS per batch forgot
     # a SIGNS test image, three frozen stages learned too little, 8 epochs fell short of 0.90.
     "finetune": dataclasses.replace(_CAMERA_ROBUST, epochs=10, learning_rate=3e-4, warmup_epochs=1, freeze_stages=2, signs_mix=0.4),
 }
