@@ -64,6 +64,8 @@ BATCH_SIZE = 32
 # `train --precision`: auto picks what the training device computes natively (trainer/precision.py).
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DEFAULT_PRECISION = "auto"
+RUNS_DIR = Path("runs")  # train / finetune without --out: runs/<command>/<name><N>, under the current folder
+RUN_NAME = "run"  # --name's default
 PREDICT_BATCH = 128  # Keras inference batches (evaluation, final metrics)
 
 
@@ -120,7 +122,7 @@ RECIPES: dict[str, Recipe] = {
     # own (collect's output), in minutes on a CPU. A lower learning rate and a short schedule keep what
     # SIGNS taught; 40 % of each batch from SIGNS keeps its six signs from being forgotten; the stem and
     # stage 2 stay as they are (edges and textures carry over, and backward passes stop there).
-    # Chosen by hands-webcam's held-out photos (README: "Your hands"): a third of SIGNS per batch forgot
+    # Chosen by hands-webcam's held-out photos (docs/results.md: "Your hands"): a third of SIGNS per batch forgot
     # a SIGNS test image, three frozen stages learned too little, 8 epochs fell short of 0.90.
     # A candidate for other people's hands (other walls, skin, light; the hand upright, larger and off-centre),
     # judged on sld-dev over seeds beside the default (docs/results.md); the default until it has won there.
@@ -158,7 +160,23 @@ DEBUG_IMAGES = 64  # images the quantization debugger runs
 # The oldest interpreter a Pi may have: tflite-runtime 2.14 (Python 3.11 aarch64 wheels,
 # Raspberry Pi OS Bookworm). quantize says when a file needs something newer.
 OLDEST_RUNTIME = "2.14.0"
-THREADS = 1
+MAX_THREADS = 4  # a Pi 4 or 5 has four cores; XNNPACK gains little beyond four threads on a 64x64 model
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, e.g. under taskset or a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """Interpreter threads wherever a model runs: one per available core, at most MAX_THREADS."""
+    return max(1, min(MAX_THREADS, available_cores()))
+
+
+THREADS = default_threads()
 LATENCY_RUNS = 50
 LATENCY_WARMUP = 5
 

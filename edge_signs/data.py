@@ -3,7 +3,7 @@
 numpy, h5py and OpenCV only. Every problem with the data is an
 ``EdgeSignsError`` that names the file and what was expected.
 
-Where the data is looked for, in order: ``--data DIR``, ``$EDGE_SIGNS_DATA``,
+Where the data is looked for, in order: ``--signs DIR``, ``$EDGE_SIGNS_DATA``,
 the Keras dataset cache (``~/.keras/datasets/signs``). When none has it, the two
 course files are fetched once into the cache from a pinned mirror and verified
 by hash, the way ``keras.datasets`` do.
@@ -171,15 +171,20 @@ def detect_layout(folder: Path) -> tuple[str, Path] | None:
     return None
 
 
-def load_signs(folder: str | os.PathLike, *, log: Log | None = None) -> Signs:
-    """Load SIGNS from one folder (either layout). Resizing is reported once through ``log``."""
+def check_signs_folder(folder: str | os.PathLike) -> tuple[str, Path]:
+    """('hdf5'|'images', where) for a folder that must hold SIGNS; a one-line error when it does not (nothing is read)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise EdgeSignsError(f"{folder}: data folder not found (expected {config.H5_FILES[0]}/{config.H5_FILES[1]} or train/ and test/ image folders)")
     found = detect_layout(folder)
     if found is None:
         raise EdgeSignsError(f"{folder}: no SIGNS data (expected {config.H5_FILES[0]} and {config.H5_FILES[1]}, or train/<label>/ and test/<label>/ image folders)")
-    layout, where = found
+    return found
+
+
+def load_signs(folder: str | os.PathLike, *, log: Log | None = None) -> Signs:
+    """Load SIGNS from one folder (either layout). Resizing is reported once through ``log``."""
+    layout, where = check_signs_folder(folder)
     signs = load_h5(where) if layout == "hdf5" else load_images(where)
     if log:
         for note in signs.notes:
@@ -190,7 +195,7 @@ def load_signs(folder: str | os.PathLike, *, log: Log | None = None) -> Signs:
 def candidate_folders(data: str | os.PathLike | None) -> list[tuple[str, Path]]:
     places = []
     if data:
-        places.append(("--data", Path(data)))
+        places.append(("--signs", Path(data)))
     if os.environ.get(config.DATA_ENV_VAR):
         places.append((f"${config.DATA_ENV_VAR}", Path(os.environ[config.DATA_ENV_VAR])))
     places.append(("Keras cache", config.keras_cache_dir()))
@@ -229,7 +234,7 @@ def resolve_data(
 def _not_found_message(places) -> str:
     where = "; ".join(f"{label}: {folder}" for label, folder in places)
     return (
-        f"SIGNS data not found (looked in {where}); pass --data DIR, set ${config.DATA_ENV_VAR}, "
+        f"SIGNS data not found (looked in {where}); pass --signs DIR, set ${config.DATA_ENV_VAR}, "
         f"or run 'edge-signs data fetch' while online"
     )
 

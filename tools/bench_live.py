@@ -113,7 +113,7 @@ def startup_seconds(model: Path, threads: int, data: Path | None, runs: int) -> 
             cmd = [sys.executable, "-m", "edge_signs", "live", str(model), "--testset", "--headless", "--max-frames", "1",
                    "--threads", str(threads), "--status-every", "0", "--json", str(out)]
             if data is not None:
-                cmd += ["--data", str(data)]
+                cmd += ["--signs", str(data)]
             t_spawn = time.time()
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
@@ -471,7 +471,7 @@ def events_bench(model: Path, threads: int, data: Path | None, frames: int, came
 @click.argument("model", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--frames", type=click.IntRange(min=100), default=SOAK_FRAMES, show_default=True, help="Frames in the memory soak (the test set, looped).")
 @click.option("--replay-frames", type=click.IntRange(min=10), default=600, show_default=True, help="Frames per overhead scenario.")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=config.THREADS, show_default=True)
 @click.option("--startup-runs", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--video-size", type=click.IntRange(min=64), default=480, show_default=True, help="Side of the replayed video's frames (camera-sized).")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="SIGNS folder (default: as edge-signs train).")

@@ -14,7 +14,7 @@ Pi user:
 
 In each: `edge-signs evaluate MODEL --json` and `edge-signs live MODEL --testset
 --headless --json`, whose accuracy and per-image predictions must equal this host's
-for the same file; the one-line errors a Pi user meets (no GUI in the headless
+for the same file; the one-line errors a Pi user meets (--window with no GUI in the headless
 OpenCV, picamera2 built for numpy 1 under numpy 2, tflite-runtime 2.14 under numpy 2);
 and, last, pytest tests/edge tests/shared against the wheel installed in `pi`
 (--no-tests skips it; under qemu it is the longest step). One PASS/FAIL line per check;
@@ -278,8 +278,8 @@ def stage(root: Path, wheel: Path, src: Path, model: Path, data: Path, ca_bundle
 
 def edge_runs(prefix: list[str], model: str, data: str, out: str) -> tuple[list[str], list[str]]:
     """The evaluate and live --testset commands, identical on the host and in the root."""
-    evaluate = [*prefix, "evaluate", model, "--data", data, "--json", "--runs", "3", "--warmup", "1", "--out", f"{out}/evaluate"]
-    live = [*prefix, "live", model, "--testset", "--headless", "--data", data, "--status-every", "0",
+    evaluate = [*prefix, "evaluate", model, "--signs", data, "--json", "--runs", "3", "--warmup", "1", "--out", f"{out}/evaluate"]
+    live = [*prefix, "live", model, "--testset", "--headless", "--signs", data, "--status-every", "0",
             "--json", f"{out}/live.jsonl", "--report", f"{out}/report"]
     return evaluate, live
 
@@ -428,9 +428,12 @@ def setup_pi(checks: Checks, root: Path, wheel: str, model: str, host: dict, log
     checks.add("pi: cv2 without libGL", proc.returncode == 0 and not libgl,
                f"OpenCV {proc.stdout.strip()} imports; libGL {'present' if libgl else 'absent, as on Raspberry Pi OS Lite'}"
                if proc.returncode == 0 else short(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "import failed"))
-    proc = run_in_root(root, f"{venv}/bin/edge-signs live {model} --testset --data {INSIDE}/signs --max-frames 1", log, env={"DISPLAY": ":0"})
-    ok, msg = one_line_error(proc, "--headless")
-    checks.add("pi: window, headless cv2", ok, short(msg))
+    proc = run_in_root(root, f"{venv}/bin/edge-signs live {model} --testset --signs {INSIDE}/signs --max-frames 1 --window", log, env={"DISPLAY": ":0"})
+    ok, msg = one_line_error(proc, "--window", "no GUI")
+    checks.add("pi: --window, headless cv2", ok, short(msg))
+    proc = run_in_root(root, f"{venv}/bin/edge-signs live {model} --testset --signs {INSIDE}/signs --max-frames 1", log, env={"DISPLAY": ":0"})
+    checks.add("pi: no window, headless cv2: runs headless", proc.returncode == 0 and "running headless: this OpenCV has no GUI" in proc.stderr,
+               short((proc.stderr.strip().splitlines() or ["no output"])[0]))
     proc = run_in_root(root, f"{venv}/bin/edge-signs live {model} --picamera --headless", log, env={"PYTHONPATH": f"{INSIDE}/fakepicam"})
     if numpy1_debian:  # Bookworm: picamera2's pieces need numpy 1, this venv has numpy 2: one line with the fix
         ok, msg = one_line_error(proc, "numpy", "picamera2")

@@ -153,7 +153,7 @@ def _nan_model(s: Path, d: Path) -> None:
 
 def _interrupted_run(s: Path, d: Path) -> None:
     """A real run stopped by Ctrl-C after its first checkpoint."""
-    proc = subprocess.Popen(_cmd(["train", "--data", str(d), "--limit", "60", "--epochs", "3", "--recipe", "seed", "--out", str(s / "kint")]),
+    proc = subprocess.Popen(_cmd(["train", "--signs", str(d), "--limit", "60", "--epochs", "3", "--recipe", "seed", "--out", str(s / "kint")]),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=s, env=_env())
     state = s / "kint" / "checkpoint" / "state.json"
     deadline = time.time() + 600
@@ -183,7 +183,7 @@ def _kill9_after(seconds: float):
 
 def _second_train(s: Path, d: Path) -> None:
     """A run that holds `busy/` while the case's own run tries to write there."""
-    _second_train.proc = subprocess.Popen(_cmd(["train", "--data", str(d), "--limit", "60", "--epochs", "3", "--recipe", "seed", "--out", str(s / "busy")]),
+    _second_train.proc = subprocess.Popen(_cmd(["train", "--signs", str(d), "--limit", "60", "--epochs", "3", "--recipe", "seed", "--out", str(s / "busy")]),
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=s, env=_env())
     deadline = time.time() + 120
     while not (s / "busy" / ".edge-signs.lock").exists() and time.time() < deadline:
@@ -226,17 +226,17 @@ def cases() -> list[Case]:
     x6 = np.zeros((6, 64, 64, 3), np.uint8)
     return [
         # 1. a diverged run, and a NaN model
-        Case("train: diverging learning rate", ["train", "--data", "{D}", "--limit", "60", "--epochs", "2", "--recipe", "seed", "--learning-rate", "1e6", "--out", "{S}/nan"],
+        Case("train: diverging learning rate", ["train", "--signs", "{D}", "--limit", "60", "--epochs", "2", "--recipe", "seed", "--learning-rate", "1e6", "--out", "{S}/nan"],
              "error", "diverged", after=_no_result_files("nan/model.keras", "nan/metrics.json"), trains=True),
-        Case("quantize: model with a NaN weight", ["quantize", "{S}/nan.keras", "--int8", "--out", "{S}/deploy", "--data", "{D}"], "error", "nan or infinite weights",
+        Case("quantize: model with a NaN weight", ["quantize", "{S}/nan.keras", "--int8", "--out", "{S}/deploy", "--signs", "{D}"], "error", "nan or infinite weights",
              protect=("deploy/nan_int8.tflite", "deploy/nan_int8.json"), setup=_nan_model),
         # 2. resume
-        Case("train --resume with other options", ["train", "--resume", "--out", "{S}/kint", "--learning-rate", "0.5", "--batch-size", "4", "--data", "{D}"],
+        Case("train --resume with other options", ["train", "--resume", "--out", "{S}/kint", "--learning-rate", "0.5", "--batch-size", "4", "--signs", "{D}"],
              "error", "differ", protect=("kint/options.json", "kint/checkpoint/state.json"), setup=_interrupted_run, trains=True),
-        Case("train --resume on other data", ["train", "--resume", "--out", "{S}/kint", "--data", "{S}/other/h5"], "error", "not the data",
+        Case("train --resume on other data", ["train", "--resume", "--out", "{S}/kint", "--signs", "{S}/other/h5"], "error", "not the data",
              protect=("kint/options.json", "kint/checkpoint/state.json"), setup=_interrupted_run, trains=True),
         # 3. one run per folder
-        Case("train: second run into a busy --out", ["train", "--data", "{D}", "--limit", "60", "--epochs", "1", "--out", "{S}/busy"], "error", "in use by",
+        Case("train: second run into a busy --out", ["train", "--signs", "{D}", "--limit", "60", "--epochs", "1", "--out", "{S}/busy"], "error", "in use by",
              setup=_second_train, after=_stop_second_train, trains=True),
         # 4. outputs checked before the work
         Case("live: --record where nothing can be written", ["live", M, *ONE_IMAGE, "--json", "{S}/prev.jsonl", "--record", READ_ONLY + "/x.avi"], "error", "not writable",
@@ -253,22 +253,22 @@ def cases() -> list[Case]:
         Case("live: kill -9 while recording, then the next run", ["live", M, "--video", "{S}/v.avi", "--loop", "--headless", "--record", "{S}/out.avi"], "killed", "",
              setup=_video, during=_kill9_after(4.0), after=_then_rerun_cleans(["live", M, "--video", "{S}/v.avi", "--headless", "--record", "{S}/out.avi"])),
         # 5. tracebacks
-        Case("train --seed -1", ["train", "--seed", "-1", "--out", "{S}/r", "--data", "{D}"], "error", "seed"),
-        Case("train --val-fraction nan", ["train", "--val-fraction", "nan", "--out", "{S}/r", "--data", "{D}"], "error", "finite"),
-        Case("data: HDF5 with an empty training set", ["data", "info", "--data", "{S}/h5"], "error", "at least",
+        Case("train --seed -1", ["train", "--seed", "-1", "--out", "{S}/r", "--signs", "{D}"], "error", "seed"),
+        Case("train --val-fraction nan", ["train", "--val-fraction", "nan", "--out", "{S}/r", "--signs", "{D}"], "error", "finite"),
+        Case("data: HDF5 with an empty training set", ["data", "info", "--signs", "{S}/h5"], "error", "at least",
              setup=_h5_pair(np.zeros((0, 64, 64, 3), np.uint8), np.zeros(0, np.int64))),
-        Case("data: HDF5 with 0x0 images", ["data", "info", "--data", "{S}/h5"], "error", "shape", setup=_h5_pair(np.zeros((6, 0, 0, 3), np.uint8), np.arange(6))),
+        Case("data: HDF5 with 0x0 images", ["data", "info", "--signs", "{S}/h5"], "error", "shape", setup=_h5_pair(np.zeros((6, 0, 0, 3), np.uint8), np.arange(6))),
         Case("live: labels CSV with non-UTF-8 bytes", ["live", M, "--video", "{S}/v.avi", "--labels", "{S}/l.csv", "--headless"], "error", "utf-8",
              setup=_write("l.csv", b"start_frame,end_frame,label\n0,4,\xff\n")),
         Case("live: labels CSV with label '\u00b2'", ["live", M, "--video", "{S}/v.avi", "--labels", "{S}/l.csv", "--headless"], "error", "unknown label",
              setup=_write("l.csv", "0,4,\u00b2\n".encode())),
         # 6. no longer silently accepted
-        Case("train --dropout nan", ["train", "--dropout", "nan", "--out", "{S}/r", "--data", "{D}"], "error", "finite"),
-        Case("train --devices /gpu:7", ["train", "--devices", "/gpu:7", "--limit", "60", "--epochs", "1", "--out", "{S}/r", "--data", "{D}"], "error", "no such device", trains=True),
-        Case("data: HDF5 training set missing a class", ["data", "info", "--data", "{S}/h5"], "error", "too few",
+        Case("train --dropout nan", ["train", "--dropout", "nan", "--out", "{S}/r", "--signs", "{D}"], "error", "finite"),
+        Case("train --devices /gpu:7", ["train", "--devices", "/gpu:7", "--limit", "60", "--epochs", "1", "--out", "{S}/r", "--signs", "{D}"], "error", "no such device", trains=True),
+        Case("data: HDF5 training set missing a class", ["data", "info", "--signs", "{S}/h5"], "error", "too few",
              setup=_h5_pair(np.zeros((10, 64, 64, 3), np.uint8), np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4]))),
-        Case("data: HDF5 training set of 3 images", ["data", "info", "--data", "{S}/h5"], "error", "too few", setup=_h5_pair(x6[:3], np.arange(3))),
-        Case("data: truncated JPEG", ["data", "info", "--data", "{S}/imgs"], "error", "truncated jpeg", setup=_image_folder_with_truncated_jpeg),
+        Case("data: HDF5 training set of 3 images", ["data", "info", "--signs", "{S}/h5"], "error", "too few", setup=_h5_pair(x6[:3], np.arange(3))),
+        Case("data: truncated JPEG", ["data", "info", "--signs", "{S}/imgs"], "error", "truncated jpeg", setup=_image_folder_with_truncated_jpeg),
         Case("live: metadata of another model", ["live", M, *ONE_IMAGE], "error", "another model",
              setup=_sidecar_edit(lambda m: m.update(tflite_sha256="0" * 64))),
         Case("live: metadata labels are ints", ["live", M, *ONE_IMAGE], "error", "labels", setup=_sidecar_edit(lambda m: m.update(labels=[0, 1, 2, 3, 4, 5]))),
@@ -282,9 +282,9 @@ def cases() -> list[Case]:
              setup=_both(_write("l.csv", b"0,19,1\n"), lambda s, d: (s / "cut.avi").write_bytes((s / "v.avi").read_bytes()[: (s / "v.avi").stat().st_size // 2]))),
         Case("live: labels CSV with a UTF-8 BOM", ["live", M, "--video", "{S}/v.avi", "--labels", "{S}/l.csv", "--headless"], "ok", "accuracy",
              setup=_write("l.csv", b"\xef\xbb\xbfstart_frame,end_frame,label\n0,4,1\n")),
-        Case("train --out on an existing file", ["train", "--out", "{S}/file.txt", "--data", "{D}"], "error", "is a file",
+        Case("train --out on an existing file", ["train", "--out", "{S}/file.txt", "--signs", "{D}"], "error", "is a file",
              protect=("file.txt",), setup=_write("file.txt", b"keep me\n")),
-        Case("quantize: --out on an existing file", ["quantize", "{S}/nan.keras", "--out", "{S}/file.txt", "--data", "{D}"], "error", "is a file",
+        Case("quantize: --out on an existing file", ["quantize", "{S}/nan.keras", "--out", "{S}/file.txt", "--signs", "{D}"], "error", "is a file",
              protect=("file.txt",), setup=_both(_nan_model, _write("file.txt", b"keep me\n"))),
         *fault_cases.cases(sys.modules[__name__]),  # outputs, logs, special files, own folders, the server
     ]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Compare training runs (e.g. seed vs default recipe) in every format: the README's table.
+"""Compare training runs (e.g. seed vs default recipe) in every format: the table in docs/results.md.
 
     python tools/recipe_report.py runs/seed-s0 runs/default-s0 [--data DIR] [--json OUT]
         [--dev ../shared/datasets/sld-dev] [--heldout ../shared/datasets/hands-webcam]

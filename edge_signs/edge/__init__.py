@@ -11,4 +11,5 @@ numpy, OpenCV and a LiteRT interpreter only; nothing here imports TensorFlow
     display     overlay, window, recorder, snapshots
     live        the camera loop: options, smoothing, timing, summary
     serve       --serve: the browser page, MJPEG stream and status JSON beside the loop
+    doctor      `edge-signs doctor`: is this machine ready (runtime, picamera2, window, cameras, SIGNS, model, CPU)
 """

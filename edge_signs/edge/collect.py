@@ -11,10 +11,10 @@ the model's input (``config.COLLECT_SIZE``) so that the data outlives the model:
 A file's name without its last ``_<number>`` is its session: the grouped split keeps a
 session's near-identical frames on one side. Three ways to run it:
 
-- window: keys 0-5 save the crop on screen with that label, b toggles a burst (one crop
+- window (where one can open, or --window): keys 0-5 save the crop on screen with that label, b toggles a burst (one crop
   per --interval for the last label), q/Esc quits; per-class counts on screen.
   ``Keys`` turns key codes into actions, and tests feed it through OpenCV's waitKey.
-- --headless --label L: a countdown, then --count crops at --interval (a Pi over SSH).
+- --label L (headless; --headless says so): a countdown, then --count crops at --interval (a Pi over SSH).
 - --video FILE --labels CSV: the labelled frames of a video (live's labels CSV), each
   under its label, at --interval of video time (default: every frame).
 
@@ -50,7 +50,7 @@ import numpy as np
 
 from edge_signs import config
 from edge_signs.artifacts import check_output_dir, remove_stale_temps
-from edge_signs.edge.display import AA, AMBER, FONT, GREEN, PANEL, RED, WHITE, Canvas, check_gui
+from edge_signs.edge.display import AA, AMBER, FONT, GREEN, PANEL, RED, WHITE, Canvas, check_gui, window_problem
 from edge_signs.edge.events import EventHub, EventOptions, open_event_hub
 from edge_signs.edge.live import FrameResult, LiveOptions, RollingStats, StopRequest, open_source, stop_on_signals
 from edge_signs.edge.preprocess import Roi, to_bgr
@@ -80,7 +80,8 @@ class CollectOptions:
     fps: float = config.CAMERA_FPS
     roi: Roi = field(default_factory=Roi)
     headless: bool = False
-    label: Optional[str] = None  # --headless: the class of every crop; window: the first burst's label
+    window: Optional[bool] = None  # True: --window (with --label, the first burst's label); None: a window only without --label
+    label: Optional[str] = None  # headless: the class of every crop; --window: the first burst's label
     count: Optional[int] = None  # --headless: crops to save (default config.COLLECT_COUNT); window: crops per burst
     interval: Optional[float] = None  # seconds between burst crops (default config.COLLECT_INTERVAL_S; --labels: every frame)
     countdown: float = config.COLLECT_COUNTDOWN_S  # --headless: seconds announced before the first crop
@@ -113,7 +114,11 @@ class CollectOptions:
                                  f"is {3 * self.size ** 2 / 2**20:.0f} MB in memory; the model sees {config.IMAGE_SIZE} px)")
         if not 1 <= self.quality <= 100:
             raise EdgeSignsError(f"--quality is a JPEG quality in 1..100, got {self.quality}")
+        if self.headless and self.window:
+            raise EdgeSignsError("--headless and --window contradict each other; name one")
         if self.labels_csv is not None:
+            if self.window:
+                raise EdgeSignsError("--window and --labels: a labels CSV run saves every labelled frame with no window; name one")
             if self.label is not None:
                 raise EdgeSignsError("--label and --labels: the labels CSV gives every frame's label; name one of them")
             if self.count is not None:
@@ -123,6 +128,8 @@ class CollectOptions:
             if self.label is None:
                 raise EdgeSignsError(f"--headless needs --label (one of {', '.join(config.LABELS)}): the class of the crops it saves")
             return "headless"
+        if self.label is not None and not self.window:
+            return "headless"  # a label for every crop: nothing to press keys for
         return "window"
 
     def burst_interval(self) -> float:
@@ -530,7 +537,7 @@ class CollectWindow:
         try:
             cv2.namedWindow(config.COLLECT_WINDOW_NAME, cv2.WINDOW_AUTOSIZE)
         except cv2.error as exc:
-            raise EdgeSignsError(f"cannot open a window ({str(exc).strip().splitlines()[-1]}): run with --headless --label L") from None
+            raise EdgeSignsError(f"cannot open a window ({str(exc).strip().splitlines()[-1]}): give --label L to save without one") from None
         self._visible_known: Optional[bool] = None
 
     def show(self, img: np.ndarray) -> int:
@@ -626,11 +633,12 @@ def run_collect(
     mode = options.mode()
     out = check_out(options.out)
     options.events.check([options.video, options.labels_csv])
+    if mode == "headless" and not options.headless:
+        log("running headless: --label names every crop's class (--window for the keys)")
+    if mode == "window" and not options.window and (problem := window_problem()) is not None:
+        raise EdgeSignsError(f"{problem}: give --label L [--count N] to save crops without a window")
     if mode == "window":
-        try:
-            check_gui()
-        except EdgeSignsError as exc:
-            raise EdgeSignsError(f"{exc} (collect: --headless --label L [--count N])") from None
+        check_gui()
     stale = remove_stale_crops(out) if out.is_dir() else 0
     if stale:
         log(f"removed {stale} temporary file(s) a killed collect left in {out}")

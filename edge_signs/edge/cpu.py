@@ -75,5 +75,14 @@ def int8_advice(speedup: float, info: CpuInfo) -> str | None:
     helps = ["more --threads (one per core)"]
     if info.half_float:
         helps.append(f"float16 ({', '.join(info.half_float)} present)")
-    return (f"int8 is only {speedup:.1f}x faster than float32 here ({why}); it still makes the file 4x smaller. "
+    return (f"{int8_speed_words(speedup)} here ({why}); it still makes the file 4x smaller. "
             f"What helps speed on this CPU: {', '.join(helps)}")
+
+
+def int8_speed_words(speedup: float) -> str:
+    """int8 against float32 in words that read right either side of 1x: "only 1.3x faster", "5.0x slower"."""
+    if speedup >= 1.05:
+        return f"int8 is only {speedup:.1f}x faster than float32"
+    if speedup > 1 / 1.05:
+        return "int8 is no faster than float32"
+    return f"int8 is {1 / speedup:.1f}x slower than float32"

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -105,16 +105,53 @@ class Overlay:
         return img
 
 
-def check_gui() -> None:
-    """A window needs an OpenCV with a GUI and a display; say how to get them, or to use --headless."""
-    info = cv2.getBuildInformation()
+def window_problem(build_info: Optional[str] = None, environ: Optional[Mapping[str, str]] = None,
+                   platform: str = sys.platform) -> Optional[str]:
+    """Why no window can open here (an OpenCV without a GUI, or no display), or None when one can."""
+    info = cv2.getBuildInformation() if build_info is None else build_info
+    env = os.environ if environ is None else environ
     gui = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.strip().startswith("GUI:")), "")
     if gui.upper() == "NONE":
-        raise EdgeSignsError("this OpenCV has no GUI (opencv-python-headless): run with --headless (and --record FILE to keep the "
-                             "annotated video), or install opencv-python instead / apt's python3-opencv to get a window")
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise EdgeSignsError("no display to show a window on (DISPLAY is not set, e.g. over ssh): run with --headless, "
-                             "or from the Pi's desktop, or with 'ssh -X'")
+        return "this OpenCV has no GUI (opencv-python-headless; opencv-python or apt's python3-opencv has one)"
+    if platform.startswith("linux") and not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
+        return "no display to show a window on (DISPLAY is not set, e.g. over ssh; 'ssh -X' or the Pi's desktop has one)"
+    return None
+
+
+def check_gui() -> None:
+    """A window needs an OpenCV with a GUI and a display; say how to get them, or to run headless."""
+    problem = window_problem()
+    if problem is not None:
+        raise EdgeSignsError(f"--window: {problem}; without --window it runs headless (--record FILE keeps the annotated video)")
+
+
+def decide_window(window: Optional[bool], headless: bool, implied_by: Optional[str], problem: Callable[[], Optional[str]]) -> tuple[bool, Optional[str]]:
+    """(show a window?, the one line that says why not, or None).
+
+    ``window``: True for --window (a window or a clear error), None to decide here; ``headless``: --headless;
+    ``implied_by``: an option that means nobody watches a window (--serve, collect's --label); ``problem``:
+    why no window can open (window_problem), asked only when it matters.
+    """
+    if headless and window:
+        raise EdgeSignsError("--headless and --window contradict each other; name one")
+    if headless or window is False:
+        return False, None
+    if window:
+        return True, None
+    if implied_by is not None:
+        return False, f"running headless: {implied_by} needs no window (--window for one)"
+    reason = problem()
+    if reason is not None:
+        return False, f"running headless: {reason}"
+    return True, None
+
+
+def choose_window(window: Optional[bool], headless: bool, implied_by: Optional[str], log: Log) -> bool:
+    """Whether to open a window (check_gui then says whether a forced one can), logging why when running headless of its own accord."""
+    show, note = decide_window(window, headless, implied_by, window_problem)
+    if note is not None:
+        log(note)
+    return show
 
 
 class Window:

@@ -23,7 +23,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
@@ -32,7 +32,7 @@ import numpy as np
 from edge_signs import config
 from edge_signs.artifacts import check_output_dir, check_output_file, dumps, finite_or_none, write_json
 from edge_signs.data import resolve_data
-from edge_signs.edge.display import Overlay, Window, check_gui, record_fourcc
+from edge_signs.edge.display import Overlay, Window, check_gui, choose_window, record_fourcc
 from edge_signs.edge.events import EventHub, EventOptions, FrameClock, open_event_hub
 from edge_signs.edge.outputs import OUTPUT_ERRORS, OutputError, RunOutputs
 from edge_signs.edge.preprocess import Roi, frame_to_rgb
@@ -61,7 +61,8 @@ class LiveOptions:
     roi: Roi = field(default_factory=Roi)
     smoothing: int = config.SMOOTHING_FRAMES
     threshold: float = config.CONFIDENCE_THRESHOLD
-    headless: bool = False
+    headless: bool = False  # no window (the default too where none can open, and with --serve)
+    window: Optional[bool] = None  # True: --window, a window or a clear error; None: one where one can open
     record: Optional[Path] = None  # annotated video, .avi (MJPG) or .mp4 (mp4v)
     max_frames: Optional[int] = None
     json_path: Optional[Path] = None  # one JSON object per frame
@@ -181,8 +182,7 @@ class LiveSummary:
         return d
 
     def text(self) -> str:
-        lines = [
-            f"{self.model}",
+        lines = [  # the model is said once, at the start (stderr's "model:" line)
             f"{self.frames} frames from {self.source} in {self.seconds:.1f} s ({self.fps:.1f} fps); ended: {self.reason}",
             f"inference {self.median_inference_ms:.2f} ms median; per-frame overhead {self.median_overhead_ms:.2f} ms median "
             f"(capture, preprocess, overlay, record); first prediction {self.startup_s:.2f} s after start",
@@ -375,8 +375,10 @@ def run_live(
     options = options or LiveOptions()
     options.source_kind()  # contradictions first: before opening a camera or loading a model
     check_tflite_file(model_path)
+    show = choose_window(options.window, options.headless, "--serve" if options.serve is not None else None, log)
+    options = replace(options, headless=not show)
     check_outputs(model_path, options)  # every output path, before any work
-    if not options.headless:
+    if show:
         check_gui()
     with contextlib.ExitStack() as stack:
         # Bound before the camera opens: a port in use is a one-line error, not a camera left open.

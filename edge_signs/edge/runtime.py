@@ -78,7 +78,7 @@ def find_backend() -> Backend:
     raise EdgeSignsError(f"no TFLite interpreter is installed: {INSTALL_HINT}")
 
 
-NUMPY1_FIX = "pip install 'numpy<2' 'opencv-python-headless<4.12', or install edge-signs with the [pi-tflite] extra (README: Raspberry Pi)"
+NUMPY1_FIX = "pip install 'numpy<2' 'opencv-python-headless<4.12', or install edge-signs with the [pi-tflite] extra (docs/raspberry-pi.md)"
 
 
 def check_numpy_abi(backend: Backend) -> None:

@@ -217,7 +217,7 @@ class PiCameraSource(FrameSource):
             raise EdgeSignsError(PICAMERA_HINT) from None
         except ValueError as exc:  # "numpy.dtype size changed": Debian's picamera2 pieces were built for Debian's numpy 1
             raise EdgeSignsError(f"picamera2 cannot be imported with this venv's numpy ({exc}): Debian's python3-picamera2 is built for "
-                                 f"Debian's numpy 1; install edge-signs with the [pi-camera] extra, or in the venv pip install 'numpy<2' 'opencv-python-headless<4.12' (README: Raspberry Pi)") from None
+                                 f"Debian's numpy 1; install edge-signs with the [pi-camera] extra, or in the venv pip install 'numpy<2' 'opencv-python-headless<4.12' (docs/raspberry-pi.md)") from None
         self.name = f"Pi camera {index}"
         self.fps = float(fps)
         self._cam = None

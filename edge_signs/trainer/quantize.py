@@ -22,7 +22,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -31,12 +30,13 @@ import numpy as np
 from tensorflow.lite.python import schema_py_generated as schema  # TFLite flatbuffer reader; the package guard ran first
 
 from edge_signs import __version__, config
-from edge_signs.artifacts import check_output_dir, check_output_file, dumps, folder_lock, make_temp, publish, remove_stale_temps, sha256_file
+from edge_signs.artifacts import dumps, folder_lock, make_temp, publish, remove_stale_temps, sha256_file
 from edge_signs.data import Signs, resolve_data
 from edge_signs.edge import preprocess
 from edge_signs.edge.runtime import Classifier, find_backend, sidecar_path
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
+from edge_signs.precheck import check_keras_file, quantize_targets
 from edge_signs.trainer import keras, tf
 from edge_signs.trainer.calibration import (
     check_count,
@@ -91,11 +91,7 @@ def load_calibration(
 
 def load_keras_classifier(path: str | os.PathLike):
     """Load a .keras file and check that it is a SIGNS classifier."""
-    path = Path(path)
-    if not path.is_file():
-        raise EdgeSignsError(f"{path}: model file not found (expected model.keras from 'edge-signs train')")
-    if not zipfile.is_zipfile(path):
-        raise EdgeSignsError(f"{path}: not a Keras model (expected a .keras zip archive from 'edge-signs train')")
+    path = check_keras_file(path)
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a bad archive
@@ -156,10 +152,6 @@ def _convert(model, fmt: str, calibration: Calibration | None, workdir: str) -> 
     elif fmt != "float32":
         raise EdgeSignsError(f"format '{fmt}': unknown (expected one of {', '.join(config.FORMATS)})")
     return converter.convert()
-
-
-def output_path(model_path: Path, fmt: str, out_dir: Path | None) -> Path:
-    return (out_dir or model_path.parent) / f"{model_path.stem}_{fmt}.tflite"
 
 
 # Run in a child process: an interpreter that cannot run a file may abort the whole
@@ -250,14 +242,8 @@ def quantize(
     """Convert a trained .keras model to each format; returns the .tflite paths written."""
     model_path = Path(model_path)
     formats = list(dict.fromkeys(formats))
-    unknown = [f for f in formats if f not in config.FORMATS]
-    if unknown or not formats:
-        raise EdgeSignsError(f"format(s) {', '.join(unknown) or 'none'}: expected one or more of {', '.join(config.FORMATS)}")
-    out = check_output_dir(Path(out_dir) if out_dir is not None else model_path.parent, "--out")
-    targets = {fmt: output_path(model_path, fmt, out) for fmt in formats}
-    for path in targets.values():  # before any work: writable, files not folders, not the input
-        check_output_file(path, "--out", inputs=[model_path])
-        check_output_file(sidecar_path(path), "--out", inputs=[model_path])
+    targets = quantize_targets(model_path, formats, out_dir)  # before any work: writable, files not folders, not the input
+    out = next(iter(targets.values())).parent
     find_backend()  # the files are read back to write their metadata: fail before converting
     model = load_keras_classifier(model_path)
     calibration = None

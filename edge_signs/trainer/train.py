@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_signs import config, metrics
-from edge_signs.artifacts import atomic_path, check_output_dir, check_outside_inputs, folder_lock, write_json
+from edge_signs.artifacts import atomic_path, check_outside_inputs, folder_lock, write_json
 from edge_signs.config import RECIPES, Recipe
 from edge_signs.data import Labelled, Signs, check_own_classes, grouped_split, load_labelled, own_split, resolve_data, train_val_split
 from edge_signs.edge.cpu import cpu_info
@@ -36,6 +36,7 @@ from edge_signs.edge.preprocess import to_model_input
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
 from edge_signs.plots import training_curves_png
+from edge_signs.precheck import check_run_folder
 from edge_signs.trainer import keras, tf
 from edge_signs.trainer.callbacks import Diverged, ProgressLine, StopOnDivergence, make_checkpoint_callback, read_checkpoint, weights_finite
 from edge_signs.trainer.datasets import make_dataset, mixed_dataset
@@ -93,9 +94,9 @@ class TrainOptions:
                 raise EdgeSignsError(f"{folder}: not a folder (--extra and --select-on take labelled folders: <label>/*.jpg)")
         _check_augmentation(recipe)
         if self.own_data and self.limit is not None:
-            raise EdgeSignsError("--limit subsets SIGNS for smoke runs; it cannot be combined with your own --data folders")
+            raise EdgeSignsError("--limit subsets SIGNS for smoke runs; it cannot be combined with your own --own folders")
         if self.own_data and self.extra:
-            raise EdgeSignsError("--extra adds folders to SIGNS training; fine-tuning takes all its folders as --data")
+            raise EdgeSignsError("--extra adds folders to SIGNS training; fine-tuning takes all its folders as --own")
         return self
 
     def resolved_recipe(self) -> Recipe:
@@ -244,9 +245,9 @@ def saved_options(out_dir: str | os.PathLike) -> TrainOptions | None:
 
 
 def resume_command(run_dir: Path, data_source: str, options: TrainOptions | None = None) -> str:
-    if options is not None and options.init:  # a fine-tuning run keeps --init and its --data folders in options.json
+    if options is not None and options.init:  # a fine-tuning run keeps --init and its --own folders in options.json
         return f"edge-signs finetune --out {shlex.quote(str(run_dir))} --resume --signs {shlex.quote(data_source)}"
-    return f"edge-signs train --out {shlex.quote(str(run_dir))} --resume --data {shlex.quote(data_source)}"
+    return f"edge-signs train --out {shlex.quote(str(run_dir))} --resume --signs {shlex.quote(data_source)}"
 
 
 # -- your own images -------------------------------------------------------------------------------
@@ -258,7 +259,7 @@ class OwnSplits:
 
     train: Labelled
     val: Labelled
-    heldout: dict[str, Labelled]  # folder name -> its held-out part: what `evaluate --data FOLDER --split heldout` scores
+    heldout: dict[str, Labelled]  # folder name -> its held-out part: what `evaluate --own FOLDER --split heldout` scores
 
     def describe(self) -> str:
         return (f"{len(self.train)} of your images ({len(set(self.train.groups))} sessions/photos) for training, "
@@ -322,15 +323,11 @@ def train(
     One run per folder at a time; a diverged run raises ``Diverged`` and saves nothing
     as a result (the last good checkpoint stays).
     """
-    run_dir = Path(out_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise EdgeSignsError(f"--out {run_dir}: is a file, expected a run folder (new, or one to --resume)")
-    check_output_dir(run_dir, "--out")
+    run_dir = check_run_folder(out_dir, resume)
     given = options if options is not None else (saved_options(run_dir) if run_dir.is_dir() else None)
     own_data = given.own_data if given is not None else []
-    signs_option = "--signs" if own_data else "--data"
     others = [*(("--extra", d) for d in given.extra), *([("--select-on", given.select_on)] if given.select_on else [])] if given else []
-    check_outside_inputs(run_dir, "--out", [*(("--data", d) for d in own_data), (signs_option, data), *others])
+    check_outside_inputs(run_dir, "--out", [*(("--own", d) for d in own_data), ("--signs", data), *others])
     with folder_lock(run_dir, f"train into {run_dir}"):
         return _train_locked(options, run_dir, data=data, resume=resume, verbose=verbose, log=log)
 

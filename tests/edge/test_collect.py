@@ -154,7 +154,7 @@ def test_crop_is_lives_roi_box_at_the_saved_size():
 def test_window_keys_save_crops_into_class_folders(video, tmp_path, monkeypatch):
     out = tmp_path / "out"
     shown = _fake_gui(monkeypatch, {1: "2", 3: "5", 4: "x", 5: "2", 6: "q"})
-    s = run_collect(_opts(out, video), log=quiet)
+    s = run_collect(_opts(out, video, window=True), log=quiet)
     assert s.reason == "quit from the window" and s.frames == 7 and len(shown) == 7
     assert s.saved == {"0": 0, "1": 0, "2": 2, "3": 0, "4": 0, "5": 1} and s.totals == s.saved and s.error is None
     assert [_frame_of(p) for p in _files(out, "2")] == [1, 5] and [_frame_of(p) for p in _files(out, "5")] == [3]
@@ -174,7 +174,7 @@ def test_window_keys_save_crops_into_class_folders(video, tmp_path, monkeypatch)
 def test_burst_saves_one_crop_per_interval_until_b_again(video, tmp_path, monkeypatch):
     out = tmp_path / "out"
     _fake_gui(monkeypatch, {0: "4", 2: "b", 14: "b", 20: "q"})
-    s = run_collect(_opts(out, video, interval=0.2), log=quiet)
+    s = run_collect(_opts(out, video, interval=0.2, window=True), log=quiet)
     # 0.2 s of a 15 fps video is 3 frames: the burst saves the frame b came on, then every third, up to b again.
     frames = [int(r["frame"]) for r in _rows(out)]
     assert frames == [0, 2, 5, 8, 11, 14] and s.saved["4"] == 6
@@ -188,7 +188,23 @@ def test_window_needs_a_display_before_the_source_opens(video, tmp_path, monkeyp
     monkeypatch.setattr(collect, "check_gui", no_gui)
     monkeypatch.setattr(collect, "open_collect_source", lambda *a, **k: pytest.fail("the source was opened"))
     with pytest.raises(EdgeSignsError, match="no display"):
+        run_collect(_opts(tmp_path / "out", video, window=True), log=quiet)
+
+
+def test_without_a_label_or_a_window_it_asks_for_a_label_before_the_source_opens(video, tmp_path, monkeypatch):
+    monkeypatch.setattr(collect, "open_collect_source", lambda *a, **k: pytest.fail("the source was opened"))
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(EdgeSignsError, match=r"give --label L \[--count N\] to save crops without a window") as err:
         run_collect(_opts(tmp_path / "out", video), log=quiet)
+    assert "\n" not in str(err.value)
+
+
+def test_a_label_alone_runs_headless_and_says_so_in_one_line(video, tmp_path):
+    log: list[str] = []
+    s = run_collect(_opts(tmp_path / "out", video, label="3", count=3, countdown=0), log=log.append)
+    assert s.saved["3"] == 3
+    assert [m for m in log if m.startswith("running headless")] == ["running headless: --label names every crop's class (--window for the keys)"]
 
 
 # -- headless ----------------------------------------------------------------------------------------------
@@ -285,6 +301,8 @@ def test_a_collected_folder_is_an_image_folder_dataset(video, tmp_path):
 
 @pytest.mark.parametrize("kw, words", [
     ({"headless": True}, "--headless needs --label"),
+    ({"headless": True, "window": True, "label": "1"}, "--headless and --window contradict"),
+    ({"window": True, "labels_csv": Path("labels.csv")}, "--window and --labels"),
     ({"headless": True, "label": "7"}, "--label '7': not a label"),
     ({"label": "three"}, "not a label (labels are 0, 1, 2, 3, 4, 5)"),
     ({"labels_csv": Path("x.csv"), "label": "1"}, "--label and --labels"),
@@ -368,7 +386,7 @@ def test_camera_that_stops_mid_burst_keeps_what_was_saved(tmp_path, monkeypatch)
     out = tmp_path / "out"
     _fake_gui(monkeypatch, {0: "3", 1: "b"})
     ticks = iter(np.arange(1000) / 30.0)
-    s = run_collect(CollectOptions(out=out, interval=0.0), source=_Dies(8), clock=lambda: next(ticks), log=quiet)
+    s = run_collect(CollectOptions(out=out, interval=0.0, window=True), source=_Dies(8), clock=lambda: next(ticks), log=quiet)
     assert s.reason == "dying camera stopped delivering frames" and s.saved["3"] == 8  # frame 0 by key, 1..7 by the burst
     assert [_frame_of(p) for p in _files(out, "3")] == list(range(8))
     assert any(w.startswith("source stopped mid-burst:") for w in s.warnings)
@@ -423,6 +441,8 @@ def test_cli_headless_run_and_one_line_errors(video, tmp_path):
     assert ok.exit_code == 0, ok.output
     assert "saved 3 crops (96x96 JPEG)" in ok.stdout and "4: 3" in ok.stdout and "source: video" in ok.stderr
     assert cv2.imread(str(_files(tmp_path / "out", "4")[0])).shape == (96, 96, 3)
+    implied = runner.invoke(cli.main, ["collect", "--out", str(tmp_path / "o3"), "--video", str(video), "--label", "3", "--count", "3"])
+    assert implied.exit_code == 0 and "3: 3" in implied.stdout and "running headless: --label" in implied.stderr, implied.output
     for args, words in [
         (["--headless"], "--headless needs --label"),
         (["--headless", "--label", "9"], "--label '9': not a label"),

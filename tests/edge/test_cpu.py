@@ -67,6 +67,19 @@ def test_slow_int8_advice_names_what_the_cpu_lacks_and_what_helps(tmp_path):
     assert "(even with avx512_vnni, avx_vnni, amx_int8)" in int8_advice(1.9, x86)
 
 
+@pytest.mark.parametrize("speedup, words", [
+    (1.99, "int8 is only 2.0x faster than float32 here"),
+    (1.3, "int8 is only 1.3x faster than float32 here"),
+    (1.0, "int8 is no faster than float32 here"),
+    (0.97, "int8 is no faster than float32 here"),
+    (0.8, "int8 is 1.2x slower than float32 here"),
+    (0.2, "int8 is 5.0x slower than float32 here"),
+])
+def test_slow_int8_note_reads_right_for_any_ratio(tmp_path, speedup, words):
+    note = int8_advice(speedup, _info(tmp_path, PI4))
+    assert note.startswith(words) and "0.2x faster" not in note
+
+
 def _report(fmt: str, p50: float, backend: str = "ai-edge-litert 9.9.9") -> ModelReport:
     return ModelReport(model=f"m_{fmt}.tflite", format=fmt, backend=backend, size_mb=1.0, accuracy=0.9, loss=1.0,
                        agreement=1.0, latency_ms_p50=p50, latency_ms_p90=p50, threads=1, confusion=[[1, 0], [0, 1]])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edge_signs import config
-from edge_signs.edge.display import Overlay, Recorder, check_gui, record_fourcc, save_png
+from edge_signs.edge.display import Overlay, Recorder, check_gui, decide_window, record_fourcc, save_png, window_problem
 from edge_signs.edge.live import FrameResult
 from edge_signs.edge.preprocess import Roi
 from edge_signs.errors import EdgeSignsError
@@ -107,6 +107,61 @@ def test_save_png(tmp_path):
 def test_check_gui_without_a_display(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    with pytest.raises(EdgeSignsError, match="--headless") as err:
+    with pytest.raises(EdgeSignsError, match="without --window it runs headless") as err:
+        check_gui()
+    assert "\n" not in str(err.value)
+
+
+# -- whether a window opens: only where one can, never with --serve, always with --window ----------------------
+
+GTK = "  GUI:                           GTK3\n"
+HEADLESS = "  GUI:                           NONE\n"
+
+
+def test_window_problem_names_a_missing_gui_or_display():
+    assert "no GUI" in window_problem(HEADLESS, {"DISPLAY": ":0"}, "linux")
+    assert "DISPLAY is not set" in window_problem(GTK, {}, "linux")
+    assert window_problem(GTK, {"DISPLAY": ":0"}, "linux") is None
+    assert window_problem(GTK, {"WAYLAND_DISPLAY": "wayland-0"}, "linux") is None
+    assert window_problem(GTK, {}, "darwin") is None  # no DISPLAY variable there: the GUI decides
+
+
+def _problem(reason):
+    asked = []
+
+    def problem():
+        asked.append(True)
+        return reason
+    return problem, asked
+
+
+def test_decide_window_opens_one_only_where_it_can():
+    can, asked = _problem(None)
+    assert decide_window(None, False, None, can) == (True, None) and asked
+    cannot, _ = _problem("this OpenCV has no GUI")
+    show, note = decide_window(None, False, None, cannot)
+    assert not show and note == "running headless: this OpenCV has no GUI"
+
+
+def test_serve_and_headless_mean_no_window_without_asking():
+    for headless, implied in ((True, None), (False, "--serve")):
+        problem, asked = _problem(None)
+        show, note = decide_window(None, headless, implied, problem)
+        assert not show and not asked
+        assert note == (None if headless else "running headless: --serve needs no window (--window for one)")
+
+
+def test_window_forces_one_and_contradicts_headless():
+    problem, asked = _problem("no display")
+    assert decide_window(True, False, "--serve", problem) == (True, None) and not asked  # check_gui then says why it cannot
+    with pytest.raises(EdgeSignsError, match="--headless and --window"):
+        decide_window(True, True, None, problem)
+
+
+def test_forced_window_on_a_headless_opencv_is_one_clear_line(monkeypatch):
+    monkeypatch.setenv("DISPLAY", ":0")
+    if window_problem() is None:
+        pytest.skip("this OpenCV has a GUI")
+    with pytest.raises(EdgeSignsError, match="^--window: this OpenCV has no GUI") as err:
         check_gui()
     assert "\n" not in str(err.value)

@@ -26,7 +26,7 @@ PERTURBATIONS = ["brightness_up", "brightness_down", "contrast_low", "contrast_h
 
 def test_table_for_every_tflite_format(tiny_models, signs_dir, signs, tmp_path):
     models = [tiny_models["float32"], tiny_models["float16"], tiny_models["int8"]]
-    result = run_cli("evaluate", *models, "--data", signs_dir, "--runs", 5, "--warmup", 1, "--json", "--out", tmp_path)
+    result = run_cli("evaluate", *models, "--signs", signs_dir, "--runs", 5, "--warmup", 1, "--json", "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [r["format"] for r in rows] == ["float32", "float16", "int8"]
@@ -51,11 +51,11 @@ def test_table_for_every_tflite_format(tiny_models, signs_dir, signs, tmp_path):
 def test_bad_model_inputs(tmp_path, signs_dir):
     fake = tmp_path / "model.tflite"
     fake.write_bytes(b"\x00" * 64)
-    result = run_cli("evaluate", fake, "--data", signs_dir)
+    result = run_cli("evaluate", fake, "--signs", signs_dir)
     assert result.returncode == 1 and "not a TFLite model" in result.stderr
-    result = run_cli("evaluate", tmp_path / "missing.tflite", "--data", signs_dir)
+    result = run_cli("evaluate", tmp_path / "missing.tflite", "--signs", signs_dir)
     assert result.returncode == 1 and "model file not found" in result.stderr
-    result = run_cli("evaluate", tmp_path / "notes.txt", "--data", signs_dir)
+    result = run_cli("evaluate", tmp_path / "notes.txt", "--signs", signs_dir)
     assert result.returncode == 1 and "not a model file" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -78,7 +78,7 @@ def test_same_harness_for_every_format(tiny_models, signs):
     paths = [tiny_models["float32"], tiny_models["int8"]]
     reference = evaluate_models(paths, x, y, runs=3, warmup=1, log=quiet)
     assert [r.format for r in reference] == ["float32", "int8"]
-    assert all(r.threads == 1 and r.backend == str(find_backend()) for r in reference)
+    assert all(r.threads == config.THREADS and r.backend == str(find_backend()) for r in reference)
     # the thread count reaches the interpreter itself, once per model ...
     recording, made = _recording_backend()
     two = evaluate_models(paths, x, y, threads=2, runs=3, warmup=1, backend=recording, log=quiet)
@@ -114,7 +114,7 @@ def test_robustness_against_independent_predictions(tiny_models, signs):
 
 
 def test_robustness_cli(tiny_models, signs_dir, tmp_path):
-    result = run_cli("evaluate", tiny_models["int8"], "--robustness", "--json", "--runs", 2, "--data", signs_dir, "--out", tmp_path)
+    result = run_cli("evaluate", tiny_models["int8"], "--robustness", "--json", "--runs", 2, "--signs", signs_dir, "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert list(out[0]["robustness"]["perturbations"]) == PERTURBATIONS
@@ -159,7 +159,7 @@ def _as_labelled_folder(signs, folder):
 def test_own_folder_side_by_side_with_signs(tiny_models, signs_dir, signs, tmp_path):
     own = _as_labelled_folder(signs, tmp_path / "mine")
     model = tiny_models["int8"]
-    result = run_cli("evaluate", model, "--data", signs_dir, "--data", own, "--runs", 2, "--warmup", 0, "--json", "--out", tmp_path / "report")
+    result = run_cli("evaluate", model, "--signs", signs_dir, "--own", own, "--runs", 2, "--warmup", 0, "--json", "--out", tmp_path / "report")
     assert result.returncode == 0, result.stderr
     row = json.loads(result.stdout)[0]
     truth = metrics.accuracy(Classifier(model).predict_batch(signs.test.x), signs.test.y)
@@ -178,7 +178,7 @@ def test_own_folder_heldout_split_scores_whole_sessions_only(tiny_models, signs,
     from edge_signs.data import grouped_split, load_labelled
 
     own = _as_labelled_folder(signs, tmp_path / "mine")
-    result = run_cli("evaluate", tiny_models["int8"], "--data", own, "--split", "heldout", "--runs", 1, "--warmup", 0, "--json", "--out", tmp_path)
+    result = run_cli("evaluate", tiny_models["int8"], "--own", own, "--split", "heldout", "--runs", 1, "--warmup", 0, "--json", "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     row = json.loads(result.stdout)[0]
     loaded = load_labelled(own)
@@ -195,16 +195,16 @@ def test_scoring_the_folder_a_model_was_fine_tuned_on_says_so(tiny_models, signs
     for suffix in (".tflite", ".json"):
         (run / f"model_int8{suffix}").write_bytes(tiny_models["int8"].with_suffix(suffix).read_bytes())
     (run / "metrics.json").write_text(json.dumps({"dataset": {"own": [str(own)]}}))
-    result = run_cli("evaluate", run / "model_int8.tflite", "--data", own, "--runs", 1, "--warmup", 0, "--out", tmp_path)
+    result = run_cli("evaluate", run / "model_int8.tflite", "--own", own, "--runs", 1, "--warmup", 0, "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     assert "was fine-tuned on" in result.stderr and "--split heldout" in result.stderr
-    quiet_run = run_cli("evaluate", run / "model_int8.tflite", "--data", own, "--split", "heldout", "--runs", 1, "--warmup", 0, "--out", tmp_path)
+    quiet_run = run_cli("evaluate", run / "model_int8.tflite", "--own", own, "--split", "heldout", "--runs", 1, "--warmup", 0, "--out", tmp_path)
     assert quiet_run.returncode == 0 and "was fine-tuned on" not in quiet_run.stderr
 
 
 def test_own_folder_errors_are_one_line(tiny_models, tmp_path):
     (tmp_path / "empty").mkdir()
-    result = run_cli("evaluate", tiny_models["int8"], "--data", tmp_path / "empty", "--out", tmp_path)
+    result = run_cli("evaluate", tiny_models["int8"], "--own", tmp_path / "empty", "--out", tmp_path)
     assert result.returncode == 1 and "no class folders" in result.stderr and "Traceback" not in result.stderr
 
 

@@ -79,7 +79,7 @@ def test_testset_replay_matches_predict_batch(int8, signs, signs_dir, batch_pred
 
 
 def test_cli_testset_prints_backend_and_accuracy(int8, signs, signs_dir, batch_preds, tmp_path):
-    proc = run_cli("live", int8, "--testset", "--headless", "--data", signs_dir, "--report", tmp_path / "report", "--status-every", "0")
+    proc = run_cli("live", int8, "--testset", "--headless", "--signs", signs_dir, "--report", tmp_path / "report", "--status-every", "0")
     assert proc.returncode == 0, proc.stderr
     expected = float(np.mean(batch_preds.argmax(axis=1) == signs.test.y))
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("accuracy "))
@@ -90,6 +90,17 @@ def test_cli_testset_prints_backend_and_accuracy(int8, signs, signs_dir, batch_p
     report = json.loads((tmp_path / "report" / "live_summary.json").read_text())
     assert report["frames"] == len(signs.test) and len(report["confusion"]) == config.NUM_CLASSES
     assert cv2.imread(str(tmp_path / "report" / "confusion_matrix.png")) is not None
+
+
+def test_cli_runs_headless_by_itself_where_no_window_can_open(int8, signs_dir):
+    env = {"DISPLAY": ""}  # a window needs a GUI build and a display: here neither
+    proc = run_cli("live", int8, "--testset", "--max-frames", "5", "--signs", signs_dir, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert [ln for ln in proc.stderr.splitlines() if ln.startswith("running headless: ")] != []
+    assert "\n5 frames from " in "\n" + proc.stdout, proc.stdout
+    forced = run_cli("live", int8, "--testset", "--max-frames", "5", "--signs", signs_dir, "--window", env=env)
+    lines = [ln for ln in forced.stderr.splitlines() if ln.strip()]
+    assert forced.returncode == 1 and lines[-1].startswith("edge-signs: error: --window: ") and "Traceback" not in forced.stderr, forced.stderr
 
 
 # -- labelled video ------------------------------------------------------------------------------------
@@ -162,7 +173,7 @@ def test_smoothing_and_threshold(int8, signs_dir):
 def test_ctrl_c_or_sigterm_finalizes_recording(int8, signs_dir, tmp_path, signum, reason):
     record, jsonl = tmp_path / "rec.avi", tmp_path / "frames.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_signs", "live", str(int8), "--testset", "--loop", "--headless", "--data", str(signs_dir),
+        [sys.executable, "-m", "edge_signs", "live", str(int8), "--testset", "--loop", "--headless", "--signs", str(signs_dir),
          "--record", str(record), "--json", str(jsonl), "--status-every", "0"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -202,11 +213,11 @@ def test_user_errors_are_one_line(int8, args, words):
     assert "Traceback" not in proc.stderr and all(w in lines[0] for w in words)
 
 
-def test_window_without_gui_or_display_is_a_clear_error(int8, monkeypatch):
+def test_forced_window_without_gui_or_display_is_a_clear_error_before_the_source_opens(int8, monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    with pytest.raises(EdgeSignsError, match="--headless"):
-        run_live(int8, LiveOptions(testset=True), log=quiet)
+    with pytest.raises(EdgeSignsError, match="^--window: .*without --window it runs headless"):
+        run_live(int8, LiveOptions(testset=True, window=True, data=Path("/nonexistent/signs")), log=quiet)  # not reached: the data is never looked for
 
 
 def test_parse_roi():
@@ -246,7 +257,7 @@ class _Shown(list):
 
 def test_window_keys_snapshot_and_quit(int8, signs_dir, tmp_path, monkeypatch):
     shown = _fake_gui(monkeypatch, {2: "s", 4: "q"})
-    summary = run_live(int8, LiveOptions(testset=True, data=signs_dir, snapshot_dir=tmp_path), log=quiet)
+    summary = run_live(int8, LiveOptions(testset=True, data=signs_dir, snapshot_dir=tmp_path, window=True), log=quiet)
     assert summary.frames == 5 and summary.reason == "quit from the window" and len(shown) == 5
     assert shown.checked == ["run_live", "Window"]  # checked before the source opens, and by the window itself
     assert all(min(shape[:2]) >= config.DISPLAY_MIN_SIDE for shape in shown)  # upscaled for a legible overlay
@@ -257,7 +268,7 @@ def test_window_keys_snapshot_and_quit(int8, signs_dir, tmp_path, monkeypatch):
 
 def test_window_close_button_quits(int8, signs_dir, monkeypatch):
     _fake_gui(monkeypatch, {}, visible_until=3)
-    summary = run_live(int8, LiveOptions(testset=True, data=signs_dir), log=quiet)
+    summary = run_live(int8, LiveOptions(testset=True, data=signs_dir, window=True), log=quiet)
     assert summary.frames == 3 and summary.reason == "quit from the window"
 
 

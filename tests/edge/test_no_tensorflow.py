@@ -18,7 +18,8 @@ from tests.conftest import REPO
 BLOCKED = ("tensorflow", "keras", "tf_keras")
 # Everything a Pi imports besides edge_signs.edge.* (found below, so a new edge module is covered by itself).
 SHARED_MODULES = ["edge_signs", "edge_signs.cli", "edge_signs.data", "edge_signs.plots", "edge_signs.metrics",
-                  "edge_signs.perturb", "edge_signs.log", "edge_signs.config", "edge_signs.artifacts", "edge_signs.errors", "edge_signs.images"]
+                  "edge_signs.perturb", "edge_signs.log", "edge_signs.config", "edge_signs.artifacts", "edge_signs.errors", "edge_signs.images",
+                  "edge_signs.cli_base", "edge_signs.cli_train", "edge_signs.precheck", "edge_signs.tfquiet"]
 
 BLOCKER = textwrap.dedent(f"""
     import sys
@@ -101,8 +102,9 @@ def test_trainer_without_tensorflow_is_a_one_line_install_hint():
 
 def test_quantize_command_without_tensorflow_says_what_to_install(tmp_path):
     model = tmp_path / "model.keras"
-    model.write_bytes(b"PK\x03\x04")
-    proc = cli_without_tensorflow("quantize", model)
+    with zipfile.ZipFile(model, "w") as z:  # a .keras archive: the inputs are checked before TensorFlow is imported
+        z.writestr("config.json", "{}")
+    proc = cli_without_tensorflow("quantize", model, "--fp32")
     assert proc.returncode == 1
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("TF-MODULES-LOADED")]
     assert len(lines) == 1 and lines[0].startswith("edge-signs: error: this needs TensorFlow"), proc.stderr
@@ -110,7 +112,7 @@ def test_quantize_command_without_tensorflow_says_what_to_install(tmp_path):
 
 
 def test_evaluate_tflite_without_tensorflow(tiny_models, signs_dir, tmp_path):
-    proc = cli_without_tensorflow("evaluate", tiny_models["int8"], tiny_models["float32"], "--data", signs_dir, "--runs", 3, "--out", tmp_path)
+    proc = cli_without_tensorflow("evaluate", tiny_models["int8"], tiny_models["float32"], "--signs", signs_dir, "--runs", 3, "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "| tiny_int8.tflite | int8 |" in proc.stdout and "| tiny_float32.tflite | float32 |" in proc.stdout
     assert "TF-MODULES-LOADED: []" in proc.stderr
@@ -120,13 +122,13 @@ def test_keras_model_without_tensorflow_is_a_clear_error(signs_dir, tmp_path):
     model = tmp_path / "model.keras"
     with zipfile.ZipFile(model, "w") as z:
         z.writestr("config.json", "{}")
-    proc = cli_without_tensorflow("evaluate", model, "--data", signs_dir)
+    proc = cli_without_tensorflow("evaluate", model, "--signs", signs_dir)
     assert proc.returncode == 1
     assert "needs TensorFlow" in proc.stderr and "'edge-signs[train]'" in proc.stderr and "Traceback" not in proc.stderr
     assert "TF-MODULES-LOADED: []" in proc.stderr
 
 
 def test_live_runs_without_tensorflow(tiny_models, signs_dir):
-    proc = cli_without_tensorflow("live", tiny_models["int8"], "--testset", "--headless", "--data", signs_dir, "--status-every", "0")
+    proc = cli_without_tensorflow("live", tiny_models["int8"], "--testset", "--headless", "--signs", signs_dir, "--status-every", "0")
     assert proc.returncode == 0, proc.stderr
     assert "accuracy " in proc.stdout and "TF-MODULES-LOADED: []" in proc.stderr

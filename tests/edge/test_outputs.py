@@ -77,7 +77,7 @@ def test_live_unwritable_record_keeps_the_old_json_lines(model, signs_dir, tmp_p
     prev = tmp_path / "prev.jsonl"
     prev.write_text('{"frame": 0, "label": "3"}\n')
     before = digests(prev, model, model.with_suffix(".json"))
-    proc = run_cli("live", model, *TESTSET, "--data", signs_dir, "--json", prev, "--record", UNWRITABLE / "x.avi")
+    proc = run_cli("live", model, *TESTSET, "--signs", signs_dir, "--json", prev, "--record", UNWRITABLE / "x.avi")
     one_line_error(proc, "--record", "not writable")
     assert digests(*before) == before
     assert hidden_files(tmp_path) == []
@@ -109,7 +109,7 @@ def test_live_unwritable_report_is_refused_before_any_frame(model, signs_dir, tm
     assert seen == []
     assert not (tmp_path / "frames.jsonl").exists() and hidden_files(tmp_path) == []
     # The CLI checks it before even loading the data: a missing --data is not what it complains about.
-    proc = run_cli("live", model, *TESTSET, "--data", tmp_path / "no-such-data", "--report", UNWRITABLE / "report")
+    proc = run_cli("live", model, *TESTSET, "--signs", tmp_path / "no-such-data", "--report", UNWRITABLE / "report")
     one_line_error(proc, "--report", "not writable")
 
 
@@ -118,7 +118,7 @@ def test_live_record_onto_an_existing_folder_is_refused(model, signs_dir, tmp_pa
     hidden temp file; now it is refused before the run."""
     folder = tmp_path / "x.avi"
     (folder / "keep").mkdir(parents=True)
-    proc = run_cli("live", model, *TESTSET, "--data", signs_dir, "--record", folder, "--report", tmp_path / "report")
+    proc = run_cli("live", model, *TESTSET, "--signs", signs_dir, "--record", folder, "--report", tmp_path / "report")
     one_line_error(proc, "--record", "is a folder")
     assert [p.name for p in folder.iterdir()] == ["keep"]
     assert not (tmp_path / "report").exists() and hidden_files(tmp_path) == []
@@ -127,7 +127,7 @@ def test_live_record_onto_an_existing_folder_is_refused(model, signs_dir, tmp_pa
 def test_evaluate_unwritable_out_is_refused_before_any_work(model, tmp_path):
     """Issue 9, failure 4: `evaluate` whose report folder could not be written did all the work and
     printed no table; now the folder is checked first (before even the data is looked for)."""
-    proc = run_cli("evaluate", model, "--out", UNWRITABLE / "ev", "--data", tmp_path / "no-such-data")
+    proc = run_cli("evaluate", model, "--out", UNWRITABLE / "ev", "--own", tmp_path / "no-such-data")
     one_line_error(proc, "--out", "not writable")
 
 
@@ -138,7 +138,7 @@ def test_evaluate_report_onto_a_models_metadata_is_refused(tiny_models, signs_di
     shutil.copy(tiny_models["int8"], model)
     shutil.copy(tiny_models["int8"].with_suffix(".json"), model.with_suffix(".json"))
     before = digests(model, model.with_suffix(".json"))
-    proc = run_cli("evaluate", model, "--data", signs_dir, "--runs", 1, "--warmup", 0)
+    proc = run_cli("evaluate", model, "--signs", signs_dir, "--runs", 1, "--warmup", 0)
     one_line_error(proc, "evaluation.json", "is an input of this run")
     assert digests(*before) == before
     assert not (tmp_path / "evaluation.md").exists()
@@ -150,7 +150,7 @@ def test_kill_9_while_recording_leaves_a_temp_file_the_next_run_removes(model, s
     record, jsonl = tmp_path / "out.avi", tmp_path / "out.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_signs", "live", str(model), "--testset", "--loop", "--headless", "--status-every", "0",
-         "--data", str(signs_dir), "--record", str(record), "--json", str(jsonl)],
+         "--signs", str(signs_dir), "--record", str(record), "--json", str(jsonl)],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -170,7 +170,7 @@ def test_kill_9_while_recording_leaves_a_temp_file_the_next_run_removes(model, s
     left = hidden_files(tmp_path)
     assert any(name.startswith(".out.avi") for name in left), left  # what a kill -9 leaves
 
-    again = run_cli("live", model, *TESTSET, "--data", signs_dir, "--record", record, "--json", jsonl)
+    again = run_cli("live", model, *TESTSET, "--signs", signs_dir, "--record", record, "--json", jsonl)
     assert again.returncode == 0, again.stderr
     assert hidden_files(tmp_path) == []  # the killed run's temporaries are gone
     cap = cv2.VideoCapture(str(record))
@@ -267,12 +267,12 @@ def test_sidecar_of_another_model_is_refused_by_live_and_evaluate(model, tiny_mo
     """Issue 9, failure 6: a sidecar from another model was used (its tflite_sha256 never checked);
     rule: loading a model whose metadata does not match it is an error that says so."""
     _edit_sidecar(model, tflite_sha256="0" * 64)
-    one_line_error(run_cli("live", model, *TESTSET, "--data", signs_dir), "metadata of another model")
-    one_line_error(run_cli("evaluate", model, "--data", signs_dir, "--out", tmp_path / "ev", "--runs", 1, "--warmup", 0),
+    one_line_error(run_cli("live", model, *TESTSET, "--signs", signs_dir), "metadata of another model")
+    one_line_error(run_cli("evaluate", model, "--signs", signs_dir, "--out", tmp_path / "ev", "--runs", 1, "--warmup", 0),
                     "metadata of another model", before_work=False)
     assert not (tmp_path / "ev").exists()
     # Second of two models: refused before the first one is scored, not after.
-    proc = run_cli("evaluate", tiny_models["int8"], model, "--data", signs_dir, "--out", tmp_path / "ev", "--runs", 1, "--warmup", 0)
+    proc = run_cli("evaluate", tiny_models["int8"], model, "--signs", signs_dir, "--out", tmp_path / "ev", "--runs", 1, "--warmup", 0)
     one_line_error(proc, "metadata of another model", before_work=False)
     assert "evaluating" not in proc.stderr
 
@@ -287,7 +287,7 @@ def test_sidecar_labels_that_are_not_the_classes_in_order_are_refused(model, sig
     """Issue 9, failure 6: sidecar labels that were ints, nested lists or permuted were accepted
     (live then reported a 0-finger image with truth "5")."""
     _edit_sidecar(model, labels=labels)
-    one_line_error(run_cli("live", model, *TESTSET, "--data", signs_dir), "labels", "not the classes in the model's output order")
+    one_line_error(run_cli("live", model, *TESTSET, "--signs", signs_dir), "labels", "not the classes in the model's output order")
     csv = tmp_path / "l.csv"
     csv.write_text("0,4,5\n")  # --labels names classes through the sidecar's labels
     one_line_error(run_cli("live", model, "--video", video, "--labels", csv, "--headless"), "not the classes in the model's output order")
@@ -299,7 +299,7 @@ def test_evaluating_models_whose_label_sets_differ_is_refused(model, tiny_models
     shutil.copy(model, other)
     shutil.copy(model.with_suffix(".json"), other.with_suffix(".json"))
     _edit_sidecar(other, labels=["a", "b", "c", "d", "e", "f"])
-    proc = run_cli("evaluate", model, other, "--data", signs_dir, "--out", tmp_path / "ev", "--runs", 1, "--warmup", 0)
+    proc = run_cli("evaluate", model, other, "--signs", signs_dir, "--out", tmp_path / "ev", "--runs", 1, "--warmup", 0)
     one_line_error(proc, str(other.with_suffix(".json")), "labels", before_work=False)
     assert not (tmp_path / "ev" / "evaluation.json").exists()
 
@@ -311,7 +311,7 @@ def test_evaluate_json_is_strict_for_a_model_giving_nan(tiny_models, signs_dir, 
     """Issue 9, failure 6 (`evaluate --json` with NaN in it) and rule "JSON written by the project is
     always strict JSON, in every output": a loss that is not a number is null."""
     nan_model = _nan_float32(tiny_models, tmp_path)
-    proc = run_cli("evaluate", tiny_models["int8"], nan_model, "--json", "--data", signs_dir, "--out", tmp_path / "ev",
+    proc = run_cli("evaluate", tiny_models["int8"], nan_model, "--json", "--signs", signs_dir, "--out", tmp_path / "ev",
                    "--runs", 2, "--warmup", 0)
     assert proc.returncode == 0, proc.stderr
     printed = strict_json(proc.stdout)
@@ -343,7 +343,7 @@ def test_live_json_lines_are_strict_for_a_model_giving_nan(tiny_models, signs_di
     output": the JSON lines of `live --json`, with a model whose probabilities are NaN."""
     nan_model = _nan_float32(tiny_models, tmp_path)
     jsonl = tmp_path / "frames.jsonl"
-    proc = run_cli("live", nan_model, *TESTSET, "--data", signs_dir, "--json", jsonl)
+    proc = run_cli("live", nan_model, *TESTSET, "--signs", signs_dir, "--json", jsonl)
     assert proc.returncode == 0, proc.stderr
     lines = [strict_json(line) for line in jsonl.read_text().splitlines()]
     assert len(lines) == 5 and all(ln["confidence"] is None and ln["smoothed_confidence"] is None for ln in lines)

@@ -99,7 +99,7 @@ def test_backend_is_named(tiny_models):
     clf = Classifier(tiny_models["int8"])
     assert clf.backend.name in ("ai-edge-litert", "tflite-runtime", "tensorflow")
     assert str(clf.backend) in clf.describe() and "raw uint8 pixels" in clf.describe()
-    assert "1 thread(s)" in clf.describe() and "float32" in Classifier(tiny_models["float32"]).describe()
+    assert f"{config.THREADS} thread(s)" in clf.describe() and "float32" in Classifier(tiny_models["float32"]).describe()
 
 
 def test_wrong_files_are_named(tmp_path):

@@ -407,7 +407,7 @@ def test_port_in_use_is_one_line_before_the_source_opens(monkeypatch):
         assert "\n" not in str(exc.value) and opened == []
         # The command line says it in one line too.
         proc = subprocess.run([sys.executable, "-m", "edge_signs", "live", str(MODEL), "--testset", "--headless",
-                               "--data", str(SIGNS), "--serve", f"127.0.0.1:{port}"], capture_output=True, text=True, cwd=REPO, timeout=2 * WAIT_S)
+                               "--signs", str(SIGNS), "--serve", f"127.0.0.1:{port}"], capture_output=True, text=True, cwd=REPO, timeout=2 * WAIT_S)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 1 and len(lines) == 1 and "in use" in lines[0] and "Traceback" not in proc.stderr, proc.stderr
     assert serve_threads() == []
@@ -417,7 +417,7 @@ def test_port_in_use_is_one_line_before_the_source_opens(monkeypatch):
 def test_sigterm_or_ctrl_c_stops_server_and_loop_cleanly(tmp_path, signum, reason):
     jsonl = tmp_path / "frames.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "edge_signs", "live", str(MODEL), "--testset", "--loop", "--headless",
-                             "--data", str(SIGNS), "--serve", "127.0.0.1:0", "--json", str(jsonl), "--status-every", "0"],
+                             "--signs", str(SIGNS), "--serve", "127.0.0.1:0", "--json", str(jsonl), "--status-every", "0"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from edge_signs import config
+from tests.conftest import REPO
 
 
 def test_default_recipe_is_a_recipe():
@@ -27,3 +32,26 @@ def test_calibration_manifest_is_found():
     assert list(rows[0]) == ["index", "label", "file", "pixels_sha256"]
     labels = np.array([int(r["label"]) for r in rows])
     assert np.bincount(labels, minlength=config.NUM_CLASSES).tolist() == [config.CALIBRATION_PER_CLASS] * config.NUM_CLASSES
+
+
+def test_default_threads_are_the_cores_available_at_most_four(monkeypatch):
+    for cores, threads in ((1, 1), (2, 2), (4, 4), (8, 4), (64, 4)):
+        monkeypatch.setattr(config.os, "sched_getaffinity", lambda pid, n=cores: set(range(n)), raising=False)
+        assert config.default_threads() == threads
+    assert 1 <= config.THREADS <= config.MAX_THREADS
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this system")
+def test_every_command_that_runs_a_model_defaults_to_the_cores_it_may_use(tiny_models, signs_dir, tmp_path):
+    """live and evaluate, run on one pinned core, default to one thread; on every core, to min(4, cores)."""
+    cores = len(os.sched_getaffinity(0))
+    pin_one = "import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); from edge_signs.__main__ import main; sys.argv[0] = 'edge-signs'; main()"
+    for code, threads in ((pin_one, 1), ("from edge_signs.__main__ import main; main()", min(4, cores))):
+        live = subprocess.run([sys.executable, "-c", code, "live", str(tiny_models["int8"]), "--testset", "--max-frames", "2", "--headless",
+                               "--signs", str(signs_dir)], capture_output=True, text=True, cwd=REPO, timeout=300)
+        assert live.returncode == 0, live.stderr
+        assert f"{threads} thread(s)" in live.stderr, live.stderr
+        ev = subprocess.run([sys.executable, "-c", code, "evaluate", str(tiny_models["int8"]), "--signs", str(signs_dir), "--runs", "1",
+                             "--warmup", "0", "--json", "--out", str(tmp_path / f"ev{threads}")], capture_output=True, text=True, cwd=REPO, timeout=300)
+        assert ev.returncode == 0, ev.stderr
+        assert json.loads(ev.stdout)[0]["threads"] == threads

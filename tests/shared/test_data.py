@@ -164,7 +164,7 @@ def test_offline_error_lists_places(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "cache"))
     with pytest.raises(EdgeSignsError) as err:
         resolve_data(None, fetch=False)
-    assert "Keras cache" in str(err.value) and "--data" in str(err.value) and "\n" not in str(err.value)
+    assert "Keras cache" in str(err.value) and "--signs" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_fetch_from_file_url_verifies_hash(signs_dir, tmp_path):
@@ -203,7 +203,7 @@ def test_stratified_split_is_seeded_and_balanced(signs):
 def test_cli_bad_data_is_one_line(tmp_path):
     (tmp_path / "train_signs.h5").write_text("junk")
     (tmp_path / "test_signs.h5").write_text("junk")
-    result = run_cli("data", "info", "--data", tmp_path)
+    result = run_cli("data", "info", "--signs", tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "not an HDF5 file" in result.stderr
     assert "Traceback" not in result.stderr

@@ -56,7 +56,7 @@ def _image_folders(folder: Path, train: tuple[np.ndarray, np.ndarray], test: tup
 def test_hdf5_with_an_empty_training_set(tmp_path):
     """Issue 9, failure 5: an HDF5 with an empty training set (was a ZeroDivisionError)."""
     data = _h5_pair(tmp_path / "h5", _images([0] * config.NUM_CLASSES))
-    one_line_error(run_cli("data", "info", "--data", data), "train_signs.h5", "at least", "0 images in all")
+    one_line_error(run_cli("data", "info", "--signs", data), "train_signs.h5", "at least", "0 images in all")
     with pytest.raises(EdgeSignsError, match="train set needs at least"):
         load_signs(data)
 
@@ -64,26 +64,26 @@ def test_hdf5_with_an_empty_training_set(tmp_path):
 def test_hdf5_with_0x0_images(tmp_path):
     """Issue 9, failure 5: `data info` on an HDF5 with 0x0 images (was a cv2.error traceback)."""
     data = _h5_pair(tmp_path / "h5", _images([2] * config.NUM_CLASSES, size=0))
-    one_line_error(run_cli("data", "info", "--data", data), "train_signs.h5", "shape", "(12, 0, 0, 3)")
+    one_line_error(run_cli("data", "info", "--signs", data), "train_signs.h5", "shape", "(12, 0, 0, 3)")
 
 
 def test_hdf5_training_set_missing_a_class(tmp_path):
     """Issue 9, failure 6: an HDF5 training set missing a class was silently accepted."""
     data = _h5_pair(tmp_path / "h5", _images([2, 2, 2, 2, 2, 0]))
-    one_line_error(run_cli("data", "info", "--data", data), "train_signs.h5", "too few of 5: 0")
+    one_line_error(run_cli("data", "info", "--signs", data), "train_signs.h5", "too few of 5: 0")
 
 
 def test_hdf5_training_set_of_3_images(tmp_path):
     """Issue 9, failure 6: an HDF5 training set holding 3 images was silently accepted."""
     data = _h5_pair(tmp_path / "h5", _images([1, 1, 1, 0, 0, 0]))
-    line = one_line_error(run_cli("data", "info", "--data", data), "train_signs.h5", "3 images in all")
+    line = one_line_error(run_cli("data", "info", "--signs", data), "train_signs.h5", "3 images in all")
     assert all(f"{label}: " in line for label in config.LABELS)  # every class short of the minimum is named
 
 
 def test_hdf5_test_set_missing_a_class(tmp_path):
     """Issue 9, rule "the HDF5 and image-folder layouts are held to the same rules (every class present)"."""
     data = _h5_pair(tmp_path / "h5", _images([2] * config.NUM_CLASSES), test=_images([1, 1, 1, 1, 1, 0]))
-    one_line_error(run_cli("data", "info", "--data", data), "test_signs.h5", "too few of 5: 0")
+    one_line_error(run_cli("data", "info", "--signs", data), "test_signs.h5", "too few of 5: 0")
 
 
 # -- both layouts, one rule ------------------------------------------------------------------------
@@ -118,7 +118,7 @@ def test_both_layouts_accept_the_minimum_and_give_the_same_data(tmp_path):
     np.testing.assert_array_equal(h5.train.x, images.train.x)
     np.testing.assert_array_equal(h5.train.y, images.train.y)
     assert h5.checksum() == images.checksum()
-    proc = run_cli("data", "info", "--data", tmp_path / "images")
+    proc = run_cli("data", "info", "--signs", tmp_path / "images")
     assert proc.returncode == 0, proc.stderr
     assert f"train {len(train[1])} {[config.MIN_IMAGES_PER_CLASS['train']] * config.NUM_CLASSES}" in proc.stdout
     assert f"sha256 {h5.checksum()[:16]}" in proc.stdout
@@ -139,7 +139,7 @@ def test_truncated_jpeg_is_named(tmp_path):
     bad = folder / "train" / "3" / "7.jpg"
     whole = bad.read_bytes()
     bad.write_bytes(whole[: len(whole) // 2])
-    line = one_line_error(run_cli("data", "info", "--data", folder), str(bad), "truncated JPEG")
+    line = one_line_error(run_cli("data", "info", "--signs", folder), str(bad), "truncated JPEG")
     assert "Premature end" not in line
 
 
@@ -147,6 +147,6 @@ def test_skipped_files_are_named(tmp_path):
     """Issue 9, rule "every data file that is skipped or rejected is named"."""
     folder = _image_folders(tmp_path / "imgs", _images([2] * config.NUM_CLASSES))
     (folder / "train" / "2" / "notes.txt").write_text("not an image")
-    proc = run_cli("data", "info", "--data", folder)
+    proc = run_cli("data", "info", "--signs", folder)
     assert proc.returncode == 0, proc.stderr
     assert "notes.txt" in proc.stderr and "skipped 1 file(s)" in proc.stderr

@@ -130,3 +130,9 @@ def test_check_arm64_compares_the_same_commands(check_arm64):
     evaluate, live = check_arm64.edge_runs(["edge-signs"], "m.tflite", "signs", "/tmp/o")
     assert evaluate[:3] == ["edge-signs", "evaluate", "m.tflite"] and "--json" in evaluate
     assert live[:3] == ["edge-signs", "live", "m.tflite"] and {"--testset", "--headless", "--json"} <= set(live)
+
+
+def test_the_workstation_extras_bring_the_pi_runtime(project):
+    """evaluate on a workstation scores .tflite files with the interpreter a Pi runs, not tf.lite's deprecated one."""
+    for extra in ("train", "gpu"):
+        assert "ai-edge-litert" in reqs(project["optional-dependencies"][extra]), extra

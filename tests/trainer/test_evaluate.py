@@ -27,7 +27,7 @@ from tests.fixtures.make_tiny_model import build  # noqa: E402
 @pytest.mark.slow
 def test_table_for_tflite_and_keras(tflite_models, tiny_run, signs_dir, signs, tmp_path):
     models = [tiny_run / "model.keras", tflite_models["float32"], tflite_models["float16"], tflite_models["int8"]]
-    result = run_cli("evaluate", *models, "--data", signs_dir, "--runs", 5, "--warmup", 1, "--json", "--out", tmp_path)
+    result = run_cli("evaluate", *models, "--signs", signs_dir, "--runs", 5, "--warmup", 1, "--json", "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [r["format"] for r in rows] == ["keras float32", "float32", "float16", "int8"]

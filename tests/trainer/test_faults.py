@@ -105,7 +105,7 @@ def test_train_options_out_of_range_or_not_finite_are_one_line(tmp_path, signs_d
     """Issue 9, failure 5 (`train --seed -1`, `--val-fraction nan` gave tracebacks) and failure 6
     (`--dropout nan` silently accepted); rule "every CLI option is validated (finite numbers, ranges)"."""
     out = tmp_path / "run"
-    _click_error(run_cli("train", *args, "--out", out, "--data", signs_dir), option)
+    _click_error(run_cli("train", *args, "--out", out, "--signs", signs_dir), option)
     assert not out.exists()
 
 
@@ -136,7 +136,7 @@ def test_train_options_validate(options, words):
 def test_train_devices_that_do_not_exist_are_one_line(tmp_path, signs_dir):
     """Issue 9, failure 6: `--devices /gpu:7` on a machine with no such device silently ran on the CPU."""
     out = tmp_path / "run"
-    proc = run_cli("train", "--devices", "/gpu:7", "--limit", 60, "--epochs", 1, "--recipe", "seed", "--out", out, "--data", signs_dir,
+    proc = run_cli("train", "--devices", "/gpu:7", "--limit", 60, "--epochs", 1, "--recipe", "seed", "--out", out, "--signs", signs_dir,
                    timeout=300)
     one_line_error(proc, "--devices /gpu:7", "no such device", before_work=False)
     assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # no options, checkpoint, model or metrics
@@ -146,7 +146,7 @@ def test_train_out_on_an_existing_file_is_refused(tmp_path, signs_dir):
     """Issue 9, failure 6: `train --out` on an existing file said only "File exists"."""
     file = tmp_path / "file.txt"
     file.write_text("keep me\n")
-    one_line_error(run_cli("train", "--out", file, "--data", signs_dir), "--out", "is a file", before_work=False)
+    one_line_error(run_cli("train", "--out", file, "--signs", signs_dir), "--out", "is a file", before_work=False)
     assert file.read_text() == "keep me\n"
 
 
@@ -171,7 +171,7 @@ def test_quantize_refuses_a_model_with_non_finite_weights_and_keeps_the_good_int
     deploy = tmp_path / "deploy"
     good = _pair(tiny_models["int8"], deploy, "nan_int8")
     before = digests(*good)
-    proc = run_cli("quantize", model, "--int8", "--out", deploy, "--data", signs_dir)
+    proc = run_cli("quantize", model, "--int8", "--out", deploy, "--signs", signs_dir)
     one_line_error(proc, str(model), "NaN or infinite weights", "conv1", before_work=False)
     assert digests(*good) == before
     assert sorted(p.name for p in deploy.iterdir() if p.name != LOCK_NAME) == ["nan_int8.json", "nan_int8.tflite"]
@@ -242,7 +242,7 @@ def test_second_train_into_a_folder_another_process_holds_is_refused(tmp_path, s
     out = tmp_path / "run"
     holder = _hold_lock(out, f"train into {out}")
     try:
-        proc = run_cli("train", "--data", signs_dir, "--limit", 60, "--epochs", 1, "--recipe", "seed", "--out", out, timeout=300)
+        proc = run_cli("train", "--signs", signs_dir, "--limit", 60, "--epochs", 1, "--recipe", "seed", "--out", out, timeout=300)
     finally:
         _release(holder)
     one_line_error(proc, str(out), "in use by", f"edge-signs train into {out} (pid {holder.pid})", before_work=False)
@@ -285,7 +285,7 @@ def test_resume_with_other_options_is_refused_naming_what_differs(tmp_path, sign
     files = _unfinished_run(out, signs.checksum())
     before = digests(*files)
     proc = run_cli("train", "--resume", "--out", out, "--epochs", 3, "--learning-rate", 0.5, "--batch-size", 4, "--recipe", "default",
-                   "--data", signs_dir)
+                   "--signs", signs_dir)
     line = one_line_error(proc, "differ", "batch-size: 8 -> 4", "recipe: 'seed' -> 'default'", "'learning_rate': 0.5", before_work=False)
     assert "seed: " not in line and "limit: " not in line  # options not typed are the run's own, not the defaults
     assert digests(*files) == before and not (out / "model.keras").exists()
@@ -298,10 +298,10 @@ def test_resume_on_other_data_is_refused(tmp_path, signs):
     files = _unfinished_run(out, signs.checksum())
     before = digests(*files)
     other = _other_data(tmp_path / "other")
-    one_line_error(run_cli("train", "--resume", "--out", out, "--data", other), str(other), "not the data this run was started on",
+    one_line_error(run_cli("train", "--resume", "--out", out, "--signs", other), str(other), "not the data this run was started on",
                    before_work=False)
     # Typing the run's own options again is not a difference (and the data check still applies).
-    proc = run_cli("train", "--resume", "--out", out, "--recipe", "seed", "--seed", 5, "--limit", 60, "--epochs", 3, "--data", other)
+    proc = run_cli("train", "--resume", "--out", out, "--recipe", "seed", "--seed", 5, "--limit", 60, "--epochs", 3, "--signs", other)
     one_line_error(proc, "not the data this run was started on", before_work=False)
     assert digests(*files) == before and not (out / "metrics.json").exists()
 
@@ -418,14 +418,14 @@ def test_ctrl_c_exits_130_with_a_complete_resume_command(tmp_path, signs_dir, mo
     monkeypatch.setattr(train_module, "make_checkpoint_callback", interrupt_after_first_epoch)
     out = tmp_path / "my run"  # a space: the command must quote it
     runner = CliRunner()
-    first = runner.invoke(cli.main, ["train", "--out", str(out), "--data", str(signs_dir), "--recipe", "seed", "--limit", "24",
+    first = runner.invoke(cli.main, ["train", "--out", str(out), "--signs", str(signs_dir), "--recipe", "seed", "--limit", "24",
                                      "--batch-size", "8", "--epochs", "2"])
     assert first.exit_code == 130, first.output
     (line,) = [ln for ln in first.stderr.splitlines() if ln.startswith("edge-signs: error: ")]
     assert "interrupted after epoch 1 of 2" in line
     command = shlex.split(line.split("continue with: ", 1)[1])
     assert command[:2] == ["edge-signs", "train"] and "--resume" in command
-    assert command[command.index("--out") + 1] == str(out) and command[command.index("--data") + 1] == str(signs_dir)
+    assert command[command.index("--out") + 1] == str(out) and command[command.index("--signs") + 1] == str(signs_dir)
     assert not (out / "model.keras").exists()
 
     monkeypatch.setattr(train_module, "make_checkpoint_callback", make_checkpoint)
@@ -445,7 +445,7 @@ def test_diverging_resnet50_run_exits_non_zero_and_writes_no_model(tmp_path, sig
     """Issue 9, failure 1: `train --limit 60 --epochs 2 --recipe seed --learning-rate 1e6` exited 0
     with loss NaN and wrote NaN into metrics.json."""
     out = tmp_path / "nan"
-    proc = run_cli("train", "--data", signs_dir, "--limit", 60, "--epochs", 2, "--recipe", "seed", "--learning-rate", "1e6", "--out", out)
+    proc = run_cli("train", "--signs", signs_dir, "--limit", 60, "--epochs", 2, "--recipe", "seed", "--learning-rate", "1e6", "--out", out)
     one_line_error(proc, "diverged", before_work=False)
     assert not (out / "model.keras").exists() and not (out / "metrics.json").exists()
     for path in out.rglob("*.json"):
@@ -459,7 +459,7 @@ def test_ctrl_c_during_resnet50_training_exits_130_with_the_resume_command(tmp_p
     Ctrl-C is a complete command"; a real SIGINT once the first checkpoint exists."""
     out = tmp_path / "k int"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_signs", "train", "--data", str(signs_dir), "--out", str(out), "--recipe", "seed", "--limit", "48",
+        [sys.executable, "-m", "edge_signs", "train", "--signs", str(signs_dir), "--out", str(out), "--recipe", "seed", "--limit", "48",
          "--epochs", "3"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell may ignore SIGINT: undo that
@@ -474,9 +474,9 @@ def test_ctrl_c_during_resnet50_training_exits_130_with_the_resume_command(tmp_p
     assert "Traceback" not in stderr
     line = stderr.strip().splitlines()[-1]
     assert line.startswith("edge-signs: error: interrupted after epoch "), line
-    assert "--resume" in line and "--data" in line
+    assert "--resume" in line and "--signs" in line
     command = shlex.split(line.split("continue with: ", 1)[1])
-    assert command[command.index("--out") + 1] == str(out) and command[command.index("--data") + 1] == str(signs_dir)
+    assert command[command.index("--out") + 1] == str(out) and command[command.index("--signs") + 1] == str(signs_dir)
     done = strict_json(state.read_text())["epoch"]
     assert f"after epoch {done} of 3" in line and (out / "checkpoint" / f"epoch-{done:04d}.keras").is_file()
     assert not (out / "model.keras").exists()

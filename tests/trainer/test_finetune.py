@@ -35,7 +35,7 @@ def test_finetune_cli_from_init_on_two_folders(tiny_run, signs, signs_dir, tmp_p
     a = _own_folder(signs, tmp_path / "a", 0)
     b = _own_folder(signs, tmp_path / "b", 60)
     out = tmp_path / "ft"
-    result = run_cli("finetune", "--init", tiny_run / "model.keras", "--data", a, "--data", b, "--out", out, "--signs", signs_dir,
+    result = run_cli("finetune", "--init", tiny_run / "model.keras", "--own", a, "--own", b, "--out", out, "--signs", signs_dir,
                      "--epochs", 1, "--batch-size", 16)
     assert result.returncode == 0, result.stderr
     assert "your images, heldout a:" in result.stdout and "your images, heldout b:" in result.stdout and "SIGNS test accuracy" in result.stdout
@@ -57,7 +57,7 @@ def test_finetune_cli_from_init_on_two_folders(tiny_run, signs, signs_dir, tmp_p
         assert not np.array_equal(before.get_layer(layer).get_weights()[0], after.get_layer(layer).get_weights()[0]), layer
     assert all(layer.trainable for layer in after.layers)  # the saved model is thawed for whoever trains it next
     # and the fine-tuned model is scored on the held-out folder by evaluate, with the warning for --split all
-    scored = run_cli("evaluate", out / "model.keras", "--data", a, "--runs", 1, "--warmup", 0, "--out", tmp_path)
+    scored = run_cli("evaluate", out / "model.keras", "--own", a, "--runs", 1, "--warmup", 0, "--out", tmp_path)
     assert scored.returncode == 0 and "was fine-tuned on" in scored.stderr
 
 
@@ -115,9 +115,9 @@ def test_own_folder_short_of_a_class_fails_before_training(tiny_run, signs, tmp_
 
 
 def test_finetune_cli_needs_init_and_data(tmp_path):
-    result = run_cli("finetune", "--data", tmp_path, "--out", tmp_path / "x")
+    result = run_cli("finetune", "--own", tmp_path, "--out", tmp_path / "x")
     assert result.returncode == 2 and "--init MODEL.keras is required" in result.stderr
-    result = run_cli("finetune", "--init", tmp_path / "missing.keras", "--data", tmp_path / "mine", "--out", tmp_path / "x")
+    result = run_cli("finetune", "--init", tmp_path / "missing.keras", "--own", tmp_path / "mine", "--out", tmp_path / "x")
     assert result.returncode == 1 and "missing.keras: model file not found" in result.stderr and "Traceback" not in result.stderr
 
 

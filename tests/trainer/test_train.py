@@ -29,7 +29,7 @@ METRIC_KEYS = {"train_accuracy", "train_loss", "val_accuracy", "val_loss", "test
 @pytest.mark.slow
 def test_cli_training_run_writes_every_output(tmp_path, signs_dir):
     out = tmp_path / "run"
-    result = run_cli("train", "--data", signs_dir, "--out", out, "--limit", 60, "--epochs", 2)
+    result = run_cli("train", "--signs", signs_dir, "--out", out, "--limit", 60, "--epochs", 2)
     assert result.returncode == 0, result.stderr
     assert "train accuracy" in result.stdout and "test accuracy" in result.stdout
     for name in ("model.keras", "history.json", "training_curves.png", "metrics.json", "options.json"):
@@ -42,7 +42,7 @@ def test_cli_training_run_writes_every_output(tmp_path, signs_dir):
     assert len(history["loss"]) == len(history["val_accuracy"]) == 2
     assert cv2.imread(str(out / "training_curves.png")) is not None
     # a finished run is not silently overwritten
-    again = run_cli("train", "--data", signs_dir, "--out", out, "--limit", 60, "--epochs", 2)
+    again = run_cli("train", "--signs", signs_dir, "--out", out, "--limit", 60, "--epochs", 2)
     assert again.returncode == 1 and "already holds a trained model" in again.stderr
 
 
@@ -84,7 +84,7 @@ def _state_epoch(run_dir):
 @pytest.mark.slow
 def test_killed_run_resumes_from_last_finished_epoch(tmp_path, signs_dir):
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "edge_signs", "train", "--data", str(signs_dir), "--out", str(out),
+    args = [sys.executable, "-m", "edge_signs", "train", "--signs", str(signs_dir), "--out", str(out),
             "--recipe", "seed", "--limit", "48", "--epochs", "3"]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -97,10 +97,10 @@ def test_killed_run_resumes_from_last_finished_epoch(tmp_path, signs_dir):
     assert not (out / "model.keras").exists()
 
     # without --resume the unfinished run is protected
-    clash = run_cli("train", "--data", signs_dir, "--out", out, "--recipe", "seed", "--limit", 48, "--epochs", 3)
+    clash = run_cli("train", "--signs", signs_dir, "--out", out, "--recipe", "seed", "--limit", 48, "--epochs", 3)
     assert clash.returncode == 1 and "--resume" in clash.stderr
 
-    resumed = run_cli("train", "--out", out, "--data", signs_dir, "--resume")
+    resumed = run_cli("train", "--out", out, "--signs", signs_dir, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming {out} after epoch {done}" in resumed.stderr
     assert f"Epoch {done + 1}/3" in resumed.stdout + resumed.stderr
@@ -123,7 +123,7 @@ main(sys.argv[1:])
 def test_mirrored_strategy_on_two_logical_cpus_trains(tmp_path, signs_dir):
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-c", DISTRIBUTED, "train", "--data", str(signs_dir), "--out", str(out), "--recipe", "seed",
+        [sys.executable, "-c", DISTRIBUTED, "train", "--signs", str(signs_dir), "--out", str(out), "--recipe", "seed",
          "--limit", "64", "--epochs", "4", "--devices", "/cpu:0,/cpu:1"],
         cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
