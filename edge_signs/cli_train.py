@@ -81,7 +81,7 @@ def _precision(ctx: click.Context, precision: str, mixed_precision: bool) -> str
 def train(ctx, data, out, name, recipe, epochs, batch_size, learning_rate, seed, dropout, l2, label_smoothing, augment, val_fraction, precision, mixed_precision, devices, limit, extra,
           select_on, resume):
     """Train the ResNet50 on SIGNS and report train/test accuracy and loss."""
-    precheck.check_training(out, resume, data, own=[*extra, *([select_on] if select_on else [])])
+    precheck.check_training(out, resume, data, own=[*extra, *([select_on] if select_on else [])], own_option="--extra/--select-on")
     precision = _precision(ctx, precision, mixed_precision)
     out = out or new_run("train", name, resume)
     # The trainer imports TensorFlow: only now, and its guard turns a missing one into an install hint.

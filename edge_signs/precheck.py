@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from edge_signs import config
-from edge_signs.artifacts import check_output_dir, check_output_file
+from edge_signs.artifacts import check_output_dir, check_output_file, check_outside_inputs
 from edge_signs.data import check_signs_folder, labelled_root
 from edge_signs.edge.runtime import find_backend, sidecar_path
 from edge_signs.errors import EdgeSignsError
@@ -78,10 +78,14 @@ def check_run_folder(run_dir: str | os.PathLike, resume: bool) -> Path:
 
 
 def check_training(out: Optional[str | os.PathLike], resume: bool, data, init: Optional[str | os.PathLike] = None,
-                   own: Iterable[str | os.PathLike] = ()) -> None:
-    """The inputs and the run folder (None: a new one, made later) of `train` or `finetune`."""
+                   own: Iterable[str | os.PathLike] = (), *, own_option: str = "--own") -> None:
+    """The inputs and the run folder (None: a new one, made later) of `train` or `finetune`.
+
+    ``own``: the labelled folders the run reads, named ``own_option`` in messages."""
+    own = list(own)
     if out is not None:
         check_run_folder(out, resume)
+        check_outside_inputs(out, "--out", [*((own_option, folder) for folder in own), ("--signs", data)])
     check_signs_given(data)
     if init is not None and not Path(init).is_file():  # what else a file can be wrong in, the trainer says
         raise EdgeSignsError(f"--init {init}: model file not found (expected model.keras from 'edge-signs train')")

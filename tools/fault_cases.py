@@ -265,7 +265,7 @@ def _free_port(s: Path, d: Path) -> None:
 
 def cases(fm) -> list:
     Case, M, S = fm.Case, fm.M, "{S}"
-    run = ["--testset", "--headless", "--status-every", "0", "--data", "{D}"]
+    run = ["--testset", "--headless", "--status-every", "0", "--signs", "{D}"]
     return [
         # 1. recordings
         Case("live: --json cannot be published, --record kept", ["live", M, *run, "--loop", "--max-frames", "3000", "--record", f"{S}/rec.avi",
@@ -297,23 +297,23 @@ def cases(fm) -> list:
         Case("collect: a log without a final newline", ["collect", "--out", f"{S}/out", "--video", f"{S}/v.avi", "--headless", "--label", "2",
              "--count", "2", "--countdown", "0", "--size", "96"], "ok", "saved 2 crops", setup=fm._both(fm._video, _log_without_final_newline), after=_log_rows_agree),
         # 4. own folders
-        Case("data: stray entries in a class folder are named", ["evaluate", M, "--data", f"{S}/own", "--out", f"{S}/ev", "--runs", "1",
+        Case("data: stray entries in a class folder are named", ["evaluate", M, "--own", f"{S}/own", "--out", f"{S}/ev", "--runs", "1",
              "--warmup", "0"], "warning", "broken link", setup=fm._both(fm._copy_models, _own_with_strays)),
-        Case("data: a JPEG damaged in the middle", ["evaluate", M, "--data", f"{S}/own", "--out", f"{S}/ev"], "error", "damaged jpeg",
+        Case("data: a JPEG damaged in the middle", ["evaluate", M, "--own", f"{S}/own", "--out", f"{S}/ev"], "error", "damaged jpeg",
              setup=fm._both(fm._copy_models, _own_with(_damage_middle))),
-        Case("data: a PNG named .jpg", ["evaluate", M, "--data", f"{S}/own", "--out", f"{S}/ev", "--runs", "1", "--warmup", "0"], "warning",
+        Case("data: a PNG named .jpg", ["evaluate", M, "--own", f"{S}/own", "--out", f"{S}/ev", "--runs", "1", "--warmup", "0"], "warning",
              "a png file named .jpg", setup=fm._both(fm._copy_models, _own_with(_png_named_jpg))),
-        Case("data: a JPEG with bytes appended", ["evaluate", M, "--data", f"{S}/own", "--out", f"{S}/ev", "--runs", "1", "--warmup", "0"],
+        Case("data: a JPEG with bytes appended", ["evaluate", M, "--own", f"{S}/own", "--out", f"{S}/ev", "--runs", "1", "--warmup", "0"],
              "warning", "after the jpeg's end-of-image marker",
              setup=fm._both(fm._copy_models, _own_with(lambda p: p.write_bytes(p.read_bytes() + b"appended" * 8)))),
         # 5. evaluation
-        Case("evaluate: --split on train/ and test/ folders", ["evaluate", M, "--data", f"{S}/own", "--split", "heldout", "--out", f"{S}/ev"],
+        Case("evaluate: --split on train/ and test/ folders", ["evaluate", M, "--own", f"{S}/own", "--split", "heldout", "--out", f"{S}/ev"],
              "error", "train/ and test/", setup=fm._both(fm._copy_models, _train_and_test_folders), after=fm._no_result_files("ev")),
-        Case("evaluate: --split train with all held out", ["evaluate", M, "--data", f"{S}/own", "--split", "train", "--out", f"{S}/ev"],
+        Case("evaluate: --split train with all held out", ["evaluate", M, "--own", f"{S}/own", "--split", "train", "--out", f"{S}/ev"],
              "error", "leaves no images", setup=fm._both(fm._copy_models, _every_session_held_out), after=fm._no_result_files("ev")),
         # 6. finetune into its input
-        Case("finetune: --out inside --data", ["finetune", "--init", f"{S}/none.keras", "--data", f"{S}/own", "--out", f"{S}/own/run"],
-             "error", "is inside --data", setup=lambda s, d: _own_folder(s), after=fm._no_result_files("own/run")),
+        Case("finetune: --out inside --own", ["finetune", "--init", f"{S}/none.keras", "--own", f"{S}/own", "--out", f"{S}/own/run"],
+             "error", "is inside --own", setup=lambda s, d: _own_folder(s), after=fm._no_result_files("own/run")),
         # 7. the server
         Case("live --serve: owner's /status under 40 slow clients", ["live", M, *run, "--loop", "--serve", "127.0.0.1:{PORT}", "--token", TOKEN],
              "ok", "terminated", setup=fm._both(fm._copy_models, _free_port), during=_siege, after=_owner_answered),

@@ -219,7 +219,7 @@ def _then_rerun_cleans(args: list[str]):
 # -- the matrix ------------------------------------------------------------------------------------
 
 M = "{S}/tiny_int8.tflite"
-ONE_IMAGE = ["--testset", "--headless", "--max-frames", "5", "--status-every", "0", "--data", "{D}"]  # hermetic: never the Keras cache or a download
+ONE_IMAGE = ["--testset", "--headless", "--max-frames", "5", "--status-every", "0", "--signs", "{D}"]  # hermetic: never the Keras cache or a download
 
 
 def cases() -> list[Case]:

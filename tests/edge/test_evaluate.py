@@ -215,7 +215,7 @@ def test_a_split_of_a_folder_with_train_and_test_folders_names_the_ambiguity(tin
     _as_labelled_folder(signs, own / "train")
     _as_labelled_folder(signs, own / "test")
     for split in ("heldout", "train"):
-        result = run_cli("evaluate", tiny_models["int8"], "--data", own, "--split", split, "--runs", 1, "--warmup", 0, "--out", tmp_path / "ev")
+        result = run_cli("evaluate", tiny_models["int8"], "--own", own, "--split", split, "--runs", 1, "--warmup", 0, "--out", tmp_path / "ev")
         one_line_error(result, f"--data {own} --split {split}", "train/ and test/", str(own / "train"))
         assert not (tmp_path / "ev").exists()
 
@@ -237,6 +237,6 @@ def test_a_split_left_empty_is_one_line_naming_the_folder(tiny_models, signs, tm
         path = own / config.LABELS[k] / f"{session}_00001.png"
         path.parent.mkdir(parents=True)
         cv2.imwrite(str(path), cv2.cvtColor(signs.test.x[k], cv2.COLOR_RGB2BGR))
-    result = run_cli("evaluate", tiny_models["int8"], "--data", own, "--split", "train", "--runs", 1, "--warmup", 0, "--out", tmp_path / "ev")
+    result = run_cli("evaluate", tiny_models["int8"], "--own", own, "--split", "train", "--runs", 1, "--warmup", 0, "--out", tmp_path / "ev")
     one_line_error(result, str(own), "--split train", "no images")
     assert "RuntimeWarning" not in result.stderr and "nan" not in result.stdout

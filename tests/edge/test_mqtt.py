@@ -179,7 +179,7 @@ def test_events_of_a_labelled_video_reach_a_subscriber(broker, held_video, tiny_
 def test_the_last_will_says_offline_when_live_is_killed(broker, tiny_models, signs_dir):
     sub = Subscriber(broker.port)
     proc = subprocess.Popen([sys.executable, "-m", "edge_signs", "live", str(tiny_models["int8"]), "--testset", "--loop", "--headless",
-                             "--data", str(signs_dir), "--status-every", "0", "--mqtt", broker.url()],
+                             "--signs", str(signs_dir), "--status-every", "0", "--mqtt", broker.url()],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert sub.wait(lambda m: ("signs/availability", "online", False) in m or ("signs/availability", "online", True) in m, 60), \

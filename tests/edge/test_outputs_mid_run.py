@@ -107,7 +107,7 @@ def test_json_on_a_filling_disk_fails_alone_and_keeps_the_recording(model, signs
         jsonl, record = small / "frames.jsonl", tmp_path / "rec.avi"
         (small / "frames.jsonl").write_text('{"old": 1}\n')
         before = digests(jsonl)
-        proc = run_cli("live", model, *TESTSET, "--loop", "--max-frames", "3000", "--data", signs_dir, "--json", jsonl, "--record", record)
+        proc = run_cli("live", model, *TESTSET, "--loop", "--max-frames", "3000", "--signs", signs_dir, "--json", jsonl, "--record", record)
         assert "terminate called" not in proc.stderr
         error = one_line_error(proc, f"--json {jsonl}", before_work=False)
         assert "--record" not in error and "No space left" in error, error
@@ -126,7 +126,7 @@ def test_record_on_a_filling_disk_is_not_published_and_keeps_the_old_one(model, 
         record, jsonl = small / "rec.avi", tmp_path / "frames.jsonl"
         _good_recording(record)
         before = digests(record)
-        proc = run_cli("live", model, *TESTSET, "--loop", "--max-frames", "3000", "--data", signs_dir, "--record", record, "--json", jsonl)
+        proc = run_cli("live", model, *TESTSET, "--loop", "--max-frames", "3000", "--signs", signs_dir, "--record", record, "--json", jsonl)
         assert "terminate called" not in proc.stderr
         error = one_line_error(proc, f"--record {record}", before_work=False)
         assert "--json" not in error, error
@@ -144,7 +144,7 @@ def test_a_complete_recording_left_by_a_dead_run_is_not_removed_as_stale(model, 
     pid = _dead_pid()
     left = tmp_path / f".out.avi.tmp-{pid}-abcd1234.avi"
     _good_recording(left, frames=9)
-    proc = run_cli("live", model, *TESTSET, "--max-frames", "4", "--data", signs_dir, "--record", record)
+    proc = run_cli("live", model, *TESTSET, "--max-frames", "4", "--signs", signs_dir, "--record", record)
     assert proc.returncode == 0, proc.stderr
     kept = [p for p in tmp_path.iterdir() if p.suffix == ".avi" and p != record and _frames(p) == 9]
     assert len(kept) == 1, sorted(p.name for p in tmp_path.iterdir())
@@ -161,13 +161,13 @@ def test_a_temp_file_whose_writer_still_holds_it_is_not_removed(model, signs_dir
     holder = open(held, "rb")
     fcntl.flock(holder, fcntl.LOCK_EX)  # what a live writer of the file holds
     try:
-        proc = run_cli("live", model, *TESTSET, "--max-frames", "3", "--data", signs_dir, "--record", record)
+        proc = run_cli("live", model, *TESTSET, "--max-frames", "3", "--signs", signs_dir, "--record", record)
         assert proc.returncode == 0, proc.stderr
         assert held.exists()
     finally:
         holder.close()
     # Once nobody holds it, the incomplete file of a dead writer is removed by the next run.
-    proc = run_cli("live", model, *TESTSET, "--max-frames", "3", "--data", signs_dir, "--record", record)
+    proc = run_cli("live", model, *TESTSET, "--max-frames", "3", "--signs", signs_dir, "--record", record)
     assert proc.returncode == 0, proc.stderr
     assert not held.exists() and hidden_files(tmp_path) == []
 
@@ -191,7 +191,7 @@ def test_json_onto_a_fifo_streams_into_it(model, signs_dir, tmp_path):
     os.mkfifo(fifo)
     got: list = []
     reader = _read_fifo(fifo, got)
-    proc = run_cli("live", model, *TESTSET, "--max-frames", "5", "--data", signs_dir, "--json", fifo, timeout=120)
+    proc = run_cli("live", model, *TESTSET, "--max-frames", "5", "--signs", signs_dir, "--json", fifo, timeout=120)
     reader.join(timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert fifo.is_fifo()
@@ -204,7 +204,7 @@ def test_json_onto_a_symlink_to_stdout_streams_to_stdout(model, signs_dir, tmp_p
     """--json onto a symlink to /proc/self/fd/1 writes to the process's stdout; the link stays a link."""
     link = tmp_path / "stdout.jsonl"
     link.symlink_to("/proc/self/fd/1")
-    proc = run_cli("live", model, *TESTSET, "--max-frames", "4", "--data", signs_dir, "--json", link)
+    proc = run_cli("live", model, *TESTSET, "--max-frames", "4", "--signs", signs_dir, "--json", link)
     assert proc.returncode == 0, proc.stderr
     assert link.is_symlink() and os.readlink(link) == "/proc/self/fd/1"
     assert sum(line.startswith('{"frame": ') for line in proc.stdout.splitlines()) == 4
@@ -217,7 +217,7 @@ def test_json_onto_a_character_device_streams_into_it(model, signs_dir, tmp_path
         pytest.skip("making a device node needs root")
     null = tmp_path / "null"
     os.mknod(null, 0o666 | 0o020000, os.makedev(1, 3))  # S_IFCHR: the kernel's null device
-    proc = run_cli("live", model, *TESTSET, "--max-frames", "3", "--data", signs_dir, "--json", null)
+    proc = run_cli("live", model, *TESTSET, "--max-frames", "3", "--signs", signs_dir, "--json", null)
     assert proc.returncode == 0, proc.stderr
     assert null.is_char_device()
     assert hidden_files(tmp_path) == []
@@ -227,7 +227,7 @@ def test_record_onto_a_fifo_is_refused_before_the_run(model, signs_dir, tmp_path
     """A video is rewritten when it ends, so it cannot stream: --record onto a FIFO is one line, the FIFO untouched."""
     fifo = tmp_path / "rec.avi"
     os.mkfifo(fifo)
-    proc = run_cli("live", model, *TESTSET, "--max-frames", "3", "--data", signs_dir, "--record", fifo, timeout=120)
+    proc = run_cli("live", model, *TESTSET, "--max-frames", "3", "--signs", signs_dir, "--record", fifo, timeout=120)
     one_line_error(proc, f"--record {fifo}", "is a FIFO", "regular file")
     assert fifo.is_fifo()
 
@@ -240,7 +240,7 @@ def test_outputs_onto_a_symlink_replace_its_target_not_the_link(model, signs_dir
     (elsewhere / "frames.jsonl").write_text("old\n")
     for name in ("rec.avi", "frames.jsonl"):
         (tmp_path / name).symlink_to(elsewhere / name)
-    proc = run_cli("live", model, *TESTSET, "--max-frames", "6", "--data", signs_dir, "--record", tmp_path / "rec.avi",
+    proc = run_cli("live", model, *TESTSET, "--max-frames", "6", "--signs", signs_dir, "--record", tmp_path / "rec.avi",
                    "--json", tmp_path / "frames.jsonl")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "rec.avi").is_symlink() and (tmp_path / "frames.jsonl").is_symlink()

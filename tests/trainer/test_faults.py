@@ -312,7 +312,7 @@ def test_resume_keeps_what_decides_the_result_and_lets_the_hardware_change():
     saved = dataclasses.asdict(SAVED)
     assert differences(saved, dataclasses.replace(SAVED, devices=["/cpu:0"], precision="mixed_float16")) == []
     changed = {"recipe": "default", "seed": 6, "batch_size": 16, "val_fraction": 0.3, "limit": 72, "overrides": {"epochs": 4},
-               "init": "runs/first/model.keras", "own_data": ["my_signs"]}  # a fine-tuning run keeps its start and its folders
+               "init": "runs/first/model.keras", "own_data": ["my_signs"], "extra": ["hands"], "select_on": "others"}  # a fine-tuning run keeps its start and its folders
     assert set(changed) == set(RESUME_FIXED)
     for name, value in changed.items():
         (line,) = differences(saved, dataclasses.replace(SAVED, **{name: value}))

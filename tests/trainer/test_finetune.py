@@ -141,7 +141,7 @@ def test_calibrating_on_an_own_folder_leaves_its_held_out_sessions_out(signs, tm
 
 @pytest.mark.parametrize("where", ["equal", "inside", "inside the SIGNS folder"])
 def test_finetune_out_in_its_own_data_is_refused_before_training(signs_dir, tmp_path, where):
-    """--out equal to or inside a --data folder (or the --signs folder) would put the model, checkpoints and metrics
+    """--out equal to or inside an --own folder (or the --signs folder) would put the model, checkpoints and metrics
     among the images: refused in one line before anything is written, the folder left as it was."""
     own = tmp_path / "mine"
     (own / "3").mkdir(parents=True)
@@ -153,10 +153,10 @@ def test_finetune_out_in_its_own_data_is_refused_before_training(signs_dir, tmp_
     signs_dir = signs_copy
     out = {"equal": own, "inside": own / "runs" / "ft", "inside the SIGNS folder": signs_dir / "ft-run"}[where]
     before = sorted(p.relative_to(own).as_posix() for p in own.rglob("*"))
-    result = run_cli("finetune", "--init", tmp_path / "missing.keras", "--data", own, "--signs", signs_dir, "--out", out)
+    result = run_cli("finetune", "--init", tmp_path / "missing.keras", "--own", own, "--signs", signs_dir, "--out", out)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("edge-signs: error: ")]
     folder = signs_dir if "SIGNS" in where else own
-    assert f"--out {out}: " in line and f"is inside {'--signs' if 'SIGNS' in where else '--data'} {folder}" in line, line
+    assert f"--out {out}: " in line and f"is inside {'--signs' if 'SIGNS' in where else '--own'} {folder}" in line, line
     assert sorted(p.relative_to(own).as_posix() for p in own.rglob("*")) == before
     assert not (signs_dir / "ft-run").exists()

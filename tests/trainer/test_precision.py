@@ -66,7 +66,7 @@ def test_asked_for_precisions_are_applied_and_emulation_is_flagged():
 def test_precision_option_is_checked_and_the_old_flag_is_its_alias(tmp_path, signs_dir):
     with pytest.raises(EdgeSignsError, match="--precision must be one of auto, float32, mixed_float16, mixed_bfloat16"):
         TrainOptions(precision="half").validate()
-    clash = run_cli("train", "--data", signs_dir, "--out", tmp_path / "r", "--mixed-precision", "--precision", "float32")
+    clash = run_cli("train", "--signs", signs_dir, "--out", tmp_path / "r", "--mixed-precision", "--precision", "float32")
     assert clash.returncode == 1 and clash.stderr.strip().splitlines() == [
         "edge-signs: error: --mixed-precision means --precision mixed_float16; it contradicts --precision float32"]
 
