@@ -412,3 +412,34 @@ def collect(out, camera, picamera, video, labels_csv, width, height, fps, roi, h
     click.echo(summary.text(), nl=False)
     if summary.error is not None:
         _fail(summary.error)
+
+
+# -- teach ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--data", "folder", type=click.Path(path_type=Path), required=True, help="A folder of your own labelled images (<label>/*.jpg, e.g. from 'edge-signs collect').")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The personal .tflite file to write (its .json beside it).")
+@click.option("--per-sign", type=click.IntRange(min=1), default=None, help="Fit on N frames of each sign drawn from the folder's training part (default: all of it).")
+@click.option("--l2", type=FiniteFloat(0), default=config.TEACH_L2, show_default=True, help="L2 penalty on the head's weights, in units of the features' mean square.")
+@click.option("--prior/--no-prior", default=config.TEACH_PRIOR, show_default=True, help="Penalize the distance to the model's own head (--prior) or to zero.")
+@click.option("--signs", "signs_dir", type=click.Path(path_type=Path), default=None, help=f"SIGNS folder mixed in. Default: ${config.DATA_ENV_VAR} or the Keras cache, if SIGNS is there (never fetched).")
+@click.option("--signs-per-sign", type=click.IntRange(min=0), default=config.TEACH_SIGNS_PER_SIGN, show_default=True, help="SIGNS training images of each sign mixed in (0: none).")
+@click.option("--signs-share", type=FiniteFloat(0, 1, high_open=True), default=config.TEACH_SIGNS_SHARE, show_default=True, help="The mixed-in SIGNS images' share of the loss.")
+@click.option("--min-per-sign", type=click.IntRange(min=1), default=config.TEACH_MIN_PER_SIGN, show_default=True, help="Refuse to fit on fewer frames of any sign.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=config.TEACH_SEED, show_default=True, help="Which frames --per-sign draws and which SIGNS images are mixed in.")
+@click.option("--threads", type=click.IntRange(min=1), default=config.THREADS, show_default=True, help="Interpreter threads.")
+@friendly_errors
+def teach(model, folder, out, per_sign, l2, prior, signs_dir, signs_per_sign, signs_share, min_per_sign, seed, threads):
+    """Fit a personal head on your labelled images and write it into a copy of an int8 MODEL, on the Pi, in seconds.
+
+    The folder's held-out sessions/photos are never fitted on and score the written
+    file (as 'edge-signs evaluate FILE --data FOLDER --split heldout' does).
+    """
+    from edge_signs.edge.head import FitOptions
+    from edge_signs.edge.teach import TeachOptions, teach_folder
+
+    fit = FitOptions(l2=l2, prior=prior, signs_share=signs_share, min_per_sign=min_per_sign)
+    options = TeachOptions(fit=fit, per_sign=per_sign, signs=signs_dir, signs_per_sign=signs_per_sign, seed=seed, threads=threads)
+    click.echo(teach_folder(model, folder, out, options, log=_log).text(), nl=False)
