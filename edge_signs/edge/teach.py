@@ -130,7 +130,7 @@ def teach_folder(model: str | Path, folder: str | Path, out: str | Path, options
     head = snap(site, fitted)
     fit_seconds = time.perf_counter() - t0
     fitted_on = feats if mix is None else np.concatenate([feats, mix[0]])
-    record = {"data": own.source, "frames": train.counts(), "per_sign": options.per_sign, "signs_images": 0 if mix is None else len(mix[1]),
+    record = {"data": str(Path(own.source).resolve()), "frames": train.counts(), "per_sign": options.per_sign, "signs_images": 0 if mix is None else len(mix[1]),
               "fit": asdict(options.fit), "seed": options.seed, "fit_seconds": round(fit_seconds, 4), "steps": fitted.steps,
               "heldout": held_what if held is not None and len(held) else None}
     write_head_file(model, head, out, fitted_on, record)

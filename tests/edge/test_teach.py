@@ -20,6 +20,7 @@ from edge_signs.edge.head import FitOptions, SoftmaxHead, check_frames, fit_head
 from edge_signs.edge.head_file import read_site, snap, write_head_file
 from edge_signs.edge.runtime import Classifier, read_sidecar
 from edge_signs.edge.teach import agreement, draw_per_sign
+from edge_signs.edge.teach_live import Teacher
 from edge_signs.edge.tflite_file import Table, read_graph
 from edge_signs.errors import EdgeSignsError
 from tests.conftest import FIXTURES, run_cli
@@ -229,10 +230,11 @@ def test_teach_from_a_folder_then_evaluate_the_file(tiny_models, own_folder, sig
     assert "fitted on 60 frames" in proc.stdout and "and 120 SIGNS images" in proc.stdout
     meta = read_sidecar(out)
     assert meta["teach"]["frames"] == [10] * 6 and meta["teach"]["fit"]["l2"] == config.TEACH_L2
-    for data in ([own_folder, "--split", "heldout"], [signs_dir]):
+    for data in ([own_folder, "--split", "heldout"], [signs_dir], [own_folder]):
         proc = run_cli("evaluate", out, tiny_models["int8"], "--data", *data, "--runs", 3, "--warmup", 0, "--out", tmp_path / "report")
         assert proc.returncode == 0, proc.stderr
         assert "mine.tflite" in proc.stdout
+        assert ("mine.tflite was taught on" in proc.stderr) == (data == [own_folder]), proc.stderr
 
 
 def test_teach_refuses_too_few_frames_in_one_line(tiny_models, own_folder, tmp_path):
@@ -245,3 +247,40 @@ def test_teach_refuses_too_few_frames_in_one_line(tiny_models, own_folder, tmp_p
 def test_teach_refuses_a_float_model_before_any_work(tiny_models, own_folder, tmp_path):
     proc = run_cli("teach", tiny_models["float32"], "--data", own_folder, "--out", tmp_path / "m.tflite")
     one_line_error(proc, "not a full-integer int8 model")
+
+
+# -- teaching from a frame loop -------------------------------------------------------------------
+
+
+def test_the_teacher_refits_after_each_frame_once_every_sign_has_one(tiny_models, signs):
+    clf = Classifier(tiny_models["int8"], features=True)
+    teacher = Teacher(clf, tiny_models["int8"])
+    probs, feats = clf.features_batch(signs.train.x[:40])
+    for i in range(5):  # signs 0-4 only: the model's own prediction is shown
+        teacher.add(feats[i], i)
+        assert teacher.head is None and np.array_equal(teacher.probs(feats[10], probs[10]), probs[10])
+    teacher.add(feats[5], 5)
+    first = teacher.head
+    assert first is not None and teacher.counts() == [1] * 6
+    assert np.allclose(teacher.probs(feats[10], probs[10]), first.probs(feats[10:11])[0])
+    teacher.add(feats[6], 0)
+    assert teacher.head is not first and not np.array_equal(teacher.head.weights, first.weights)
+    with pytest.raises(EdgeSignsError, match="too few of 0: 2, 1: 1"):
+        teacher.write(Path("unused.tflite"), {})
+
+
+def test_teach_from_a_labelled_video_learns_as_it_goes(tiny_models, signs, tmp_path):
+    from tests.edge.test_live import _tool
+
+    y = signs.train.y
+    order = [int(np.flatnonzero(y == c)[k]) for k in range(8) for c in range(6)]  # every sign early, 8 photos each
+    video, csv = tmp_path / "teach.avi", tmp_path / "teach.csv"
+    _tool("make_labelled_video").make_labelled_video(video, csv, signs.train.x[order], y[order], 2, 128, fps=15.0)
+    out = tmp_path / "mine.tflite"
+    proc = run_cli("teach", tiny_models["int8"], "--video", video, "--labels", csv, "--out", out, "--signs-per-sign", 0)
+    assert proc.returncode == 0, proc.stderr
+    assert "taught 96 (0: 16, 1: 16, 2: 16, 3: 16, 4: 16, 5: 16)" in proc.stdout and "classified before it was taught" in proc.stdout
+    meta = read_sidecar(out)
+    assert meta["teach"]["frames"] == [16] * 6 and Classifier(out).format == "int8"
+    proc = run_cli("teach", tiny_models["int8"], "--video", video, "--out", tmp_path / "x.tflite")
+    assert proc.returncode == 2 and "--video needs --labels" in proc.stderr
