@@ -100,7 +100,7 @@ def fit_head(
     # works on B (frames x classes) through the frames' Gram matrix: a few frames, not 2,048 features.
     gram = xc @ xc.T
     base = xc @ prior.T  # the prior's logits
-    bias0 = (original.bias.astype(np.float64) + original.weights.astype(np.float64) @ mean) if original is not None else np.zeros(classes)
+    bias0 = (original.bias.astype(np.float64) + prior @ mean) if original is not None else np.zeros(classes)  # the start: the prior's logits
     b, c, steps = _solve(gram, base, np.eye(classes)[y], w, lam, bias0 if fit_bias else np.zeros(classes), fit_bias, options)
     weights = prior + b.T @ xc
     bias = c - weights @ mean if fit_bias else np.zeros(classes)
@@ -112,7 +112,7 @@ def _solve(gram, base, onehot, w, lam, c, fit_bias, options) -> tuple[np.ndarray
 
     It stops when the gradient's norm is ``options.tolerance`` of where it started.
     """
-    step = 1.0 / (0.5 * _top_eigenvalue(gram, w, fit_bias) + lam)
+    step = 1.0 / max(0.5 * _top_eigenvalue(gram, w, fit_bias) + lam, 1e-12)
     wcol = w[:, None]
 
     def gradient(b, c):  # of the primal loss, as coefficients over the frames (G = g.T @ xc), and of the bias

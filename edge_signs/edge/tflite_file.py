@@ -85,8 +85,7 @@ class Span:
         values = np.ascontiguousarray(values, dtype=np.dtype(self.dtype).newbyteorder("<")).reshape(-1)
         if values.size != self.count:
             raise ValueError(f"{values.size} values for a span of {self.count}")
-        end = self.offset + values.nbytes
-        out[self.offset:end] = values.tobytes()
+        out[self.offset:self.offset + values.nbytes] = values.tobytes()
 
 
 @dataclass(frozen=True)
