@@ -3,8 +3,9 @@
 int8 is full-integer: int8 weights and activations, integer builtins only, and a
 uint8 input. The model's input is pixel/255, so the calibrated input range is
 [0, 1] and the uint8 input gets scale 1/255 and zero point 0: raw camera pixels
-go in unchanged, with no per-frame arithmetic. The output is uint8 softmax
-(scale 1/256), dequantized by the runtime.
+go in unchanged, with no per-frame arithmetic. The output ``probs`` is uint8
+softmax (scale 1/256), dequantized by the runtime; a second output, ``features``,
+is the last Dense layer's input (what `edge-signs teach` fits a personal head on).
 
 Each file gets a JSON sidecar (``model_int8.json`` beside ``model_int8.tflite``)
 that the edge runtime reads: labels, input size/type/quantization,
