@@ -191,6 +191,19 @@ def test_round_trip_on_the_tiny_model(tiny_models, signs, signs_features, tmp_pa
     assert np.array_equal(before[~changed], after[~changed]) and not np.array_equal(before, after)
 
 
+def test_live_runs_the_written_file_as_evaluate_scores_it(tiny_models, signs, signs_dir, signs_features, tmp_path):
+    from edge_signs.edge.live import LiveOptions, run_live
+    from edge_signs.log import quiet
+
+    (_, train_f), _ = signs_features
+    site = read_site(tiny_models["int8"])
+    out = tmp_path / "mine.tflite"
+    write_head_file(tiny_models["int8"], snap(site, fit_head(train_f, signs.train.y, original=site.original())), out, train_f, {})
+    summary = run_live(out, LiveOptions(testset=True, data=signs_dir, headless=True, status_interval=0), log=quiet)
+    assert summary.frames == len(signs.test.y)
+    assert summary.accuracy == pytest.approx(float(np.mean(Classifier(out).predict_batch(signs.test.x).argmax(1) == signs.test.y)))
+
+
 def test_writing_the_models_own_head_back_changes_no_prediction(tiny_models, signs, signs_features, tmp_path):
     (train_p, train_f), (test_p, test_f) = signs_features
     site = read_site(tiny_models["int8"])
