@@ -420,9 +420,12 @@ def collect(out, camera, picamera, video, labels_csv, width, height, fps, roi, h
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--data", "folder", type=click.Path(path_type=Path), default=None, help="A folder of your own labelled images (<label>/*.jpg, e.g. from 'edge-signs collect').")
-@click.option("--video", default=None, metavar="PATH", help="Instead of --data: a video whose --labels frames are taught one by one, each classified first.")
+@click.option("--camera", type=click.IntRange(min=0), default=None, help="Instead of --data: teach in a window from this OpenCV camera (keys 0-5 teach the frame shown, q ends).")
+@click.option("--picamera", is_flag=True, help="The same from the Raspberry Pi Camera Module.")
+@click.option("--video", default=None, metavar="PATH", help="The same from a video; with --labels, headless: each labelled frame is classified, then taught.")
 @click.option("--labels", "labels_csv", type=click.Path(path_type=Path), default=None, help="With --video: start_frame,end_frame,label CSV (as live --labels).")
-@click.option("--roi", default=None, metavar="SIZE[,CX,CY]", help="With --video: the square classified, as live's --roi.")
+@click.option("--roi", default=None, metavar="SIZE[,CX,CY]", help="The square classified, as live's --roi.")
+@click.option("--save", type=click.Path(path_type=Path), default=None, help="With a window: keep each taught frame's crop in this folder, as 'edge-signs collect' does.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="The personal .tflite file to write (its .json beside it).")
 @click.option("--per-sign", type=click.IntRange(min=1), default=None, help="Fit on N frames of each sign drawn from the folder's training part (default: all of it).")
 @click.option("--l2", type=FiniteFloat(0), default=config.TEACH_L2, show_default=True, help="L2 penalty on the head's weights, in units of the features' mean square.")
@@ -434,7 +437,7 @@ def collect(out, camera, picamera, video, labels_csv, width, height, fps, roi, h
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=config.TEACH_SEED, show_default=True, help="Which frames --per-sign draws and which SIGNS images are mixed in.")
 @click.option("--threads", type=click.IntRange(min=1), default=config.THREADS, show_default=True, help="Interpreter threads.")
 @friendly_errors
-def teach(model, folder, video, labels_csv, roi, out, per_sign, l2, prior, signs_dir, signs_per_sign, signs_share, min_per_sign, seed, threads):
+def teach(model, folder, camera, picamera, video, labels_csv, roi, save, out, per_sign, l2, prior, signs_dir, signs_per_sign, signs_share, min_per_sign, seed, threads):
     """Fit a personal head on your labelled images and write it into a copy of an int8 MODEL, on the Pi, in seconds.
 
     The folder's held-out sessions/photos are never fitted on and score the written
@@ -445,14 +448,18 @@ def teach(model, folder, video, labels_csv, roi, out, per_sign, l2, prior, signs
 
     fit = FitOptions(l2=l2, prior=prior, signs_share=signs_share, min_per_sign=min_per_sign)
     options = TeachOptions(fit=fit, per_sign=per_sign, signs=signs_dir, signs_per_sign=signs_per_sign, seed=seed, threads=threads)
-    if (folder is None) == (video is None):
-        raise click.UsageError("name one of --data FOLDER or --video PATH --labels CSV")
-    if video is not None:
-        if labels_csv is None:
-            raise click.UsageError("--video needs --labels CSV (which frames show which sign)")
+    roi = parse_roi(roi) if roi is not None else Roi()
+    if sum(x is not None and x is not False for x in (folder, camera, picamera or None, video)) != 1:
+        raise click.UsageError("name one of --data FOLDER, --camera N, --picamera or --video PATH")
+    if folder is not None:
+        result = teach_folder(model, folder, out, options, log=_log)
+    elif video is not None and labels_csv is not None:
         from edge_signs.edge.teach_live import teach_video
 
-        result = teach_video(model, video, labels_csv, out, options, roi=parse_roi(roi) if roi is not None else Roi(), log=_log)
+        result = teach_video(model, video, labels_csv, out, options, roi=roi, log=_log)
     else:
-        result = teach_folder(model, folder, out, options, log=_log)
+        from edge_signs.edge.teach_window import teach_window
+
+        live_options = LiveOptions(camera=camera, picamera=picamera, video=video, roi=roi, threads=threads)
+        result = teach_window(model, live_options, out, options, save=save, log=_log)
     click.echo(result.text(), nl=False)

@@ -295,5 +295,33 @@ def test_teach_from_a_labelled_video_learns_as_it_goes(tiny_models, signs, tmp_p
     assert "taught 96 (0: 16, 1: 16, 2: 16, 3: 16, 4: 16, 5: 16)" in proc.stdout and "classified before it was taught" in proc.stdout
     meta = read_sidecar(out)
     assert meta["teach"]["frames"] == [16] * 6 and Classifier(out).format == "int8"
-    proc = run_cli("teach", tiny_models["int8"], "--video", video, "--out", tmp_path / "x.tflite")
-    assert proc.returncode == 2 and "--video needs --labels" in proc.stderr
+    proc = run_cli("teach", tiny_models["int8"], "--video", video, "--out", tmp_path / "x.tflite")  # without labels: a window
+    one_line_error(proc, "no GUI", before_work=False)
+
+
+def test_teach_in_a_window_with_keys(tiny_models, signs, monkeypatch, tmp_path):
+    """OpenCV's window stood in for (no display here), as tests/edge/test_collect.py does: key i after the i-th frame."""
+    from edge_signs.edge import collect
+    from edge_signs.edge.live import LiveOptions
+    from edge_signs.edge.teach import TeachOptions
+    from edge_signs.edge.teach_window import teach_window
+    from edge_signs.log import quiet
+    from tests.edge.test_live import _tool
+
+    y = signs.train.y
+    order = [int(np.flatnonzero(y == c)[k]) for k in range(6) for c in range(6)]
+    video, csv = tmp_path / "w.avi", tmp_path / "w.csv"
+    _tool("make_labelled_video").make_labelled_video(video, csv, signs.train.x[order], y[order], 1, 128, fps=15.0)
+    keys = {i: str(y[j]) for i, j in enumerate(order[:-1])} | {len(order) - 1: "q"}
+    shown = []
+    monkeypatch.setattr(collect, "check_gui", lambda: None)
+    monkeypatch.setattr(cv2, "namedWindow", lambda *a, **k: None)
+    monkeypatch.setattr(cv2, "imshow", lambda name, img: shown.append(img.copy()))
+    monkeypatch.setattr(cv2, "waitKey", lambda ms: ord(keys[len(shown) - 1]) if len(shown) - 1 in keys else -1)
+    monkeypatch.setattr(cv2, "getWindowProperty", lambda *a: 1.0)
+    monkeypatch.setattr(cv2, "destroyWindow", lambda *a: None)
+    out, crops = tmp_path / "mine.tflite", tmp_path / "crops"
+    result = teach_window(tiny_models["int8"], LiveOptions(video=str(video)), out, TeachOptions(signs_per_sign=0), save=crops, log=quiet)
+    assert result.frames == 36 and result.taught == [6, 6, 6, 6, 6, 5] and result.saved == 35
+    assert sorted(len(list((crops / label).glob("*.jpg"))) for label in config.LABELS) == [5, 6, 6, 6, 6, 6]
+    assert read_sidecar(out)["teach"]["frames"] == [6, 6, 6, 6, 6, 5] and Classifier(out).format == "int8"
