@@ -301,11 +301,11 @@ def test_teach_from_a_labelled_video_learns_as_it_goes(tiny_models, signs, tmp_p
 
 def test_teach_in_a_window_with_keys(tiny_models, signs, monkeypatch, tmp_path):
     """OpenCV's window stood in for (no display here), as tests/edge/test_collect.py does: key i after the i-th frame."""
-    from edge_signs.edge import collect
     from edge_signs.edge.live import LiveOptions
     from edge_signs.edge.teach import TeachOptions
     from edge_signs.edge.teach_window import teach_window
     from edge_signs.log import quiet
+    from tests.edge.test_collect import _fake_gui
     from tests.edge.test_live import _tool
 
     y = signs.train.y
@@ -313,15 +313,9 @@ def test_teach_in_a_window_with_keys(tiny_models, signs, monkeypatch, tmp_path):
     video, csv = tmp_path / "w.avi", tmp_path / "w.csv"
     _tool("make_labelled_video").make_labelled_video(video, csv, signs.train.x[order], y[order], 1, 128, fps=15.0)
     keys = {i: str(y[j]) for i, j in enumerate(order[:-1])} | {len(order) - 1: "q"}
-    shown = []
-    monkeypatch.setattr(collect, "check_gui", lambda: None)
-    monkeypatch.setattr(cv2, "namedWindow", lambda *a, **k: None)
-    monkeypatch.setattr(cv2, "imshow", lambda name, img: shown.append(img.copy()))
-    monkeypatch.setattr(cv2, "waitKey", lambda ms: ord(keys[len(shown) - 1]) if len(shown) - 1 in keys else -1)
-    monkeypatch.setattr(cv2, "getWindowProperty", lambda *a: 1.0)
-    monkeypatch.setattr(cv2, "destroyWindow", lambda *a: None)
+    shown = _fake_gui(monkeypatch, keys)
     out, crops = tmp_path / "mine.tflite", tmp_path / "crops"
     result = teach_window(tiny_models["int8"], LiveOptions(video=str(video)), out, TeachOptions(signs_per_sign=0), save=crops, log=quiet)
-    assert result.frames == 36 and result.taught == [6, 6, 6, 6, 6, 5] and result.saved == 35
+    assert len(shown) == 36 and result.frames == 36 and result.taught == [6, 6, 6, 6, 6, 5] and result.saved == 35
     assert sorted(len(list((crops / label).glob("*.jpg"))) for label in config.LABELS) == [5, 6, 6, 6, 6, 6]
     assert read_sidecar(out)["teach"]["frames"] == [6, 6, 6, 6, 6, 5] and Classifier(out).format == "int8"
