@@ -192,3 +192,54 @@ def doctor(model, data):
         click.echo(check.line())
     if any(c.status == FAIL for c in checks):
         fail(f"{sum(c.status == FAIL for c in checks)} check(s) failed")
+
+
+# -- teach ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--own", "folder", type=click.Path(path_type=Path), default=None, help="A folder of your own labelled images (<label>/*.jpg, e.g. from 'edge-signs collect').")
+@click.option("--camera", type=click.IntRange(min=0), default=None, help="Instead of --own: teach in a window from this OpenCV camera (keys 0-5 teach the frame shown, q ends).")
+@click.option("--picamera", is_flag=True, help="The same from the Raspberry Pi Camera Module.")
+@click.option("--video", default=None, metavar="PATH", help="The same from a video; with --labels, headless: each labelled frame is classified, then taught.")
+@click.option("--labels", "labels_csv", type=click.Path(path_type=Path), default=None, help="With --video: start_frame,end_frame,label CSV (as live --labels).")
+@click.option("--roi", default=None, metavar="SIZE[,CX,CY]", help="The square classified, as live's --roi.")
+@click.option("--save", type=click.Path(path_type=Path), default=None, help="With a window: keep each taught frame's crop in this folder, as 'edge-signs collect' does.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The personal .tflite file to write (its .json beside it).")
+@click.option("--per-sign", type=click.IntRange(min=1), default=None, help="Fit on N frames of each sign drawn from the folder's training part (default: all of it).")
+@click.option("--l2", type=FiniteFloat(0), default=config.TEACH_L2, show_default=True, help="L2 penalty on the head's weights, in units of the features' mean square.")
+@click.option("--prior/--no-prior", default=config.TEACH_PRIOR, show_default=True, help="Penalize the distance to the model's own head (--prior) or to zero.")
+@click.option("--signs", "signs_dir", type=click.Path(path_type=Path), default=None, help=f"SIGNS folder mixed in. Default: ${config.DATA_ENV_VAR} or the Keras cache, if SIGNS is there (never fetched).")
+@click.option("--signs-per-sign", type=click.IntRange(min=0), default=config.TEACH_SIGNS_PER_SIGN, show_default=True, help="SIGNS training images of each sign mixed in (0: none).")
+@click.option("--signs-share", type=FiniteFloat(0, 1, high_open=True), default=config.TEACH_SIGNS_SHARE, show_default=True, help="The mixed-in SIGNS images' share of the loss.")
+@click.option("--min-per-sign", type=click.IntRange(min=1), default=config.TEACH_MIN_PER_SIGN, show_default=True, help="Refuse to fit on fewer frames of any sign.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=config.TEACH_SEED, show_default=True, help="Which frames --per-sign draws and which SIGNS images are mixed in.")
+@threads_option
+@friendly_errors
+def teach(model, folder, camera, picamera, video, labels_csv, roi, save, out, per_sign, l2, prior, signs_dir, signs_per_sign, signs_share, min_per_sign, seed, threads):
+    """Fit a personal head on your labelled images and write it into a copy of an int8 MODEL, on the Pi, in seconds.
+
+    The folder's held-out sessions/photos are never fitted on and score the written
+    file (as 'edge-signs evaluate FILE --own FOLDER --split heldout' does).
+    """
+    from edge_signs.edge.head import FitOptions
+    from edge_signs.edge.teach import TeachOptions, teach_folder
+
+    fit = FitOptions(l2=l2, prior=prior, signs_share=signs_share, min_per_sign=min_per_sign)
+    options = TeachOptions(fit=fit, per_sign=per_sign, signs=signs_dir, signs_per_sign=signs_per_sign, seed=seed, threads=threads)
+    roi = parse_roi(roi) if roi is not None else Roi()
+    if sum(x is not None and x is not False for x in (folder, camera, picamera or None, video)) != 1:
+        raise click.UsageError("name one of --own FOLDER, --camera N, --picamera or --video PATH")
+    if folder is not None:
+        result = teach_folder(model, folder, out, options, log=log)
+    elif video is not None and labels_csv is not None:
+        from edge_signs.edge.teach_live import teach_video
+
+        result = teach_video(model, video, labels_csv, out, options, roi=roi, log=log)
+    else:
+        from edge_signs.edge.teach_window import teach_window
+
+        live_options = LiveOptions(camera=camera, picamera=picamera, video=video, roi=roi, threads=threads)
+        result = teach_window(model, live_options, out, options, save=save, log=log)
+    click.echo(result.text(), nl=False)

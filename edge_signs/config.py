@@ -180,6 +180,16 @@ THREADS = default_threads()
 LATENCY_RUNS = 50
 LATENCY_WARMUP = 5
 
+# -- teach: a personal head fitted on the Pi (edge/head.py, edge/teach.py) ----------------------
+TEACH_MIN_PER_SIGN = 5  # fewest frames of every sign a head is fitted on
+TEACH_L2 = 0.01  # L2 penalty on the head's weights, in units of the features' mean square
+TEACH_PRIOR = True  # the penalty pulls toward the original head's weights (not toward zero)
+TEACH_SIGNS_PER_SIGN = 20  # SIGNS training images of each sign mixed in (when SIGNS is at hand); 0: none
+TEACH_SIGNS_SHARE = 0.3  # of the loss, the mixed-in SIGNS images' share
+TEACH_ITERATIONS = 500  # the solver's steps at most
+TEACH_TOLERANCE = 1e-3  # it stops when the gradient's norm is this share of where it started
+TEACH_SEED = 0  # which SIGNS images are mixed in, which frames --per-sign keeps
+
 # -- live -----------------------------------------------------------------------
 SMOOTHING_FRAMES = 5
 CONFIDENCE_THRESHOLD = 0.6

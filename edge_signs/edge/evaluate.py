@@ -177,20 +177,32 @@ def _root_or_none(folder) -> str | None:
         return None
 
 
+def _trained_on(model: Path) -> tuple[list[str], str]:
+    """The own folders a model was fine-tuned on (its run's metrics.json) or taught on (its sidecar's ``teach``), and which."""
+    try:
+        taught = json.loads(sidecar_path(model).read_text()).get("teach", {}).get("data")
+    except (OSError, ValueError, AttributeError):
+        taught = None
+    if isinstance(taught, str):
+        return [taught], "taught"
+    try:
+        return json.loads((model.parent / "metrics.json").read_text()).get("dataset", {}).get("own") or [], "fine-tuned"
+    except (OSError, ValueError, AttributeError):
+        return [], "fine-tuned"
+
+
 def warn_trained_on(models: list[str | os.PathLike], data: list[str | os.PathLike] | tuple, split: str, log: Log) -> None:
-    """A fine-tuned model scored on all of the folder it was fine-tuned on: say so (its run's metrics.json names them)."""
+    """A fine-tuned or taught model scored on all of the folder it learnt from: say so (its run's metrics.json or its sidecar names them)."""
     if split == "heldout":
         return
     for model in models:
-        run_metrics = Path(model).parent / "metrics.json"
-        try:
-            trained = json.loads(run_metrics.read_text()).get("dataset", {}).get("own") or []
-        except (OSError, ValueError, AttributeError):
+        trained, how = _trained_on(Path(model))
+        if not trained:
             continue
         trained_roots = {_root_or_none(t) for t in trained} - {None}
         for folder in data:
             if not is_signs_folder(folder) and _root_or_none(folder) in trained_roots:
-                log(f"warning: {Path(model).name} was fine-tuned on {folder}: --split {split} scores images it trained on; "
+                log(f"warning: {Path(model).name} was {how} on {folder}: --split {split} scores images it trained on; "
                     f"--split heldout scores the sessions/photos it never saw")
 
 

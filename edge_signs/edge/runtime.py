@@ -13,6 +13,7 @@ import importlib.util
 import json
 import re
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 from edge_signs import config
 from edge_signs.artifacts import sha256_file
 from edge_signs.edge.preprocess import InputQuantization, Roi, frame_to_rgb, quantize_input
+from edge_signs.edge.tflite_file import find_head, read_graph
 from edge_signs.errors import EdgeSignsError
 
 # Import path of the Interpreter class and the distribution that provides it, in order of preference.
@@ -29,6 +31,8 @@ INTERPRETERS = (
     ("tflite_runtime.interpreter", "tflite-runtime"),
     ("tensorflow.lite.python.interpreter", "tensorflow"),  # tf.lite.Interpreter's own module
 )
+# The output names of a file that also gives the penultimate features (trainer/quantize.py writes them).
+PROBS_OUTPUT, FEATURES_OUTPUT = "probs", "features"
 INSTALL_HINT = "pip install 'edge-signs[pi]'  (ai-edge-litert; or tflite-runtime 2.14 on older Pi images)"
 
 
@@ -183,24 +187,31 @@ class Prediction:
 
 
 class Classifier:
-    """A SIGNS classifier in a TFLite file, fed uint8 RGB images or camera frames."""
+    """A SIGNS classifier in a TFLite file, fed uint8 RGB images or camera frames.
 
-    def __init__(self, model_path: str | Path, *, threads: int = config.THREADS, backend: Backend | None = None, check_metadata: bool = True):
+    A file with two outputs names them in its signature: ``probs`` (what is
+    classified) and ``features`` (the penultimate layer, the last layer's input:
+    what a personal head is fitted on). ``features=True`` asks for them from any
+    int8 or float file: from that output where there is one, else from the last
+    layer's input tensor, which the interpreter then keeps (no arena reuse, no
+    default delegate: slower, so only when asked).
+    """
+
+    def __init__(self, model_path: str | Path, *, threads: int = config.THREADS, backend: Backend | None = None, check_metadata: bool = True,
+                 features: bool = False):
         self.path = check_tflite_file(model_path)
         self.backend = backend or find_backend()
         self.threads = threads
-        try:
-            self.interpreter = self.backend.interpreter_class(model_path=str(self.path), num_threads=threads)
-            self.interpreter.allocate_tensors()
-        except (RuntimeError, ValueError, SystemError) as exc:
-            raise _explain_load_error(self.path, self.backend, exc) from None
+        self.interpreter = self._load(preserve=False)
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         expected_in = (1, config.IMAGE_SIZE, config.IMAGE_SIZE, config.CHANNELS)
         if len(inputs) != 1 or tuple(inputs[0]["shape"]) != expected_in:
             raise EdgeSignsError(f"{self.path}: input shape {[tuple(d['shape']) for d in inputs]}, expected {expected_in}: not a SIGNS classifier")
-        if len(outputs) != 1 or tuple(outputs[0]["shape"]) != (1, config.NUM_CLASSES):
-            raise EdgeSignsError(f"{self.path}: output shape {[tuple(d['shape']) for d in outputs]}, expected (1, {config.NUM_CLASSES}): not a SIGNS classifier")
-        self._in, self._out = inputs[0], outputs[0]
+        self._in = inputs[0]
+        self._out, self._features = self._pick_outputs(outputs)
+        if features and self._features is None:
+            self.interpreter = self._load(preserve=True)
+            self._features = self._last_layer_input()
         in_scale, in_zero = self._in["quantization"]
         self.input_quant = InputQuantization(np.dtype(self._in["dtype"]), float(in_scale), int(in_zero))
         out_scale, out_zero = self._out["quantization"]
@@ -208,6 +219,47 @@ class Classifier:
         self.metadata = read_sidecar(self.path, check_model=check_metadata)
         self.labels = tuple(self.metadata.get("labels", config.LABELS))
         self.format = detect_format([d["dtype"] for d in self.interpreter.get_tensor_details()], self._in["dtype"])
+
+    def _load(self, *, preserve: bool):
+        extra = {"experimental_preserve_all_tensors": True} if preserve else {}
+        try:
+            with warnings.catch_warnings():  # the interpreter's "for debugging only": here it is what was asked for
+                warnings.simplefilter("ignore", UserWarning)
+                interpreter = self.backend.interpreter_class(model_path=str(self.path), num_threads=self.threads, **extra)
+            interpreter.allocate_tensors()
+        except (RuntimeError, ValueError, SystemError) as exc:
+            raise _explain_load_error(self.path, self.backend, exc) from None
+        return interpreter
+
+    def _pick_outputs(self, outputs: list[dict]) -> tuple[dict, dict | None]:
+        """(probabilities, features or None): one output is the probabilities; two are told apart by their signature names."""
+        expected = f"expected (1, {config.NUM_CLASSES}): not a SIGNS classifier"
+        shapes = [tuple(d["shape"]) for d in outputs]
+        if len(outputs) == 1:
+            if shapes[0] != (1, config.NUM_CLASSES):
+                raise EdgeSignsError(f"{self.path}: output shape {shapes}, {expected}")
+            return outputs[0], None
+        names = read_graph(self.path.read_bytes()).output_names if len(outputs) == 2 else {}
+        by_index = {d["index"]: d for d in outputs}
+        probs, feats = by_index.get(names.get(PROBS_OUTPUT)), by_index.get(names.get(FEATURES_OUTPUT))
+        if probs is None or feats is None or tuple(probs["shape"]) != (1, config.NUM_CLASSES) or len(feats["shape"]) != 2:
+            raise EdgeSignsError(f"{self.path}: outputs {sorted(names) or shapes}, {expected} (or two outputs named "
+                                 f"'{PROBS_OUTPUT}' (1, {config.NUM_CLASSES}) and '{FEATURES_OUTPUT}' (1, N))")
+        return probs, feats
+
+    def _last_layer_input(self) -> dict:
+        head = find_head(read_graph(self.path.read_bytes()), self._out["index"])
+        return next(d for d in self.interpreter.get_tensor_details() if d["index"] == head.features.index)
+
+    @property
+    def has_features(self) -> bool:
+        return self._features is not None
+
+    @property
+    def feature_size(self) -> int:
+        if self._features is None:
+            raise EdgeSignsError(f"{self.path}: features were not asked for (Classifier(..., features=True))")
+        return int(np.prod(self._features["shape"][1:]))
 
     def describe(self) -> str:
         q = self.input_quant
@@ -230,6 +282,15 @@ class Classifier:
             return (out.astype(np.float32) - self._out_zero) * np.float32(self._out_scale)
         return out.astype(np.float32)
 
+    def output_features(self) -> np.ndarray:
+        """The penultimate features of the last invoke, dequantized: float32 (feature_size,)."""
+        size = self.feature_size
+        raw = self.interpreter.get_tensor(self._features["index"]).reshape(size)
+        scale, zero = self._features["quantization"]
+        if scale > 0 and np.issubdtype(raw.dtype, np.integer):
+            return (raw.astype(np.float32) - np.float32(zero)) * np.float32(scale)
+        return raw.astype(np.float32)
+
     def predict_rgb(self, rgb: np.ndarray) -> Prediction:
         self.set_input(rgb)
         ms = self.invoke()
@@ -249,3 +310,13 @@ class Classifier:
             self.interpreter.invoke()
             out[i] = self.output_probs()
         return out
+
+    def features_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 RGB (N, 64, 64, 3) -> (probabilities (N, num_classes), features (N, feature_size)), one invoke per image."""
+        probs = np.empty((len(images), config.NUM_CLASSES), np.float32)
+        feats = np.empty((len(images), self.feature_size), np.float32)
+        for i, rgb in enumerate(images):
+            self.set_input(rgb)
+            self.interpreter.invoke()
+            probs[i], feats[i] = self.output_probs(), self.output_features()
+        return probs, feats

@@ -3,8 +3,9 @@
 int8 is full-integer: int8 weights and activations, integer builtins only, and a
 uint8 input. The model's input is pixel/255, so the calibrated input range is
 [0, 1] and the uint8 input gets scale 1/255 and zero point 0: raw camera pixels
-go in unchanged, with no per-frame arithmetic. The output is uint8 softmax
-(scale 1/256), dequantized by the runtime.
+go in unchanged, with no per-frame arithmetic. The output ``probs`` is uint8
+softmax (scale 1/256), dequantized by the runtime; a second output, ``features``,
+is the last Dense layer's input (what `edge-signs teach` fits a personal head on).
 
 Each file gets a JSON sidecar (``model_int8.json`` beside ``model_int8.tflite``)
 that the edge runtime reads: labels, input size/type/quantization,
@@ -19,8 +20,6 @@ import datetime
 import hashlib
 import io
 import os
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +29,11 @@ import numpy as np
 from tensorflow.lite.python import schema_py_generated as schema  # TFLite flatbuffer reader; the package guard ran first
 
 from edge_signs import __version__, config
-from edge_signs.artifacts import dumps, folder_lock, make_temp, publish, remove_stale_temps, sha256_file
+from edge_signs.artifacts import folder_lock, sha256_file
 from edge_signs.data import Signs, resolve_data
 from edge_signs.edge import preprocess
-from edge_signs.edge.runtime import Classifier, find_backend, sidecar_path
+from edge_signs.edge.model_files import write_pair
+from edge_signs.edge.runtime import FEATURES_OUTPUT, PROBS_OUTPUT, Classifier, find_backend
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
 from edge_signs.precheck import check_keras_file, quantize_targets
@@ -108,6 +108,18 @@ def load_keras_classifier(path: str | os.PathLike):
     return model
 
 
+def with_features(model):
+    """The classifier with a second output, ``features``: the last Dense layer's input (2,048 values for the ResNet50).
+
+    What a personal head is fitted on (``edge-signs teach``), read with no extra work:
+    the tensor is computed anyway, and outputs are told apart by these names.
+    """
+    head = model.layers[-1]
+    if not isinstance(head, keras.layers.Dense):
+        return model
+    return keras.Model(model.inputs, {PROBS_OUTPUT: model.outputs[0], FEATURES_OUTPUT: head.input}, name=model.name)
+
+
 def _converter(model, workdir: str):
     # Through a SavedModel: Keras 3 variables are frozen into constants on that path.
     # A fixed batch of one: what a camera feeds, and static shapes convert best.
@@ -132,10 +144,10 @@ def _full_integer(converter, calibration: Calibration):
     return converter
 
 
-def convert(model, fmt: str, calibration: Calibration | None = None) -> bytes:
-    """TFLite flatbuffer bytes of ``model`` in ``fmt`` (float32, float16 or int8)."""
+def convert(model, fmt: str, calibration: Calibration | None = None, *, features: bool = True) -> bytes:
+    """TFLite flatbuffer bytes of ``model`` in ``fmt`` (float32, float16 or int8); ``features``: with the second output."""
     with tempfile.TemporaryDirectory(prefix="edge-signs-export-") as workdir:
-        return _convert(model, fmt, calibration, workdir)
+        return _convert(with_features(model) if features else model, fmt, calibration, workdir)
 
 
 def _convert(model, fmt: str, calibration: Calibration | None, workdir: str) -> bytes:
@@ -154,26 +166,6 @@ def _convert(model, fmt: str, calibration: Calibration | None, workdir: str) -> 
     return converter.convert()
 
 
-# Run in a child process: an interpreter that cannot run a file may abort the whole
-# process (SIGABRT), and then only a child dies, not the conversion that checks it.
-_CHECK_RUNS = """
-import sys, numpy as np
-from edge_signs.edge.runtime import Classifier
-clf = Classifier(sys.argv[1], check_metadata=False)
-p = clf.predict_rgb(np.full((64, 64, 3), 128, np.uint8)).probs
-sys.exit(0 if np.isfinite(p).all() and abs(float(p.sum()) - 1.0) < 0.05 else 3)
-"""
-
-
-def check_runs(tflite_path: Path, fmt: str) -> None:
-    """A converted file loads in the edge runtime and classifies an image to finite probabilities."""
-    try:
-        proc = subprocess.run([sys.executable, "-c", _CHECK_RUNS, str(tflite_path)], capture_output=True, text=True, timeout=300)
-    except subprocess.TimeoutExpired:
-        raise EdgeSignsError(f"the converted {fmt} model did not classify an image within 300 s; nothing was replaced") from None
-    if proc.returncode != 0:
-        why = "its probabilities are not finite" if proc.returncode == 3 else (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-        raise EdgeSignsError(f"the converted {fmt} model does not run in the edge runtime ({why}); nothing was replaced")
 
 
 def runtime_requirements(blob: bytes) -> dict:
@@ -218,6 +210,7 @@ def _sidecar(tflite_path: Path, fmt: str, source: Path, source_sha: str, calibra
             "takes_raw_pixels": q.takes_raw_pixels,
         },
         "output": {"dtype": np.dtype(clf._out["dtype"]).name, "scale": clf._out_scale, "zero_point": clf._out_zero, "meaning": "softmax probabilities"},
+        "features": {"output": FEATURES_OUTPUT, "size": clf.feature_size, "meaning": "the last layer's input"} if clf.has_features else None,
         "preprocessing": preprocess.describe(),
         "source_model": {"file": source.name, "sha256": source_sha},
         "calibration": None if calibration is None else {"source": calibration.source, "sha256": calibration.sha256, "images": int(len(calibration.images))},
@@ -265,29 +258,7 @@ def quantize(
 
 
 def _write_pair(blob: bytes, path: Path, fmt: str, source: Path, source_sha: str, calibration: Calibration | None) -> dict:
-    """The model and its metadata, each complete and checked before either replaces anything.
-
-    The .tflite is moved into place first, then its sidecar: a kill between the two
-    leaves a new model beside the old sidecar, which names another file's sha256 and
-    is refused when loaded, never silently used.
-    """
-    for target in (path, sidecar_path(path)):
-        remove_stale_temps(target)
-    model_tmp = make_temp(path)
-    meta_tmp = None
-    try:
-        model_tmp.write_bytes(blob)
-        check_runs(model_tmp, fmt)
-        meta = _sidecar(model_tmp, fmt, source, source_sha, calibration)
-        meta_tmp = make_temp(sidecar_path(path))
-        meta_tmp.write_text(dumps(meta, indent=2) + "\n")
-        publish(model_tmp, path)
-        publish(meta_tmp, sidecar_path(path))
-        return meta
-    finally:
-        for tmp in (model_tmp, meta_tmp):
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)
+    return write_pair(blob, path, f"converted {fmt}", lambda tmp: _sidecar(tmp, fmt, source, source_sha, calibration))
 
 
 # -- where int8 loses accuracy ----------------------------------------------------------------

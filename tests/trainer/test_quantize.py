@@ -35,11 +35,11 @@ def test_int8_file_is_integer_only(tflite_models):
     backend = find_backend()
     interp = backend.interpreter_class(model_path=str(tflite_models["int8"]))
     interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    assert inp["dtype"] == np.uint8 and out["dtype"] == np.uint8
+    inp, outs = interp.get_input_details()[0], interp.get_output_details()
+    assert inp["dtype"] == np.uint8 and all(out["dtype"] == np.uint8 for out in outs)  # the probabilities and the features
     scale, zero = inp["quantization"]
     assert zero == 0 and abs(scale * 255 - 1) < 1e-4  # raw camera pixels go straight in
-    boundary = {inp["index"], out["index"]}
+    boundary = {inp["index"], *(out["index"] for out in outs)}
     for t in interp.get_tensor_details():
         if t["index"] in boundary:
             continue
@@ -78,6 +78,20 @@ def test_sidecar_round_trips(tflite_models, tiny_run):
     assert int8["input"]["takes_raw_pixels"] is True
     assert int8["calibration"]["sha256"] == sha256_file(config.calibration_manifest())
     assert int8["calibration"]["images"] == len(read_manifest(config.calibration_manifest()))
+
+
+@pytest.mark.slow
+def test_every_format_gives_the_2048_features_its_last_layer_reads(tflite_models, signs):
+    from edge_signs.edge.head_file import read_site
+    from edge_signs.edge.teach import agreement
+
+    x = signs.test.x[:40]
+    for fmt, path in tflite_models.items():
+        clf = Classifier(path)
+        assert clf.has_features and clf.feature_size == 2048, fmt
+        assert read_sidecar(path)["features"] == {"output": "features", "size": 2048, "meaning": "the last layer's input"}
+    probs, feats = Classifier(tflite_models["int8"]).features_batch(x)
+    assert agreement(probs, read_site(tflite_models["int8"]).original().predict(feats)) >= 0.95
 
 
 @pytest.mark.slow

@@ -1,0 +1,105 @@
+"""`edge-signs teach MODEL --camera/--picamera/--video ... --out FILE`: teaching in a window, with keys 0-5.
+
+live's source, ROI and preprocessing; the window shows the ROI box, the sign the
+head sees now and the frames taught per sign. A key 0-5 teaches the frame on
+screen as that sign (``Teacher.add``: the head is refitted at once, and the next
+frame is classified by it) and, with ``save``, keeps its crop as `collect` does
+(same writer, same layout: the frames can fine-tune on a workstation later).
+q or Esc ends it, and the file is written when every sign has enough frames.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_signs import config
+from edge_signs.edge.collect import CollectWindow, CropWriter, _Save, check_out, crop_square, new_session
+from edge_signs.edge.display import AA, AMBER, FONT, PANEL, WHITE, Canvas
+from edge_signs.edge.live import LiveOptions, open_source
+from edge_signs.edge.preprocess import frame_to_rgb
+from edge_signs.edge.runtime import Classifier
+from edge_signs.edge.sources import EndOfStream
+from edge_signs.edge.teach import TeachOptions, check_teach_paths, signs_features
+from edge_signs.edge.teach_live import Teacher
+from edge_signs.log import Log, log_stderr
+
+QUIT_KEYS = (ord("q"), 27)
+
+
+@dataclass
+class WindowTeachResult:
+    frames: int
+    taught: list[int]
+    saved: int  # crops written
+    out: Path
+
+    def text(self) -> str:
+        return (f"{self.frames} frames, taught {sum(self.taught)} ({', '.join(f'{config.LABELS[k]}: {n}' for k, n in enumerate(self.taught))}), "
+                f"{self.saved} crops saved\nwrote {self.out}\n")
+
+
+def _render(canvas: Canvas, frame: np.ndarray, probs: np.ndarray, teacher: Teacher) -> np.ndarray:
+    img, thick = canvas.draw(frame, AMBER)
+    k = int(np.argmax(probs))
+    who = "taught head" if teacher.head is not None else "model's own head"
+    lines = [f"{config.LABELS[k]}  {probs[k]:.2f}  ({who})", "  ".join(f"{config.LABELS[c]}:{n}" for c, n in enumerate(teacher.counts()))]
+    fs = max(0.45, img.shape[1] / 1000)
+    cv2.rectangle(img, (0, 0), (img.shape[1], int(60 * fs) + 8), PANEL, -1)
+    for i, text in enumerate(lines):
+        cv2.putText(img, text, (8, int(26 * fs) * (i + 1)), FONT, fs, WHITE, thick, AA)
+    return img
+
+
+def _loop(clf: Classifier, teacher: Teacher, source, window: CollectWindow, writer: CropWriter | None, live: LiveOptions) -> int:
+    """Frames until q, Esc, the window's close button or the source's end; the number of frames."""
+    canvas, frames = Canvas(live.roi), 0
+    while True:
+        try:
+            item = source.read()
+        except EndOfStream:
+            return frames
+        if item is None:
+            continue
+        frame = item[0]
+        frames += 1
+        clf.set_input(frame_to_rgb(frame, live.roi))
+        clf.invoke()
+        feats = clf.output_features()
+        key = window.show(_render(canvas, frame, teacher.probs(feats, clf.output_probs()), teacher)) & 0xFF
+        if key in QUIT_KEYS or window.closed():
+            return frames
+        label = chr(key) if key < 128 else ""
+        if label in config.LABELS:
+            teacher.add(feats, config.LABELS.index(label))
+            if writer is not None:
+                crop, box = crop_square(frame, live.roi, config.COLLECT_SIZE)
+                writer.submit(_Save(crop, label, box, time.time(), frames - 1))
+
+
+def teach_window(model: str | Path, live: LiveOptions, out: str | Path, options: TeachOptions = TeachOptions(), *,
+                 save: Path | None = None, log: Log = log_stderr) -> WindowTeachResult:
+    """Teach from a camera or video in a window (see the module's notes)."""
+    model = Path(model)
+    out = check_teach_paths(model, out)
+    save = check_out(save) if save is not None else None
+    window = CollectWindow()  # first: a missing GUI is said before the model loads
+    writer = source = None
+    try:
+        clf = Classifier(model, threads=options.threads, features=True)
+        teacher = Teacher(clf, model, options.fit, signs_features(clf, options, log)[0])
+        source = open_source(live, config.LABELS, log=log)
+        writer = CropWriter(save, new_session(), source.name) if save is not None else None
+        frames = _loop(clf, teacher, source, window, writer, live)
+    finally:
+        window.close()
+        if source is not None:
+            source.close()
+        if writer is not None:
+            writer.close()
+    teacher.write(out, {"data": str(Path(save).resolve()) if save is not None else None, "source": source.name, "seed": options.seed})
+    return WindowTeachResult(frames, teacher.counts(), sum(writer.saved.values()) if writer is not None else 0, out)
