@@ -90,7 +90,7 @@ def test_a_bfloat16_run_saves_and_quantizes_the_same_float32_model(tmp_path, sig
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
     assert all(w.dtype == np.float32 for w in model.get_weights())
     assert keras.mixed_precision.global_policy().name == "float32"  # the run leaves the process as it found it
-    paths = quantize(run / "model.keras", ["float16", "int8"], data=signs, log=lambda m: None)
-    assert [Classifier(p).format for p in paths] == ["float16", "int8"]
-    probs = Classifier(paths[1]).predict_batch(signs.test.x[:8])
+    paths = quantize(run / "model.keras", ["int8"], data=signs, log=lambda m: None)  # calibrated and checked as any run's
+    assert [Classifier(p).format for p in paths] == ["int8"]
+    probs = Classifier(paths[0]).predict_batch(signs.test.x[:8])
     assert probs.shape == (8, 6) and np.isfinite(probs).all()

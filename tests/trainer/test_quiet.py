@@ -39,7 +39,7 @@ def test_bad_inputs_are_said_before_tensorflow_is_imported(tmp_path):
         (("quantize", model, "--int8", "--signs", tmp_path / "nodata"), "nodata: data folder not found"),
         (("train", "--out", a_file, "--epochs", "1"), "is a file, expected a run folder"),
         (("train", "--out", tmp_path / "run", "--signs", tmp_path / "nodata"), "nodata: data folder not found"),
-        (("finetune", "--init", tmp_path / "missing.keras", "--own", tmp_path, "--out", tmp_path / "ft"), "--init"),
+        (("finetune", "--init", tmp_path / "missing.keras", "--own", tmp_path / "own", "--out", tmp_path / "ft"), "--init"),
         (("finetune", "--init", model, "--own", tmp_path / "mine", "--out", tmp_path / "ft"), "mine: folder not found"),
     ]
     for args, words in cases:
