@@ -62,7 +62,8 @@ def with_extra(x: np.ndarray, y: np.ndarray, masks: np.ndarray | None, extra: Ex
 
 class ChooseBestEpoch(keras.callbacks.Callback):
     """After each epoch from ``first_epoch`` on: accuracy on the selection folder; the best epoch's model
-    is kept in ``checkpoint/best.keras`` (and best.json), so a killed run keeps its choice too."""
+    is kept in ``checkpoint/best.weights.h5`` (and best.json), so a killed run keeps its choice too. Weights
+    only: the optimizer state would triple each save, and the run's own checkpoint already holds it."""
 
     def __init__(self, folder: Labelled, first_epoch: int, ckpt_dir: Path, log: Log):
         super().__init__()
@@ -80,15 +81,19 @@ class ChooseBestEpoch(keras.callbacks.Callback):
             logs["select_accuracy"] = accuracy
         if self.best is None or accuracy > self.best["accuracy"]:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-            with atomic_path(self.ckpt_dir / "best.keras", suffix=".keras") as tmp:
-                self.model.save(tmp)
+            with atomic_path(best_weights(self.ckpt_dir), suffix=".weights.h5") as tmp:
+                self.model.save_weights(tmp)
             self.best = {"epoch": epoch + 1, "accuracy": accuracy, "folder": self.source}
             write_json(self.ckpt_dir / "best.json", self.best)
 
 
+def best_weights(ckpt_dir: Path) -> Path:
+    return ckpt_dir / "best.weights.h5"
+
+
 def read_best(ckpt_dir: Path) -> dict | None:
     path = ckpt_dir / "best.json"
-    if not (path.is_file() and (ckpt_dir / "best.keras").is_file()):
+    if not (path.is_file() and best_weights(ckpt_dir).is_file()):
         return None
     best = json.loads(path.read_text())
     return best if math.isfinite(best.get("accuracy", float("nan"))) else None

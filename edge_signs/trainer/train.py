@@ -40,7 +40,7 @@ from edge_signs.precheck import check_run_folder
 from edge_signs.trainer import keras, tf
 from edge_signs.trainer.callbacks import Diverged, ProgressLine, StopOnDivergence, make_checkpoint_callback, read_checkpoint, weights_finite
 from edge_signs.trainer.datasets import make_dataset, mixed_dataset
-from edge_signs.trainer.extra import ChooseBestEpoch, first_selection_epoch, load_extra, read_best, with_extra
+from edge_signs.trainer.extra import ChooseBestEpoch, best_weights, first_selection_epoch, load_extra, read_best, with_extra
 from edge_signs.trainer.model import build_resnet50, freeze_stages, load_init
 from edge_signs.trainer.precision import Precision, choose_precision, visible_gpus
 from edge_signs.trainer.segment import hand_masks
@@ -459,7 +459,7 @@ def _train_locked(options: TrainOptions | None, run_dir: Path, *, data, resume: 
     chosen = {"by": "the last epoch", "epoch": recipe.epochs}
     best = read_best(run_dir / "checkpoint") if chooser is not None else None
     if best is not None:
-        final.set_weights(keras.models.load_model(run_dir / "checkpoint" / "best.keras").get_weights())
+        final.load_weights(best_weights(run_dir / "checkpoint"))
         chosen = {"by": f"accuracy on {best['folder']} (--select-on), from epoch {first_selection_epoch(recipe.epochs)} on", **best}
         log(f"kept epoch {best['epoch']} of {recipe.epochs}: the best on {best['folder']} ({best['accuracy']:.3f})")
     with atomic_path(run_dir / "model.keras", suffix=".keras") as tmp:
