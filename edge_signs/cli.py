@@ -22,7 +22,7 @@ from edge_signs.data import fetch_signs, resolve_data
 from edge_signs.edge.events import EventOptions
 from edge_signs.edge.live import LiveOptions, parse_roi, run_live
 from edge_signs.edge.outputs import OutputError
-from edge_signs.edge.preprocess import Roi
+from edge_signs.preprocess import Roi
 
 __all__ = ["main"]
 

@@ -28,7 +28,7 @@ except ImportError:
 
 from edge_signs import config
 from edge_signs.artifacts import atomic_path
-from edge_signs.edge.preprocess import frame_to_rgb, square_resize
+from edge_signs.preprocess import frame_to_rgb, square_resize
 from edge_signs.errors import EdgeSignsError
 from edge_signs.images import IMAGE_SUFFIXES, class_folder_images, read_image_bgr
 from edge_signs.log import Log, log_stderr

@@ -1,9 +1,9 @@
 """The edge side: what runs on the Raspberry Pi.
 
 numpy, OpenCV and a LiteRT interpreter only; nothing here imports TensorFlow
-(a test imports every module with TensorFlow made unimportable).
+(a test imports every module with TensorFlow made unimportable). The one
+preprocessing definition is edge_signs.preprocess, below both worlds.
 
-    preprocess  camera frame / image -> the model's uint8 RGB input (the single definition)
     runtime     the TFLite interpreter wrapper: load, check, feed, read probabilities
     evaluate    accuracy, loss, agreement and latency of .tflite files
     sources     frame sources: USB camera, Pi Camera Module, video, the test set

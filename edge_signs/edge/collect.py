@@ -53,7 +53,7 @@ from edge_signs.artifacts import check_output_dir, remove_stale_temps
 from edge_signs.edge.display import AA, AMBER, FONT, GREEN, PANEL, RED, WHITE, Canvas, check_gui, window_problem
 from edge_signs.edge.events import EventHub, EventOptions, open_event_hub
 from edge_signs.edge.live import FrameResult, LiveOptions, RollingStats, StopRequest, open_source, stop_on_signals
-from edge_signs.edge.preprocess import Roi, to_bgr
+from edge_signs.preprocess import Roi, to_bgr
 from edge_signs.edge.sources import FrameSource, LatestFrame, PiCameraSource
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr

@@ -22,7 +22,7 @@ import numpy as np
 
 from edge_signs import config
 from edge_signs.artifacts import PendingFile, atomic_path
-from edge_signs.edge.preprocess import Roi, to_bgr
+from edge_signs.preprocess import Roi, to_bgr
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log
 

@@ -35,7 +35,7 @@ from edge_signs.data import resolve_data
 from edge_signs.edge.display import Overlay, Window, check_gui, choose_window, record_fourcc
 from edge_signs.edge.events import EventHub, EventOptions, FrameClock, open_event_hub
 from edge_signs.edge.outputs import OUTPUT_ERRORS, OutputError, RunOutputs
-from edge_signs.edge.preprocess import Roi, frame_to_rgb
+from edge_signs.preprocess import Roi, frame_to_rgb
 from edge_signs.edge.runtime import Classifier, check_tflite_file, read_sidecar, sidecar_path
 from edge_signs.edge.serve import LiveServer, check_token, parse_serve
 from edge_signs.edge.sources import CameraSource, FrameSource, LatestFrame, PiCameraSource, TestsetSource, VideoSource

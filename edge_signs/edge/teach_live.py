@@ -23,7 +23,7 @@ import numpy as np
 from edge_signs import config
 from edge_signs.edge.head import FitOptions, SoftmaxHead, check_frames, fit_head
 from edge_signs.edge.head_file import read_site, snap, write_head_file
-from edge_signs.edge.preprocess import Roi, frame_to_rgb
+from edge_signs.preprocess import Roi, frame_to_rgb
 from edge_signs.edge.runtime import Classifier
 from edge_signs.edge.sources import EndOfStream, VideoSource
 from edge_signs.edge.teach import TeachOptions, check_teach_paths, signs_features

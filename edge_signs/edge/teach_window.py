@@ -21,7 +21,7 @@ from edge_signs import config
 from edge_signs.edge.collect import CollectWindow, CropWriter, _Save, check_out, crop_square, new_session
 from edge_signs.edge.display import AA, AMBER, FONT, PANEL, WHITE, Canvas
 from edge_signs.edge.live import LiveOptions, open_source
-from edge_signs.edge.preprocess import frame_to_rgb
+from edge_signs.preprocess import frame_to_rgb
 from edge_signs.edge.runtime import Classifier
 from edge_signs.edge.sources import EndOfStream
 from edge_signs.edge.teach import TeachOptions, check_teach_paths, signs_features

@@ -1,7 +1,7 @@
 """Training augmentation, as TensorFlow ops inside tf.data, set by the recipe.
 
 It only changes what training sees: the camera, evaluation and calibration feed
-the model through edge/preprocess.py and never pass through here.
+the model through edge_signs/preprocess.py and never pass through here.
 """
 
 from __future__ import annotations

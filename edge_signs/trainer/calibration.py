@@ -24,7 +24,7 @@ import numpy as np
 
 from edge_signs import config
 from edge_signs.data import IMAGE_SUFFIXES, Signs, load_labelled, own_split, read_image_bgr, stratified_split
-from edge_signs.edge.preprocess import frame_to_rgb
+from edge_signs.preprocess import frame_to_rgb
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
 

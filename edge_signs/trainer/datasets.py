@@ -1,7 +1,7 @@
 """tf.data pipelines for training: SIGNS alone, or your own images with SIGNS mixed in.
 
 Images are turned into model input once, by the one preprocessing definition
-(edge/preprocess.py), and held in memory (1,080 SIGNS images are 53 MB as float32);
+(edge_signs/preprocess.py), and held in memory (1,080 SIGNS images are 53 MB as float32);
 each epoch only shuffles, batches and augments whole batches in parallel, and the
 next batches are prepared while the step runs (prefetch), so the step never waits
 on the pipeline.
@@ -13,7 +13,7 @@ import numpy as np
 
 from edge_signs import config
 from edge_signs.config import Recipe
-from edge_signs.edge.preprocess import to_model_input
+from edge_signs.preprocess import to_model_input
 from edge_signs.trainer import tf
 from edge_signs.trainer.augment import augmenter
 

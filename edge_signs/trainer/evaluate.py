@@ -12,7 +12,7 @@ import numpy as np
 
 from edge_signs import config
 from edge_signs.edge.evaluate import ModelReport, Runner
-from edge_signs.edge.preprocess import to_model_input
+from edge_signs.preprocess import to_model_input
 from edge_signs.edge.runtime import read_sidecar
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr

@@ -23,7 +23,7 @@ import numpy as np
 from edge_signs import config
 from edge_signs.artifacts import atomic_path, write_json
 from edge_signs.data import Labelled, load_labelled, own_split
-from edge_signs.edge.preprocess import to_model_input
+from edge_signs.preprocess import to_model_input
 from edge_signs.log import Log
 from edge_signs.trainer import keras
 

@@ -31,7 +31,7 @@ from tensorflow.lite.python import schema_py_generated as schema  # TFLite flatb
 from edge_signs import __version__, config
 from edge_signs.artifacts import folder_lock, sha256_file
 from edge_signs.data import Signs, resolve_data
-from edge_signs.edge import preprocess
+from edge_signs import preprocess
 from edge_signs.edge.model_files import write_pair
 from edge_signs.edge.runtime import FEATURES_OUTPUT, PROBS_OUTPUT, Classifier, find_backend
 from edge_signs.errors import EdgeSignsError

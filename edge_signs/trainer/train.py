@@ -32,7 +32,7 @@ from edge_signs.artifacts import atomic_path, check_outside_inputs, folder_lock,
 from edge_signs.config import RECIPES, Recipe
 from edge_signs.data import Labelled, Signs, check_own_classes, grouped_split, load_labelled, own_split, resolve_data, train_val_split
 from edge_signs.edge.cpu import cpu_info
-from edge_signs.edge.preprocess import to_model_input
+from edge_signs.preprocess import to_model_input
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
 from edge_signs.plots import training_curves_png

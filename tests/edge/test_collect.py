@@ -27,7 +27,7 @@ from edge_signs import cli, config
 from edge_signs.data import group_of  # the grouped split's own rule: every name collect writes must follow it
 from edge_signs.edge import collect
 from edge_signs.edge.collect import CollectOptions, CropWriter, Keys, Pacer, _Save, crop_square, run_collect
-from edge_signs.edge.preprocess import Roi
+from edge_signs.preprocess import Roi
 from edge_signs.edge.sources import FrameSource
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import quiet

@@ -9,7 +9,7 @@ import pytest
 from edge_signs import config
 from edge_signs.edge.display import Overlay, Recorder, check_gui, decide_window, record_fourcc, save_png, window_problem
 from edge_signs.edge.live import FrameResult
-from edge_signs.edge.preprocess import Roi
+from edge_signs.preprocess import Roi
 from edge_signs.errors import EdgeSignsError
 
 

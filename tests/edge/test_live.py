@@ -22,7 +22,7 @@ import pytest
 
 from edge_signs import config
 from edge_signs.edge.live import LiveOptions, RollingStats, Smoother, parse_roi, run_live
-from edge_signs.edge.preprocess import Roi
+from edge_signs.preprocess import Roi
 from edge_signs.edge.runtime import Classifier
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import quiet

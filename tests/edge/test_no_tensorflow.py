@@ -18,7 +18,7 @@ from tests.conftest import REPO
 BLOCKED = ("tensorflow", "keras", "tf_keras")
 # Everything a Pi imports besides edge_signs.edge.* (found below, so a new edge module is covered by itself).
 SHARED_MODULES = ["edge_signs", "edge_signs.cli", "edge_signs.data", "edge_signs.plots", "edge_signs.metrics",
-                  "edge_signs.perturb", "edge_signs.log", "edge_signs.config", "edge_signs.artifacts", "edge_signs.errors", "edge_signs.images",
+                  "edge_signs.perturb", "edge_signs.preprocess", "edge_signs.log", "edge_signs.config", "edge_signs.artifacts", "edge_signs.errors", "edge_signs.images",
                   "edge_signs.cli_base", "edge_signs.cli_train", "edge_signs.precheck", "edge_signs.tfquiet"]
 
 BLOCKER = textwrap.dedent(f"""
@@ -69,7 +69,7 @@ def edge_modules() -> list[str]:
 
 def test_every_edge_module_imports_without_tensorflow():
     modules = ["edge_signs.edge", *edge_modules(), *SHARED_MODULES]
-    assert {"edge_signs.edge.preprocess", "edge_signs.edge.runtime", "edge_signs.edge.evaluate", "edge_signs.edge.sources",
+    assert {"edge_signs.preprocess", "edge_signs.edge.runtime", "edge_signs.edge.evaluate", "edge_signs.edge.sources",
             "edge_signs.edge.truth", "edge_signs.edge.display", "edge_signs.edge.live"} <= set(modules)
     proc = run_without_tensorflow(f"""
         import importlib

@@ -20,7 +20,7 @@ import pytest
 from edge_signs import config
 from edge_signs.edge import sources
 from edge_signs.edge.live import LiveOptions, run_live
-from edge_signs.edge.preprocess import Roi, frame_to_rgb
+from edge_signs.preprocess import Roi, frame_to_rgb
 from edge_signs.edge.runtime import Classifier
 from edge_signs.edge.sources import CameraSource, EndOfStream, FrameSource, LatestFrame, TestsetSource, VideoSource
 from edge_signs.edge.truth import LabelRanges, read_label_ranges

@@ -52,7 +52,7 @@ def test_table_for_tflite_and_keras(tflite_models, tiny_run, signs_dir, signs, t
 @pytest.fixture(scope="module")
 def tiny_keras(tmp_path_factory, signs) -> dict:
     """tiny.keras (two epochs) with its float32 and int8 files beside it, as `quantize` leaves them."""
-    from edge_signs.edge.preprocess import to_model_input
+    from edge_signs.preprocess import to_model_input
     from edge_signs.trainer import keras
     from edge_signs.trainer.quantize import quantize
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edge_signs import config
-from edge_signs.edge.preprocess import (
+from edge_signs.preprocess import (
     InputQuantization,
     Roi,
     frame_to_rgb,
