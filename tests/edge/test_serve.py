@@ -29,7 +29,7 @@ import pytest
 from edge_signs import config
 from edge_signs.edge import serve as serve_module
 from edge_signs.edge.live import LiveOptions, run_live
-from edge_signs.edge.serve import Endpoint, LiveServer, check_token, host_name, parse_serve
+from edge_signs.edge.serve import Endpoint, HttpError, LiveServer, Request, check_token, host_name, parse_serve
 from edge_signs.errors import EdgeSignsError
 from tests.conftest import FIXTURES, REPO, SIGNS_DIR
 
@@ -295,11 +295,19 @@ def test_beyond_loopback_a_token_is_generated_printed_and_required(monkeypatch):
 
 
 def test_registered_routes_take_only_bounded_json():
-    seen = []
+    seen: list[Request] = []
+
+    def refuse(req: Request):
+        raise HttpError(409, f"busy with {req.query['label'][-1]}")
+
+    def bad_label(req: Request):
+        raise EdgeSignsError("label 7: expected 0-5")
 
     def add_routes(server: LiveServer) -> None:
-        server.add_route("POST", "/capture", lambda req: seen.append(req.body) or {"ok": True})
+        server.add_route("post", "/capture", lambda req: seen.append(req) or {"ok": True})
         server.add_route("GET", "/broken", lambda req: object())  # not JSON: a bug in a route
+        server.add_route("GET", "/busy", refuse)
+        server.add_route("GET", "/label", bad_label)
         with pytest.raises(ValueError):
             server.add_route("GET", "/status", lambda req: None)
         with pytest.raises(ValueError):
@@ -308,7 +316,9 @@ def test_registered_routes_take_only_bounded_json():
     with served(on_server=add_routes) as run:
         port = run.server.port
         json_ct = {"Content-Type": "application/json"}
-        assert request(port, "/capture", method="POST", body=b'{"label": 1}', headers=json_ct)[:1] == (200,)
+        status, headers, body = request(port, "/capture?n=2", method="POST", body=b'{"label": 1}', headers=json_ct)
+        assert status == 200 and headers["Content-Type"] == "application/json" and json.loads(body) == {"ok": True}
+        assert headers["Cache-Control"] == "no-store"
         # A form post (what another web site could send without a preflight) is refused.
         assert request(port, "/capture", method="POST", body=b"label=1", headers={"Content-Type": "application/x-www-form-urlencoded"})[0] == 415
         assert request(port, "/capture", method="POST", body=b"{", headers=json_ct)[0] == 400
@@ -316,7 +326,11 @@ def test_registered_routes_take_only_bounded_json():
         assert request(port, "/capture", method="POST", body=big, headers=json_ct)[0] == 413
         status, headers, _ = request(port, "/capture")
         assert status == 405 and headers["Allow"] == "POST"
-        assert seen == [{"label": 1}]
+        assert [(r.method, r.path, r.query, r.body) for r in seen] == [("POST", "/capture", {"n": ["2"]}, {"label": 1})]
+        assert seen[0].headers["Content-Type"] == "application/json"
+        # A route's own refusals: its status and line as given; a bad-input error is a 400 with its line.
+        assert request(port, "/busy?label=3")[::2] == (409, b"busy with 3\n")
+        assert request(port, "/label")[::2] == (400, b"label 7: expected 0-5\n")
         assert request(port, "/broken")[0] == 500  # said once in the log; the run goes on
         frames = run.frames
         wait_until(lambda: run.frames > frames, "the loop to go on")
