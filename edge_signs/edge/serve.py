@@ -48,8 +48,8 @@ class LiveServer:
     """The page, the MJPEG stream and the status JSON of one live run; binds in ``__init__``.
 
     The loop calls ``wants_frame`` / ``publish_frame`` / ``publish_status``, none of
-    which waits for a viewer. Callers may ``add_route`` before ``start`` (a future
-    `collect` adds its buttons this way); ``close`` (or leaving ``with``) stops it all.
+    which waits for a viewer. Callers may ``add_route`` before ``start`` (JSON routes
+    for buttons on the page); ``close`` (or leaving ``with``) stops it all.
     """
 
     def __init__(self, endpoint: Endpoint, token: Optional[str] = None, *, log: Log = log_stderr,
