@@ -153,6 +153,7 @@ CALIBRATION_PER_CLASS = 50  # manifest written by tools/make_calibration_manifes
 CALIBRATION_MIN = 32  # fewer images than this: error (ranges too noisy)
 CALIBRATION_RECOMMENDED = 200  # fewer: warning
 FORMATS = ("float32", "float16", "int8")
+KERAS_SUFFIXES = (".keras",)  # the Keras model files `evaluate` runs (through the trainer, with TensorFlow)
 INT8_TOLERANCE = 0.01  # int8 accuracy lost against float beyond which evaluate says which layers lose it
 DEBUG_IMAGES = 64  # images the quantization debugger runs
 

@@ -175,7 +175,7 @@ def test_own_folder_side_by_side_with_signs(tiny_models, signs_dir, signs, tmp_p
 
 
 def test_own_folder_heldout_split_scores_whole_sessions_only(tiny_models, signs, tmp_path):
-    from edge_signs.data import grouped_split, load_labelled
+    from edge_signs.own_data import grouped_split, load_labelled
 
     own = _as_labelled_folder(signs, tmp_path / "mine")
     result = run_cli("evaluate", tiny_models["int8"], "--own", own, "--split", "heldout", "--runs", 1, "--warmup", 0, "--json", "--out", tmp_path)
@@ -222,7 +222,7 @@ def test_a_split_of_a_folder_with_train_and_test_folders_names_the_ambiguity(tin
 
 def _held_out_sessions(count: int) -> list[str]:
     """Session names the fixed held-out split holds out, every one of them."""
-    from edge_signs.data import grouped_split
+    from edge_signs.own_data import grouped_split
 
     names = [f"s{k:04d}" for k in range(400)]
     _, held = grouped_split(names, config.HOLDOUT_FRACTION, config.HOLDOUT_SALT)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_signs import config
-from edge_signs.data import check_own_classes, group_of, grouped_split, labelled_root, load_labelled, own_split
+from edge_signs.own_data import check_own_classes, group_of, grouped_split, labelled_root, load_labelled, own_split
 from edge_signs.errors import EdgeSignsError
 from tests.conftest import REPO
 
