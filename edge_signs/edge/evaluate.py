@@ -39,7 +39,12 @@ def tflite_runner(path: Path, threads: int, backend: Optional[Backend] = None) -
     return Runner(path, clf.format, str(clf.backend), clf.predict_batch, clf.set_input, clf.interpreter.invoke)
 
 
-TFLITE = ModelKind((".tflite",), ".tflite from 'edge-signs quantize'", lambda path: read_sidecar(check_tflite_file(path)), tflite_runner)
+def check_tflite_model(path: Path) -> None:
+    """A TFLite file that exists, and metadata beside it (if any) that is its own; nothing is loaded."""
+    read_sidecar(check_tflite_file(path))
+
+
+TFLITE = ModelKind((".tflite",), ".tflite from 'edge-signs quantize'", check_tflite_model, tflite_runner)
 
 
 def edge_runners() -> Runners:
@@ -323,11 +328,12 @@ def int8_losses(reports: list[ModelReport], tolerance: float = config.INT8_TOLER
 def _diagnose_int8(reports: list[ModelReport], signs, runners: Runners, log: Log) -> list[dict]:
     """Which layers lose accuracy, by the diagnosis ``runners`` has (the trainer's quantization debugger); else where to run it."""
     losses = int8_losses(reports)
-    if losses and runners.diagnose_int8 is None:
-        for r, drop in losses:
-            log(f"{Path(r.model).name}: int8 loses {drop:.3f} accuracy against float; run 'edge-signs evaluate' "
-                f"where TensorFlow and its source model are, to see which layers lose it")
-    return runners.diagnose_int8(losses, signs, log) if losses and runners.diagnose_int8 else []
+    if losses and runners.diagnose_int8 is not None:
+        return runners.diagnose_int8(losses, signs, log)
+    for r, drop in losses:
+        log(f"{Path(r.model).name}: int8 loses {drop:.3f} accuracy against float; run 'edge-signs evaluate' "
+            f"where TensorFlow and its source model are, to see which layers lose it")
+    return []
 
 
 def layer_table(findings: list[dict]) -> str:
