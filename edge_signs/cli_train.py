@@ -24,7 +24,10 @@ from edge_signs.cli_base import (
     verbose_option,
 )
 from edge_signs.edge import evaluate as ev
+from edge_signs.edge.eval_sets import load_eval_sets, warn_trained_on
+from edge_signs.edge.runtime import is_installed
 from edge_signs.errors import EdgeSignsError
+from edge_signs.runners import Runners
 from edge_signs.tfquiet import import_trainer
 
 name_option = click.option("--name", default=config.RUN_NAME, show_default=True, help="Without --out: the run folder's name, before its counter.")
@@ -224,18 +227,17 @@ def evaluate(models, signs, own, split, threads, runs, warmup, out, json_path, r
     if not models:
         models = run_folders.newest_tflite_models()
         log(f"models: {', '.join(map(str, models))} (the newest run)")
+    runners = evaluate_runners(models)
     for model in models:
-        ev.check_model_path(model)
+        runners.check(model)
     out = out or Path(models[0]).parent
     ev.check_report_outputs(list(models), out)
     if json_path not in (None, "-"):
         check_output_file(json_path, "--json", inputs=list(models))
     data = [*signs, *own]  # each folder's layout says which it is: SIGNS gives its test set, your own folders --split
-    sets = ev.load_eval_sets(data, split, log=log)
-    if any(Path(m).suffix == ".keras" for m in models):
-        import_trainer("evaluate")  # TensorFlow for the .keras files, quietly
-    ev.warn_trained_on(list(models), data, split, log)
-    result = ev.run_evaluation(list(models), sets, threads=threads, runs=runs, warmup=warmup, with_robustness=robustness, log=log)
+    sets = load_eval_sets(data, split, log=log)
+    warn_trained_on(list(models), data, split, log)
+    result = ev.run_evaluation(list(models), sets, threads=threads, runs=runs, warmup=warmup, with_robustness=robustness, runners=runners, log=log)
     written = ev.write_report(result, out)
     if json_path == "-":
         click.echo(dumps(finite_or_none(result["models"]), indent=2))
@@ -245,3 +247,16 @@ def evaluate(models, signs, own, split, threads, runs, warmup, out, json_path, r
         write_json(json_path, finite_or_none(result["models"]))
         written.append(json_path)
     log("wrote " + ", ".join(str(p) for p in written))
+
+
+def evaluate_runners(models) -> Runners:
+    """.tflite files; with a Keras file named, the trainer's Keras runner and int8 diagnosis (TensorFlow, or its install hint).
+
+    Without a Keras file, TensorFlow is imported only where it is installed and an int8 file loses accuracy.
+    """
+    runners = ev.edge_runners()
+    if any(Path(m).suffix in config.KERAS_SUFFIXES for m in models):
+        import_trainer("evaluate").register(runners)
+    elif is_installed("tensorflow"):
+        runners.diagnose_int8 = lambda losses, signs, log: import_trainer("evaluate").diagnose_int8(losses, signs, log)
+    return runners

@@ -122,10 +122,9 @@ RECIPES: dict[str, Recipe] = {
     # own (collect's output), in minutes on a CPU. A lower learning rate and a short schedule keep what
     # SIGNS taught; 40 % of each batch from SIGNS keeps its six signs from being forgotten; the stem and
     # stage 2 stay as they are (edges and textures carry over, and backward passes stop there).
-    # Chosen by hands-webcam's held-out photos (docs/results.md: "Your hands"): a third of SIGNS per batch forgot
-    # a SIGNS test image, three frozen stages learned too little, 8 epochs fell short of 0.90.
-    # A candidate for other people's hands (other walls, skin, light; the hand upright, larger and off-centre),
-    # judged on sld-dev over seeds beside the default (docs/results.md); the default until it has won there.
+    # Each value is the one that scored best on hands-webcam's held-out photos (docs/results.md: "Your hands").
+    # "varied": wider geometry and colour augmentation for other people's hands (other walls, skin, light; the hand
+    # upright, larger and off-centre); docs/results.md compares it with the default on sld-dev over seeds.
     "varied": dataclasses.replace(_CAMERA_ROBUST, rotation=30.0, shift=0.1, zoom_in=0.25, zoom_out=0.15, background_swap=0.5,
                                   hue=0.04, grayscale=0.1, erase=0.25),
     "finetune": dataclasses.replace(_CAMERA_ROBUST, epochs=10, learning_rate=3e-4, warmup_epochs=1, freeze_stages=2, signs_mix=0.4),
@@ -153,6 +152,7 @@ CALIBRATION_PER_CLASS = 50  # manifest written by tools/make_calibration_manifes
 CALIBRATION_MIN = 32  # fewer images than this: error (ranges too noisy)
 CALIBRATION_RECOMMENDED = 200  # fewer: warning
 FORMATS = ("float32", "float16", "int8")
+KERAS_SUFFIXES = (".keras",)  # the Keras model files `evaluate` runs (through the trainer, with TensorFlow)
 INT8_TOLERANCE = 0.01  # int8 accuracy lost against float beyond which evaluate says which layers lose it
 DEBUG_IMAGES = 64  # images the quantization debugger runs
 

@@ -116,6 +116,11 @@ def read_image_bgr(path: str | os.PathLike, notes: Optional[list[str]] = None) -
 # -- class folders --------------------------------------------------------------------------------------------
 
 
+def is_image_name(name: str) -> bool:
+    """An image file's name by its suffix (any case), hidden files aside: what every folder reader counts as an image."""
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith(".")
+
+
 def class_folder_images(folder: Path, notes: list[str]) -> list[Path]:
     """The image files of a class folder, sorted; every other entry is skipped and named in ``notes``."""
     images: list[Path] = []
@@ -132,7 +137,7 @@ def class_folder_images(folder: Path, notes: list[str]) -> list[Path]:
             skipped.setdefault("special file(s)", []).append(entry.name)
         elif entry.name.startswith(".") and ".tmp-" in entry.name:
             continue  # a temporary file of a writer (collect) that is not done with it
-        elif entry.suffix.lower() not in IMAGE_SUFFIXES or entry.name.startswith("."):
+        elif not is_image_name(entry.name):
             skipped.setdefault("file(s) that are not images" if not entry.name.startswith(".") else "hidden file(s)", []).append(entry.name)
         else:
             images.append(entry)

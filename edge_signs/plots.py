@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from edge_signs.artifacts import atomic_path
+from edge_signs.metrics import confusion_matrix  # noqa: F401 -- importable from here while tests/edge/test_live.py imports it so
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 AA = cv2.LINE_AA
@@ -30,25 +31,6 @@ _PANELS = (("accuracy", ("accuracy", "acc")), ("loss", ("loss",)))
 
 
 # -- confusion matrix -----------------------------------------------------------
-
-
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts as an int64 ``(num_classes, num_classes)`` array: rows true, columns predicted.
-
-    Raises ``ValueError`` for mismatched shapes or labels outside ``[0, num_classes)``:
-    silently dropping them would make accuracy look better than it is.
-    """
-    t = np.asarray(y_true).reshape(-1)
-    p = np.asarray(y_pred).reshape(-1)
-    if t.shape != p.shape:
-        raise ValueError(f"y_true has {t.size} labels but y_pred has {p.size}")
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    for name, a in (("y_true", t), ("y_pred", p)):
-        if a.size and (not np.all(np.equal(np.mod(a, 1), 0)) or a.min() < 0 or a.max() >= num_classes):
-            raise ValueError(f"{name} must hold integers in [0, {num_classes}), got {a.min()}..{a.max()}")
-    flat = t.astype(np.int64) * num_classes + p.astype(np.int64)
-    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
 def _check_labels(matrix: np.ndarray, labels: Sequence[str]) -> np.ndarray:

@@ -14,9 +14,10 @@ from typing import Iterable, Optional, Sequence
 
 from edge_signs import config
 from edge_signs.artifacts import check_output_dir, check_output_file, check_outside_inputs
-from edge_signs.data import check_signs_folder, labelled_root
+from edge_signs.data import check_signs_folder
 from edge_signs.edge.runtime import find_backend, sidecar_path
 from edge_signs.errors import EdgeSignsError
+from edge_signs.own_data import labelled_root
 
 
 def check_keras_file(path: str | os.PathLike, option: str = "") -> Path:

@@ -179,7 +179,7 @@ def _train_and_test_folders(s: Path, d: Path) -> None:
 
 def _every_session_held_out(s: Path, d: Path) -> None:
     from edge_signs import config
-    from edge_signs.data import grouped_split
+    from edge_signs.own_data import grouped_split
 
     names = [f"s{k:04d}" for k in range(400)]
     held = [names[i] for i in grouped_split(names, config.HOLDOUT_FRACTION, config.HOLDOUT_SALT)[1]]

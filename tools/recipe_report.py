@@ -28,11 +28,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge_signs import metrics  # noqa: E402
+from edge_signs import config, metrics  # noqa: E402
 from edge_signs.artifacts import write_json  # noqa: E402
-from edge_signs.data import load_labelled, own_split, resolve_data, train_val_split  # noqa: E402
-from edge_signs.edge.evaluate import open_runner, robustness  # noqa: E402
+from edge_signs.data import resolve_data, train_val_split  # noqa: E402
+from edge_signs.edge.evaluate import edge_runners, robustness  # noqa: E402
 from edge_signs.log import quiet  # noqa: E402
+from edge_signs.own_data import load_labelled, own_split  # noqa: E402
+from edge_signs.trainer import evaluate as trainer_evaluate  # noqa: E402
 
 FORMATS = (("float", "model.keras"), ("float16", "model_float16.tflite"), ("int8", "model_int8.tflite"))
 
@@ -49,13 +51,15 @@ def run_report(run_dir: Path, signs, folders: dict | None = None) -> dict:
     row = {"run": str(run_dir), "recipe": options["recipe"], "seed": options["seed"],
            "seconds_per_epoch": train_metrics["seconds_per_epoch"], "wall_seconds": train_metrics.get("wall_seconds"),
            "epochs": train_metrics["epochs"], "formats": {}}
+    runners = edge_runners()
+    trainer_evaluate.register(runners)  # the float model is model.keras
     for name, file in FORMATS:
-        runner = open_runner(run_dir / file)
+        runner = runners.open(run_dir / file, config.THREADS)
         row["formats"][name] = {split: metrics.summarize(runner.predict(x), y) for split, (x, y) in splits.items()}
     rob = robustness(run_dir / "model_int8.tflite", signs.test.x, signs.test.y, log=quiet)
     row["int8_robustness_mean"] = rob["mean"]
     row["int8_robustness"] = rob["perturbations"]
-    int8 = open_runner(run_dir / "model_int8.tflite")
+    int8 = runners.open(run_dir / "model_int8.tflite", config.THREADS)
     row["folders"] = {name: metrics.summarize(int8.predict(part.x), part.y)["accuracy"] for name, part in (folders or {}).items()}
     row["checkpoint"] = train_metrics.get("checkpoint", {}).get("by", "the last epoch")
     return row

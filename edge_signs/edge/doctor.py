@@ -27,6 +27,7 @@ from edge_signs.edge.cpu import cpu_info
 from edge_signs.edge.display import window_problem
 from edge_signs.edge.runtime import INSTALL_HINT, INTERPRETERS, Backend, Classifier, check_numpy_abi, check_tflite_file, is_installed
 from edge_signs.errors import EdgeSignsError
+from edge_signs.import_hints import explain_import_error  # the same advice the command gives when it cannot start
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 BF16 = ("avx512_bf16", "amx_bf16", "bf16")  # x86 AVX-512/AMX bfloat16; Arm's "bf16" feature (Cortex-A76 lacks it)
@@ -75,8 +76,6 @@ def check_picamera2() -> Check:
     try:
         importlib.import_module("picamera2")
     except (ImportError, ValueError) as exc:
-        from edge_signs.__main__ import explain_import_error  # the same advice the command gives when it cannot start
-
         return Check("picamera2", FAIL, f"does not import with numpy {np.__version__} ({str(exc).splitlines()[0][:160]})",
                      explain_import_error(exc).split(": ", 1)[-1] if "numpy" in str(exc).lower() or "dtype" in str(exc)
                      else "pip install 'edge-signs[pi-camera]' in a venv made with --system-site-packages")

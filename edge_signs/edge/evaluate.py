@@ -4,80 +4,52 @@ For each model: what the file really is (read from its tensors, not its name),
 size, accuracy, loss, per-class accuracy, a confusion matrix, top-1 agreement
 with the first model, and latency per image from one harness for every format.
 
-This is the edge half: ``.tflite`` files through the edge runtime, so a Pi can run
-it. ``.keras`` files and the int8 layer diagnosis are the trainer's half
-(``edge_signs.trainer.evaluate``), reached only when a ``.keras`` file is named or
-an int8 file loses accuracy, and only where TensorFlow is installed.
+Models are run through a ``Runners`` registry (``edge_signs.runners``): ``.tflite``
+files through the edge runtime (``TFLITE``, so a Pi can run this), and whatever else
+the caller registered -- the CLI adds the trainer's Keras runner and int8 layer
+diagnosis where TensorFlow is.
 
-Several datasets (``--data`` repeated: SIGNS, a folder of your own images, its
+Several datasets (``--signs``/``--own`` repeated: SIGNS, a folder of your own images, its
 held-out split) are scored side by side in one more table: the domain gap at a glance.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Optional
 
 import numpy as np
 
 from edge_signs import config, metrics, perturb
 from edge_signs.artifacts import check_output_dir, check_output_file, finite_or_none, write_json, write_text
-from edge_signs.data import detect_layout, labelled_root, load_labelled, own_split, resolve_data
 from edge_signs.edge.cpu import cpu_info, int8_advice
-from edge_signs.edge.runtime import Backend, Classifier, check_tflite_file, is_installed, read_sidecar, sidecar_path
-from edge_signs.errors import EdgeSignsError
+from edge_signs.edge.eval_sets import EvalSet, signs_test_set
+from edge_signs.edge.runtime import Backend, Classifier, check_tflite_file, read_sidecar, sidecar_path
 from edge_signs.log import Log, log_stderr
-from edge_signs.plots import (
-    confusion_matrix,
-    confusion_matrix_png,
-    confusion_matrix_text,
-)
+from edge_signs.metrics import confusion_matrix
+from edge_signs.plots import confusion_matrix_png, confusion_matrix_text
+from edge_signs.runners import ModelKind, Runner, Runners
 
 
-@dataclass
-class Runner:
-    """A model behind one interface: batch probabilities, and one timed single-image call."""
-
-    path: Path
-    format: str
-    backend: str
-    predict: Callable[[np.ndarray], np.ndarray]  # uint8 RGB (N,64,64,3) -> probs (N,6)
-    prepare_one: Callable[[np.ndarray], None]  # load one uint8 RGB image as the next input
-    run_one: Callable[[], None]  # one inference on it
-
-
-def tflite_runner(path: Path, threads: int, backend: Backend | None = None) -> Runner:
+def tflite_runner(path: Path, threads: int, backend: Optional[Backend] = None) -> Runner:
     clf = Classifier(path, threads=threads, backend=backend)
     return Runner(path, clf.format, str(clf.backend), clf.predict_batch, clf.set_input, clf.interpreter.invoke)
 
 
-def check_model_path(path: str | os.PathLike) -> Path:
-    """Fail fast, before any data is loaded, on a missing file, one of another kind, or a .tflite whose metadata is another's."""
-    path = Path(path)
-    if path.suffix == ".keras":
-        if not path.is_file():
-            raise EdgeSignsError(f"{path}: model file not found (expected model.keras from 'edge-signs train')")
-        return path
-    if path.suffix == ".tflite":
-        read_sidecar(check_tflite_file(path))
-        return path
-    raise EdgeSignsError(f"{path}: not a model file (expected .tflite from 'edge-signs quantize' or .keras from 'edge-signs train')")
+def check_tflite_model(path: Path) -> None:
+    """A TFLite file that exists, and metadata beside it (if any) that is its own; nothing is loaded."""
+    read_sidecar(check_tflite_file(path))
 
 
-def open_runner(path: str | os.PathLike, threads: int = config.THREADS, backend: Backend | None = None) -> Runner:
-    """A runner for a .tflite file (edge runtime, optionally a given interpreter backend) or a .keras file (TensorFlow)."""
-    path = check_model_path(path)
-    if path.suffix == ".keras":
-        if not is_installed("tensorflow"):
-            raise EdgeSignsError(f"{path}: evaluating a Keras model needs TensorFlow (pip install 'edge-signs[train]'); .tflite files do not")
-        from edge_signs.trainer.evaluate import keras_runner  # the TensorFlow boundary
+TFLITE = ModelKind((".tflite",), ".tflite from 'edge-signs quantize'", check_tflite_model, tflite_runner)
 
-        return keras_runner(path, threads)
-    return tflite_runner(path, threads, backend)
+
+def edge_runners() -> Runners:
+    """What runs here without TensorFlow: .tflite files, and no int8 layer diagnosis."""
+    return Runners([TFLITE])
 
 
 def measure_latency(runner: Runner, image: np.ndarray, runs: int = config.LATENCY_RUNS, warmup: int = config.LATENCY_WARMUP) -> tuple[float, float]:
@@ -110,102 +82,6 @@ class ModelReport:
     datasets: dict = field(default_factory=dict)  # dataset name -> accuracy, loss, per-class accuracy, confusion
 
 
-# -- what is scored ------------------------------------------------------------------------
-
-
-@dataclass
-class EvalSet:
-    """Labelled images to score: the SIGNS test set, or (a split of) a folder of your own."""
-
-    name: str  # "SIGNS test", "hands-webcam heldout"
-    x: np.ndarray  # uint8 (N, 64, 64, 3) RGB
-    y: np.ndarray
-    source: str
-    sha256: str
-    signs: object = None  # the Signs it came from (SIGNS only): the int8 diagnosis calibrates from it
-
-
-def signs_test_set(signs) -> EvalSet:
-    return EvalSet("SIGNS test", signs.test.x, signs.test.y, signs.source, signs.checksum(), signs)
-
-
-def is_signs_folder(folder: str | os.PathLike) -> bool:
-    """The course's HDF5 pair, or train/ and test/ image folders: SIGNS, whose test set is scored."""
-    found = detect_layout(Path(folder)) if Path(folder).is_dir() else None
-    return found is not None and (found[0] == "hdf5" or ((found[1] / "train").is_dir() and (found[1] / "test").is_dir()))
-
-
-def _check_split_applies(folder: str | os.PathLike, split: str) -> None:
-    """train/ and test/ image folders are both SIGNS's layout and a Keras-style folder of one's own: with a --split, say which."""
-    layout, where = detect_layout(Path(folder))
-    if split == "all" or layout != "images":
-        return
-    raise EdgeSignsError(f"--data {folder} --split {split}: {where} has train/ and test/ image folders, SIGNS's layout, whose test/ "
-                         f"is scored whole (a --split does not apply to it); to score the {split} sessions of your own images "
-                         f"there, pass --data {where / 'train'} (or {where / 'test'})")
-
-
-def load_eval_sets(data: list[str | os.PathLike] | tuple = (), split: str = "all", *, log: Log = log_stderr) -> list[EvalSet]:
-    """What ``--data`` names, in order: SIGNS folders give their test set, other labelled folders ``split`` of theirs.
-
-    No ``--data``: the SIGNS test set from wherever `resolve_data` finds it.
-    """
-    if not data:
-        return [signs_test_set(resolve_data(None, log=log))]
-    sets: list[EvalSet] = []
-    for folder in data:
-        if is_signs_folder(folder):
-            _check_split_applies(folder, split)
-            found = signs_test_set(resolve_data(folder, log=log))
-        else:
-            own = own_split(load_labelled(folder, log=log), split)
-            name = f"{Path(folder).resolve().name} {split}"
-            found = EvalSet(name, own.x, own.y, own.source, own.checksum())
-        if not len(found.y):
-            raise EdgeSignsError(f"{found.source}: --split {split} leaves no images to score")
-        if any(s.name == found.name for s in sets):
-            found.name = f"{found.name} ({len(sets) + 1})"
-        sets.append(found)
-    return sets
-
-
-def _root_or_none(folder) -> str | None:
-    """The resolved class-folder root of a labelled folder, or None where there is none (moved, emptied): warnings only."""
-    try:
-        return str(labelled_root(folder).resolve())
-    except (EdgeSignsError, OSError, TypeError):
-        return None
-
-
-def _trained_on(model: Path) -> tuple[list[str], str]:
-    """The own folders a model was fine-tuned on (its run's metrics.json) or taught on (its sidecar's ``teach``), and which."""
-    try:
-        taught = json.loads(sidecar_path(model).read_text()).get("teach", {}).get("data")
-    except (OSError, ValueError, AttributeError):
-        taught = None
-    if isinstance(taught, str):
-        return [taught], "taught"
-    try:
-        return json.loads((model.parent / "metrics.json").read_text()).get("dataset", {}).get("own") or [], "fine-tuned"
-    except (OSError, ValueError, AttributeError):
-        return [], "fine-tuned"
-
-
-def warn_trained_on(models: list[str | os.PathLike], data: list[str | os.PathLike] | tuple, split: str, log: Log) -> None:
-    """A fine-tuned or taught model scored on all of the folder it learnt from: say so (its run's metrics.json or its sidecar names them)."""
-    if split == "heldout":
-        return
-    for model in models:
-        trained, how = _trained_on(Path(model))
-        if not trained:
-            continue
-        trained_roots = {_root_or_none(t) for t in trained} - {None}
-        for folder in data:
-            if not is_signs_folder(folder) and _root_or_none(folder) in trained_roots:
-                log(f"warning: {Path(model).name} was {how} on {folder}: --split {split} scores images it trained on; "
-                    f"--split heldout scores the sessions/photos it never saw")
-
-
 def evaluate_models(
     paths: list[str | os.PathLike],
     images: np.ndarray,
@@ -216,18 +92,21 @@ def evaluate_models(
     warmup: int = config.LATENCY_WARMUP,
     backend: Backend | None = None,
     also: list[EvalSet] = (),
+    runners: Optional[Runners] = None,
     log: Log = log_stderr,
 ) -> list[ModelReport]:
     """Every model on the same images through the same harness; ``backend`` picks the TFLite interpreter.
 
     ``also``: further datasets each model is scored on while it is loaded (``ModelReport.datasets``).
+    ``runners``: the model kinds to run (default: ``edge_runners()``).
     """
+    runners = runners or edge_runners()
     for path in paths:  # every file and its metadata checked before the first model is scored
-        check_model_path(path)
+        runners.check(path)
     reports: list[ModelReport] = []
     reference = None
     for path in paths:
-        runner = open_runner(path, threads, backend)
+        runner = runners.open(path, threads, backend)
         log(f"evaluating {runner.path.name} ({runner.format}, {runner.backend})")
         probs = runner.predict(images)
         _warn_nonfinite(probs, runner.path.name, "images", log)
@@ -318,6 +197,7 @@ def run_evaluation(
     runs: int = config.LATENCY_RUNS,
     warmup: int = config.LATENCY_WARMUP,
     with_robustness: bool = False,
+    runners: Optional[Runners] = None,
     log: Log = log_stderr,
 ) -> dict:
     """Everything `edge-signs evaluate` reports, as one JSON-able dict with its Markdown.
@@ -326,13 +206,36 @@ def run_evaluation(
     first gets the full report (latency, confusion, robustness, int8 diagnosis); with more
     than one, a table scores every model on each. ``result["models"]`` holds one object
     per model; the int8 layer diagnosis and the robustness results are attached to the
-    model they are about.
+    model they are about. ``runners``: the model kinds to run and the int8 diagnosis (default: ``edge_runners()``).
     """
+    runners = runners or edge_runners()
     sets = list(sets) if isinstance(sets, (list, tuple)) else [signs_test_set(sets)]
     first = sets[0]
     reports = evaluate_models(paths, first.x, first.y, threads=threads, runs=runs, warmup=warmup,
-                              also=sets if len(sets) > 1 else (), log=log)
+                              also=sets if len(sets) > 1 else (), runners=runners, log=log)
     result: dict = {"models": [asdict(r) for r in reports], "cpu": cpu_info().describe()}
+    by_model = {m["model"]: m for m in result["models"]}
+    sections = _tables(reports, sets, log)
+    findings = _diagnose_int8(reports, first.signs, runners, log) if first.signs is not None else []
+    for f in findings:
+        by_model[f["model"]]["int8_layer_errors"] = f
+    if findings:
+        sections.append("\n## Where int8 loses accuracy\n\n" + layer_table(findings))
+    if with_robustness:
+        log("robustness (test accuracy under each perturbation):")
+        found = [robustness(r.model, first.x, first.y, threads=threads, runners=runners, log=log) for r in reports]
+        for r in found:
+            by_model[r["model"]]["robustness"] = r
+        sections.append(f"\n## Robustness\n\n{first.name} accuracy under each camera-like perturbation on its own:\n\n" + robustness_table(found))
+    result["data"] = {"name": first.name, "source": first.source, "sha256": first.sha256, "test_images": len(first.y)}
+    result["datasets"] = [{"name": s.name, "source": s.source, "sha256": s.sha256, "images": len(s.y)} for s in sets]
+    result["markdown"] = "\n".join(sections) + "\n"
+    return result
+
+
+def _tables(reports: list[ModelReport], sets: list[EvalSet], log: Log) -> list[str]:
+    """The report's Markdown up to the diagnoses: the comparison, accuracy by dataset, the int8 note, each confusion matrix."""
+    first = sets[0]
     sections = [f"Scored on {first.name} ({len(first.y)} images, {first.source}).\n\n" + markdown_table(reports)]
     if len(sets) > 1:
         sections.append("\n## Accuracy by dataset\n\n" + datasets_table(reports, sets))
@@ -346,26 +249,7 @@ def run_evaluation(
             confusion = r.confusion if s is first else r.datasets[s.name]["confusion"]
             sections.append(f"\n{Path(r.model).name} ({r.format}) on {s.name}: confusion matrix, rows true, columns predicted:\n\n```\n"
                             f"{confusion_matrix_text(np.asarray(confusion), config.LABELS)}```")
-    by_model = {m["model"]: m for m in result["models"]}
-    findings = _diagnose_int8(reports, first.signs, log) if first.signs is not None else []
-    if findings:
-        for f in findings:
-            by_model[f["model"]]["int8_layer_errors"] = f
-        from edge_signs.trainer.evaluate import (
-            layer_table,  # findings exist only where TensorFlow is
-        )
-
-        sections.append("\n## Where int8 loses accuracy\n\n" + layer_table(findings))
-    if with_robustness:
-        log("robustness (test accuracy under each perturbation):")
-        found = [robustness(r.model, first.x, first.y, threads=threads, log=log) for r in reports]
-        for r in found:
-            by_model[r["model"]]["robustness"] = r
-        sections.append(f"\n## Robustness\n\n{first.name} accuracy under each camera-like perturbation on its own:\n\n" + robustness_table(found))
-    result["data"] = {"name": first.name, "source": first.source, "sha256": first.sha256, "test_images": len(first.y)}
-    result["datasets"] = [{"name": s.name, "source": s.source, "sha256": s.sha256, "images": len(s.y)} for s in sets]
-    result["markdown"] = "\n".join(sections) + "\n"
-    return result
+    return sections
 
 
 def confusion_png_names(models: list[str | os.PathLike]) -> list[str]:
@@ -406,9 +290,9 @@ def write_report(result: dict, out_dir: str | os.PathLike) -> list[Path]:
 
 
 def robustness(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray, *, threads: int = config.THREADS, seed: int = 0,
-               log: Log = log_stderr) -> dict:
+               runners: Optional[Runners] = None, log: Log = log_stderr) -> dict:
     """Accuracy on the test set under each camera-like perturbation on its own, and their mean."""
-    runner = open_runner(path, threads)
+    runner = (runners or edge_runners()).open(path, threads)
     result = {"model": str(runner.path), "format": runner.format, "clean": metrics.accuracy(runner.predict(images), labels), "perturbations": {}}
     for name in perturb.names():
         acc = metrics.accuracy(runner.predict(perturb.apply(name, images, seed)), labels)
@@ -441,16 +325,22 @@ def int8_losses(reports: list[ModelReport], tolerance: float = config.INT8_TOLER
     return [(r, best - r.accuracy) for r in reports if r.format == "int8" and best - r.accuracy > tolerance]
 
 
-def _diagnose_int8(reports: list[ModelReport], signs, log: Log) -> list[dict]:
-    """Which layers lose accuracy, by TensorFlow's quantization debugger; on a Pi, where to run it."""
+def _diagnose_int8(reports: list[ModelReport], signs, runners: Runners, log: Log) -> list[dict]:
+    """Which layers lose accuracy, by the diagnosis ``runners`` has (the trainer's quantization debugger); else where to run it."""
     losses = int8_losses(reports)
-    if not losses:
-        return []
-    if not is_installed("tensorflow"):
-        for r, drop in losses:
-            log(f"{Path(r.model).name}: int8 loses {drop:.3f} accuracy against float; run 'edge-signs evaluate' "
-                f"where TensorFlow and its source model are, to see which layers lose it")
-        return []
-    from edge_signs.trainer.evaluate import diagnose_int8  # the TensorFlow boundary
+    if losses and runners.diagnose_int8 is not None:
+        return runners.diagnose_int8(losses, signs, log)
+    for r, drop in losses:
+        log(f"{Path(r.model).name}: int8 loses {drop:.3f} accuracy against float; run 'edge-signs evaluate' "
+            f"where TensorFlow and its source model are, to see which layers lose it")
+    return []
 
-    return diagnose_int8(losses, signs, log=log)
+
+def layer_table(findings: list[dict]) -> str:
+    lines = []
+    for f in findings:
+        lines += [f"{Path(f['model']).name}: {f['accuracy_drop']:.3f} below float; layers with the largest int8 error (RMSE in quantization steps):", ""]
+        lines += ["| layer | op | rmse / scale |", "|---|---|---:|"]
+        lines += [f"| {row['layer'][:80]} | {row['op']} | {row['rmse_over_scale']:.2f} |" for row in f["layers"]]
+        lines.append("")
+    return "\n".join(lines)

@@ -18,12 +18,13 @@ import numpy as np
 
 from edge_signs import config
 from edge_signs.artifacts import check_output_file
-from edge_signs.data import Labelled, load_labelled, own_split, resolve_data, stratified_split
+from edge_signs.data import resolve_data, stratified_split
 from edge_signs.edge.head import FitOptions, SoftmaxHead, check_frames, fit_head
 from edge_signs.edge.head_file import read_site, snap, write_head_file
 from edge_signs.edge.runtime import Classifier, sidecar_path
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
+from edge_signs.own_data import Labelled, load_labelled, own_split
 
 HELD_GROUPS = "the folder's held-out sessions/photos (as evaluate --split heldout)"
 HELD_REST = "the images not drawn (the folder has no session held out: for bursts of one session, near-copies of the fitted frames)"

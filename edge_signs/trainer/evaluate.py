@@ -1,7 +1,7 @@
 """The trainer's half of `edge-signs evaluate`: Keras models, and where int8 loses accuracy.
 
-``edge_signs.edge.evaluate`` calls into this module only for ``.keras`` files and
-for int8 files that lose accuracy, and only where TensorFlow is installed.
+``register`` adds both to a ``Runners`` registry; ``edge_signs.edge.evaluate`` then runs
+them without importing this module (the CLI registers them where TensorFlow is).
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from edge_signs import config
-from edge_signs.edge.evaluate import ModelReport, Runner
-from edge_signs.preprocess import to_model_input
+from edge_signs.edge.evaluate import ModelReport
 from edge_signs.edge.runtime import read_sidecar
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
+from edge_signs.precheck import check_keras_file
+from edge_signs.preprocess import to_model_input
+from edge_signs.runners import ModelKind, Runner, Runners
 from edge_signs.trainer import tf
 from edge_signs.trainer.quantize import (
     layer_error_report,
@@ -24,7 +26,8 @@ from edge_signs.trainer.quantize import (
 )
 
 
-def keras_runner(path: Path, threads: int) -> Runner:
+def keras_runner(path: Path, threads: int, backend=None) -> Runner:
+    """A .keras file through TensorFlow (``backend``, a TFLite interpreter choice, does not apply)."""
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
     except RuntimeError:  # TensorFlow already ran in this process (a notebook, a test): its thread pool is fixed now
@@ -44,7 +47,7 @@ def keras_runner(path: Path, threads: int) -> Runner:
     return Runner(path, "keras float32", f"tensorflow {tf.__version__}", predict, prepare, run_one)
 
 
-def diagnose_int8(losses: list[tuple[ModelReport, float]], signs, *, log: Log = log_stderr) -> list[dict]:
+def diagnose_int8(losses: list[tuple[ModelReport, float]], signs, log: Log = log_stderr) -> list[dict]:
     """For each int8 file that loses accuracy against float (``edge.evaluate.int8_losses``): which layers lose it.
 
     Needs the file's source model (named in its sidecar) beside it.
@@ -73,11 +76,10 @@ def diagnose_int8(losses: list[tuple[ModelReport, float]], signs, *, log: Log = 
     return findings
 
 
-def layer_table(findings: list[dict]) -> str:
-    lines = []
-    for f in findings:
-        lines += [f"{Path(f['model']).name}: {f['accuracy_drop']:.3f} below float; layers with the largest int8 error (RMSE in quantization steps):", ""]
-        lines += ["| layer | op | rmse / scale |", "|---|---|---:|"]
-        lines += [f"| {row['layer'][:80]} | {row['op']} | {row['rmse_over_scale']:.2f} |" for row in f["layers"]]
-        lines.append("")
-    return "\n".join(lines)
+KERAS = ModelKind(config.KERAS_SUFFIXES, "model.keras from 'edge-signs train'", check_keras_file, keras_runner)
+
+
+def register(runners: Runners) -> None:
+    """Keras files and the int8 layer diagnosis, for `evaluate` to use through ``runners``."""
+    runners.register(KERAS)
+    runners.diagnose_int8 = diagnose_int8

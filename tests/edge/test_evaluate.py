@@ -6,6 +6,7 @@ half (a .keras file in the table, the int8 layer diagnosis) is in tests/trainer.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import cv2
@@ -13,9 +14,23 @@ import numpy as np
 import pytest
 
 from edge_signs import config, metrics, perturb
-from edge_signs.edge.evaluate import ModelReport, evaluate_models, int8_losses, markdown_table, robustness, robustness_table
-from edge_signs.edge.runtime import Backend, Classifier, find_backend
+from edge_signs.edge import evaluate
+from edge_signs.edge.evaluate import (
+    TFLITE,
+    ModelReport,
+    edge_runners,
+    evaluate_models,
+    int8_losses,
+    markdown_table,
+    robustness,
+    robustness_table,
+    run_evaluation,
+    tflite_runner,
+)
+from edge_signs.edge.runtime import Backend, Classifier, find_backend, sidecar_path
+from edge_signs.errors import EdgeSignsError
 from edge_signs.log import quiet
+from edge_signs.runners import ModelKind, Runners
 from tests.conftest import run_cli
 from tests.faults import one_line_error
 
@@ -58,6 +73,33 @@ def test_bad_model_inputs(tmp_path, signs_dir):
     result = run_cli("evaluate", tmp_path / "notes.txt", "--signs", signs_dir)
     assert result.returncode == 1 and "not a model file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- the runner registry -----------------------------------------------------------------------------------
+
+
+def _copy_model(model, folder, name):
+    """The model and its sidecar under another name (the sidecar names the model's bytes, which stay the same)."""
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_bytes(model.read_bytes())
+    sidecar_path(folder / name).write_bytes(sidecar_path(model).read_bytes())
+    return folder / name
+
+
+def test_runners_pick_the_kind_by_file_suffix(tiny_models, signs, tmp_path):
+    """A kind registered for a suffix runs that suffix's files; the others keep theirs."""
+    renamed = _copy_model(tiny_models["int8"], tmp_path, "tiny_int8.lite")
+    runners = edge_runners()
+    runners.register(ModelKind((".lite",), ".lite from this test", TFLITE.check,
+                               lambda path, threads, backend: dataclasses.replace(tflite_runner(path, threads, backend), backend="relabelled")))
+    x, y = signs.test.x[:12], signs.test.y[:12]
+    lite, plain = evaluate_models([renamed, tiny_models["int8"]], x, y, runs=1, warmup=0, runners=runners, log=quiet)
+    assert lite.backend == "relabelled" and plain.backend == str(find_backend())
+    assert (lite.accuracy, lite.confusion) == (plain.accuracy, plain.confusion)  # the same bytes, run by the same interpreter
+    with pytest.raises(EdgeSignsError, match=r"not a model file \(expected \.tflite from 'edge-signs quantize'\)"):
+        evaluate_models([renamed], x, y, runs=1, warmup=0, log=quiet)  # the edge side alone has no .lite kind
+    with pytest.raises(EdgeSignsError, match="no model kind is available here"):
+        Runners().check(tiny_models["int8"])
 
 
 def _recording_backend() -> tuple[Backend, list[dict]]:
@@ -175,7 +217,7 @@ def test_own_folder_side_by_side_with_signs(tiny_models, signs_dir, signs, tmp_p
 
 
 def test_own_folder_heldout_split_scores_whole_sessions_only(tiny_models, signs, tmp_path):
-    from edge_signs.data import grouped_split, load_labelled
+    from edge_signs.own_data import grouped_split, load_labelled
 
     own = _as_labelled_folder(signs, tmp_path / "mine")
     result = run_cli("evaluate", tiny_models["int8"], "--own", own, "--split", "heldout", "--runs", 1, "--warmup", 0, "--json", "--out", tmp_path)
@@ -222,7 +264,7 @@ def test_a_split_of_a_folder_with_train_and_test_folders_names_the_ambiguity(tin
 
 def _held_out_sessions(count: int) -> list[str]:
     """Session names the fixed held-out split holds out, every one of them."""
-    from edge_signs.data import grouped_split
+    from edge_signs.own_data import grouped_split
 
     names = [f"s{k:04d}" for k in range(400)]
     _, held = grouped_split(names, config.HOLDOUT_FRACTION, config.HOLDOUT_SALT)
@@ -240,3 +282,38 @@ def test_a_split_left_empty_is_one_line_naming_the_folder(tiny_models, signs, tm
     result = run_cli("evaluate", tiny_models["int8"], "--own", own, "--split", "train", "--runs", 1, "--warmup", 0, "--out", tmp_path / "ev")
     one_line_error(result, str(own), "--split train", "no images")
     assert "RuntimeWarning" not in result.stderr and "nan" not in result.stdout
+
+
+# -- where int8 loses accuracy ----------------------------------------------------------------------------
+
+
+def _int8_always_loses(monkeypatch):
+    monkeypatch.setattr(evaluate, "int8_losses", lambda reports: [(r, 0.25) for r in reports if r.format == "int8"])
+
+
+def test_an_int8_loss_without_a_diagnosis_says_where_to_run_one(tiny_models, signs, monkeypatch):
+    _int8_always_loses(monkeypatch)
+    log: list[str] = []
+    result = run_evaluation([tiny_models["float32"], tiny_models["int8"]], signs, runs=1, warmup=0, log=log.append)
+    assert any("tiny_int8.tflite: int8 loses 0.250" in line and "where TensorFlow and its source model are" in line for line in log)
+    assert "## Where int8 loses accuracy" not in result["markdown"]
+    assert all("int8_layer_errors" not in m for m in result["models"])
+
+
+def test_a_registered_diagnosis_is_attached_to_its_model(tiny_models, signs, monkeypatch):
+    """The diagnosis a registry carries (the trainer's, from the CLI) is called with the losses and the SIGNS scored on."""
+    _int8_always_loses(monkeypatch)
+    calls = []
+
+    def diagnose(losses, data, log):
+        calls.append(([(r.model, drop) for r, drop in losses], data))
+        return [{"model": r.model, "accuracy_drop": drop, "layers": [{"layer": "conv", "op": "CONV_2D", "rmse_over_scale": 1.5}]}
+                for r, drop in losses]
+
+    runners = Runners([TFLITE], diagnose_int8=diagnose)
+    result = run_evaluation([tiny_models["float32"], tiny_models["int8"]], signs, runs=1, warmup=0, runners=runners, log=quiet)
+    assert len(calls) == 1 and calls[0][0] == [(str(tiny_models["int8"]), 0.25)] and calls[0][1] is signs
+    float32, int8 = result["models"]
+    assert "int8_layer_errors" not in float32 and int8["int8_layer_errors"]["layers"][0]["op"] == "CONV_2D"
+    assert "## Where int8 loses accuracy" in result["markdown"] and "| conv | CONV_2D | 1.50 |" in result["markdown"]
+

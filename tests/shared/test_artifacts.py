@@ -1,4 +1,4 @@
-"""Issue 9, the rules every writer follows (edge_signs.artifacts): strict JSON, no half-written or
+"""The rules every writer follows (edge_signs.artifacts): strict JSON, no half-written or
 lost files, temporary files a killed writer left are removed by the next one, one writer per
 folder, and output paths checked before the work.
 
@@ -42,8 +42,8 @@ def _python(code: str, *args: str) -> subprocess.Popen:
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_write_json_refuses_non_finite_numbers_and_keeps_the_old_file(tmp_path, bad):
-    """Issue 9, failure 1 (NaN written into metrics.json) and rule "JSON is always strict JSON":
-    a non-finite number is a one-line error, the existing file keeps its bytes, no temporary is left."""
+    """JSON is always strict JSON (no NaN in metrics.json): a non-finite number is a one-line error,
+    the existing file keeps its bytes, no temporary is left."""
     target = tmp_path / "metrics.json"
     target.write_text('{"test_accuracy": 0.97}\n')
     before = target.read_bytes()
@@ -55,8 +55,8 @@ def test_write_json_refuses_non_finite_numbers_and_keeps_the_old_file(tmp_path, 
 
 
 def test_dumps_is_strict_and_finite_or_none_marks_unmeasured_values_null():
-    """Issue 9, rule "JSON is always strict JSON" (and failure 6: `evaluate --json` with NaN in it):
-    reports map NaN/infinity to null, everywhere in nested data, before writing."""
+    """JSON is always strict JSON (`evaluate --json` of a broken model too): reports map NaN/infinity
+    to null, everywhere in nested data, before writing."""
     with pytest.raises(EdgeSignsError):
         artifacts.dumps({"loss": float("nan")})
     report = {"loss": float("nan"), "rows": [{"p90": float("inf")}, (1.5, -float("inf"))], "n": 3, "ok": True, "name": "x"}
@@ -67,7 +67,7 @@ def test_dumps_is_strict_and_finite_or_none_marks_unmeasured_values_null():
 
 
 def test_write_json_replaces_atomically_with_normal_permissions(tmp_path):
-    """Issue 9, rule "existing files are only replaced atomically, when the new content is complete"."""
+    """Existing files are only replaced atomically, when the new content is complete."""
     target = tmp_path / "history.json"
     target.write_text("old\n")
     artifacts.write_json(target, {"loss": [1.0, 0.5]})
@@ -87,9 +87,8 @@ def _umask() -> int:
 
 
 def test_temp_file_of_a_dead_writer_is_removed_by_the_next_write(tmp_path):
-    """Issue 9, failure 4 (kill -9 leaves a hidden temp file) and rule "a killed run leaves no hidden
-    temp files, or cleans them up on the next run": a temp named for a dead PID goes; one of a live
-    process (a writer still at work) stays."""
+    """A killed run's hidden temporary file is cleaned up by the next run: a temp named for a dead
+    PID goes; one of a live process (a writer still at work) stays."""
     target = tmp_path / "out.avi"
     dead = tmp_path / f".out.avi.tmp-{_dead_pid()}-abc123.avi"
     dead.write_bytes(b"half a video")
@@ -106,8 +105,8 @@ def test_temp_file_of_a_dead_writer_is_removed_by_the_next_write(tmp_path):
 
 
 def test_writer_killed_mid_write_leaves_the_old_file_and_the_next_writer_cleans_up(tmp_path):
-    """Issue 9, failure 4 (kill -9 during a recording) and rule "existing files are only replaced ...
-    at the end": a real process killed with SIGKILL while a PendingFile is open."""
+    """Existing files are only replaced at the end: a real process killed with SIGKILL while a
+    PendingFile is open (a recording, say) leaves the old file."""
     target = tmp_path / "frames.jsonl"
     target.write_text('{"old": 1}\n')
     child = _python(
@@ -138,7 +137,7 @@ def test_writer_killed_mid_write_leaves_the_old_file_and_the_next_writer_cleans_
 
 
 def test_pending_file_dropped_on_error_keeps_the_old_file(tmp_path):
-    """Issue 9, failure 4 (a failing run truncated prev.jsonl to 0 bytes)."""
+    """A run that fails leaves the previous file (prev.jsonl) as it was, not truncated."""
     target = tmp_path / "prev.jsonl"
     target.write_text('{"frame": 0}\n')
     pending = artifacts.PendingFile(target)
@@ -149,7 +148,7 @@ def test_pending_file_dropped_on_error_keeps_the_old_file(tmp_path):
 
 
 def test_atomic_path_removes_its_temp_when_the_writer_fails(tmp_path):
-    """Issue 9, rule "existing files are only replaced ... when the new content is complete"."""
+    """Existing files are only replaced when the new content is complete."""
     target = tmp_path / "model.keras"
     target.write_bytes(b"good model")
     with pytest.raises(RuntimeError):
@@ -172,8 +171,8 @@ with folder_lock(sys.argv[1], "train into the test folder"):
 
 
 def test_folder_lock_held_by_another_process_is_refused_until_it_dies(tmp_path):
-    """Issue 9, failure 3 (two runs into one --out) and rule "one run per output folder at a time ...
-    a lock left by a killed process does not block forever"."""
+    """One run per output folder at a time (two runs into one --out): a lock left by a killed
+    process does not block forever."""
     folder = tmp_path / "run"
     holder = _python(_HOLD_LOCK, str(folder))
     try:
@@ -194,7 +193,7 @@ def test_folder_lock_held_by_another_process_is_refused_until_it_dies(tmp_path):
 
 
 def test_folder_lock_is_released_on_error_in_this_process(tmp_path):
-    """Issue 9, rule "one run per output folder at a time": a run that fails frees the folder."""
+    """One run per output folder at a time: a run that fails frees the folder."""
     folder = tmp_path / "run"
     with pytest.raises(EdgeSignsError, match="diverged"):
         with artifacts.folder_lock(folder, "train"):
@@ -207,7 +206,7 @@ def test_folder_lock_is_released_on_error_in_this_process(tmp_path):
 
 
 def test_check_output_dir_rules(tmp_path):
-    """Issue 9, rule "every output path is checked before the work starts": writable, not a file;
+    """Every output path is checked before the work starts: writable, not a file;
     a missing folder under a writable one is fine, and checking it creates nothing."""
     file = tmp_path / "file.txt"
     file.write_text("keep me\n")
@@ -223,8 +222,8 @@ def test_check_output_dir_rules(tmp_path):
 
 
 def test_check_output_file_rules(tmp_path, monkeypatch):
-    """Issue 9, rule "every output path is checked before the work starts: writable, not a directory,
-    not an input of the same run (the model, its metadata, the labels CSV)"."""
+    """Every output path is checked before the work starts: writable, not a directory, not an input
+    of the same run (the model, its metadata, the labels CSV)."""
     model, sidecar, labels = tmp_path / "m.tflite", tmp_path / "m.json", tmp_path / "labels.csv"
     for f in (model, sidecar, labels):
         f.write_text("input")

@@ -1,6 +1,6 @@
-"""Issue 9, bad data: the HDF5 and image-folder layouts are held to the same rules (every class
-present, a minimum number of images), and every rejected file is named in one line, never a
-traceback (an empty training set gave a ZeroDivisionError, 0x0 images a cv2.error).
+"""Bad data: the HDF5 and image-folder layouts are held to the same rules (every class present, a
+minimum number of images), and every rejected file is named in one line, never a traceback (an
+empty training set, 0x0 images, a truncated JPEG).
 
 Small fixtures made here; `data info` runs in a fresh process as a user would. No TensorFlow.
 """
@@ -54,7 +54,7 @@ def _image_folders(folder: Path, train: tuple[np.ndarray, np.ndarray], test: tup
 
 
 def test_hdf5_with_an_empty_training_set(tmp_path):
-    """Issue 9, failure 5: an HDF5 with an empty training set (was a ZeroDivisionError)."""
+    """An HDF5 with an empty training set: one line naming the file and the minimum, not an arithmetic error."""
     data = _h5_pair(tmp_path / "h5", _images([0] * config.NUM_CLASSES))
     one_line_error(run_cli("data", "info", "--signs", data), "train_signs.h5", "at least", "0 images in all")
     with pytest.raises(EdgeSignsError, match="train set needs at least"):
@@ -62,26 +62,26 @@ def test_hdf5_with_an_empty_training_set(tmp_path):
 
 
 def test_hdf5_with_0x0_images(tmp_path):
-    """Issue 9, failure 5: `data info` on an HDF5 with 0x0 images (was a cv2.error traceback)."""
+    """`data info` on an HDF5 with 0x0 images: one line naming the shape, not an OpenCV traceback."""
     data = _h5_pair(tmp_path / "h5", _images([2] * config.NUM_CLASSES, size=0))
     one_line_error(run_cli("data", "info", "--signs", data), "train_signs.h5", "shape", "(12, 0, 0, 3)")
 
 
 def test_hdf5_training_set_missing_a_class(tmp_path):
-    """Issue 9, failure 6: an HDF5 training set missing a class was silently accepted."""
+    """An HDF5 training set missing a class is refused, naming the class."""
     data = _h5_pair(tmp_path / "h5", _images([2, 2, 2, 2, 2, 0]))
     one_line_error(run_cli("data", "info", "--signs", data), "train_signs.h5", "too few of 5: 0")
 
 
 def test_hdf5_training_set_of_3_images(tmp_path):
-    """Issue 9, failure 6: an HDF5 training set holding 3 images was silently accepted."""
+    """An HDF5 training set holding 3 images is refused, naming every class short of the minimum."""
     data = _h5_pair(tmp_path / "h5", _images([1, 1, 1, 0, 0, 0]))
     line = one_line_error(run_cli("data", "info", "--signs", data), "train_signs.h5", "3 images in all")
     assert all(f"{label}: " in line for label in config.LABELS)  # every class short of the minimum is named
 
 
 def test_hdf5_test_set_missing_a_class(tmp_path):
-    """Issue 9, rule "the HDF5 and image-folder layouts are held to the same rules (every class present)"."""
+    """The test set of the HDF5 layout is held to the same rule as the training set: every class present."""
     data = _h5_pair(tmp_path / "h5", _images([2] * config.NUM_CLASSES), test=_images([1, 1, 1, 1, 1, 0]))
     one_line_error(run_cli("data", "info", "--signs", data), "test_signs.h5", "too few of 5: 0")
 
@@ -91,8 +91,8 @@ def test_hdf5_test_set_missing_a_class(tmp_path):
 
 @pytest.mark.parametrize("short", ["one class", "every class"])
 def test_both_layouts_refuse_the_same_short_training_set(tmp_path, short):
-    """Issue 9, failure 6 ("the image-folder layout rejects the same") and rule "the HDF5 and
-    image-folder layouts are held to the same rules ... a minimum number of images"."""
+    """The image-folder layout refuses the same short training set the HDF5 layout does: one
+    minimum number of images for both."""
     enough = config.MIN_IMAGES_PER_CLASS["train"]
     assert enough >= 2  # one fewer still leaves an image in the folder: not simply an empty class folder
     counts = [enough] * (config.NUM_CLASSES - 1) + [enough - 1] if short == "one class" else [enough - 1] * config.NUM_CLASSES
@@ -108,8 +108,7 @@ def test_both_layouts_refuse_the_same_short_training_set(tmp_path, short):
 
 
 def test_both_layouts_accept_the_minimum_and_give_the_same_data(tmp_path):
-    """Issue 9, rule "the HDF5 and image-folder layouts are held to the same rules": at the minimum
-    both load, with the same pixels, labels and checksum (the checksum guards --resume)."""
+    """At the minimum both layouts load, with the same pixels, labels and checksum (the checksum guards --resume)."""
     train = _images([config.MIN_IMAGES_PER_CLASS["train"]] * config.NUM_CLASSES)
     test = _images([config.MIN_IMAGES_PER_CLASS["test"]] * config.NUM_CLASSES)
     h5 = load_signs(_h5_pair(tmp_path / "hdf5", train, test))
@@ -128,8 +127,8 @@ def test_both_layouts_accept_the_minimum_and_give_the_same_data(tmp_path):
 
 
 def test_truncated_jpeg_is_named(tmp_path):
-    """Issue 9, failure 6: a JPEG truncated to half gave only libjpeg's "Premature end of JPEG file",
-    naming no file; now a one-line error names it."""
+    """A JPEG truncated to half is a one-line error naming the file (libjpeg alone prints
+    "Premature end of JPEG file" on stderr and names none)."""
     train, test = _images([2] * config.NUM_CLASSES), _images([1] * config.NUM_CLASSES)
     folder = tmp_path / "imgs"
     for (x, y), split in ((train, "train"), (test, "test")):
@@ -144,7 +143,7 @@ def test_truncated_jpeg_is_named(tmp_path):
 
 
 def test_skipped_files_are_named(tmp_path):
-    """Issue 9, rule "every data file that is skipped or rejected is named"."""
+    """Every data file that is skipped or rejected is named."""
     folder = _image_folders(tmp_path / "imgs", _images([2] * config.NUM_CLASSES))
     (folder / "train" / "2" / "notes.txt").write_text("not an image")
     proc = run_cli("data", "info", "--signs", folder)

@@ -32,3 +32,26 @@ def test_per_class_accuracy_and_missing_classes():
 
 def test_summarize():
     assert metrics.summarize(PROBS, Y) == {"accuracy": metrics.accuracy(PROBS, Y), "loss": metrics.cross_entropy(PROBS, Y)}
+
+
+def test_confusion_matrix_counts():
+    y_true = np.array([0, 0, 1, 1, 1, 2])
+    y_pred = np.array([0, 1, 1, 1, 2, 2])
+    m = metrics.confusion_matrix(y_true, y_pred, 3)
+    assert m.dtype == np.int64
+    np.testing.assert_array_equal(m, [[1, 1, 0], [0, 2, 1], [0, 0, 1]])
+    assert m.sum() == len(y_true)
+
+
+def test_confusion_matrix_empty():
+    m = metrics.confusion_matrix(np.array([], int), np.array([], int), 2)
+    np.testing.assert_array_equal(m, np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize(
+    "y_true, y_pred",
+    [([0, 3], [0, 1]), ([0, 1], [0, -1]), ([0, 1], [0]), ([0.5, 1], [0, 1])],
+)
+def test_confusion_matrix_rejects_bad_labels(y_true, y_pred):
+    with pytest.raises(ValueError):
+        metrics.confusion_matrix(np.array(y_true), np.array(y_pred), 3)

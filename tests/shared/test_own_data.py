@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from edge_signs import config
-from edge_signs.data import check_own_classes, group_of, grouped_split, labelled_root, load_labelled, own_split
 from edge_signs.errors import EdgeSignsError
+from edge_signs.images import IMAGE_SUFFIXES
+from edge_signs.own_data import check_own_classes, count_images, group_of, grouped_split, labelled_root, load_labelled, own_split
 from tests.conftest import REPO
 
 HANDS = Path(__import__("os").environ.get("EDGE_SIGNS_HANDS", REPO.parent / "shared" / "datasets" / "hands-webcam"))
@@ -169,3 +170,23 @@ def test_a_png_named_jpg_and_a_jpeg_with_bytes_appended_are_read_and_named(tmp_p
     assert "s2_00001.jpg: a PNG file named .jpg" in text, text
     assert "s3_00001.jpg: 100 bytes after the JPEG's end-of-image marker" in text, text
     assert "truncated" not in text
+
+
+def test_count_images_counts_what_loading_reads(tmp_path):
+    """Every image suffix the loaders read is counted (any case), hidden and temporary files are not: the counts
+    collect reports are the images fine-tuning will load."""
+    (tmp_path / "2").mkdir()
+    for k, suffix in enumerate(sorted(IMAGE_SUFFIXES)):
+        image = np.full((64, 64) if suffix == ".pgm" else (64, 64, 3), 40 * (k % 6), np.uint8)
+        ok, data = cv2.imencode(suffix, image)
+        assert ok, suffix
+        (tmp_path / "2" / f"s1_{k:05d}{suffix.upper() if k % 2 else suffix}").write_bytes(data.tobytes())
+    _write(tmp_path, "4", "s2_00001.jpg")
+    (tmp_path / "2" / "notes.txt").write_text("not an image")
+    (tmp_path / "2" / ".s1_00099.jpg.tmp-123-abc").write_bytes(b"half a crop")
+    (tmp_path / "4" / ".hidden.jpg").write_bytes(b"")
+    counts = count_images(tmp_path)
+    assert counts == {label: {"2": len(IMAGE_SUFFIXES), "4": 1}.get(label, 0) for label in config.LABELS}
+    assert counts["2"] == 9
+    assert sum(counts.values()) == len(load_labelled(tmp_path))
+

@@ -16,12 +16,19 @@ pytest.importorskip("tensorflow")
 
 from edge_signs import metrics  # noqa: E402
 from edge_signs.edge import evaluate as edge_evaluate  # noqa: E402
-from edge_signs.edge.evaluate import evaluate_models, run_evaluation  # noqa: E402
+from edge_signs.edge.evaluate import edge_runners, evaluate_models, layer_table, run_evaluation  # noqa: E402
 from edge_signs.edge.runtime import Classifier  # noqa: E402
 from edge_signs.log import quiet  # noqa: E402
-from edge_signs.trainer.evaluate import diagnose_int8, layer_table  # noqa: E402
+from edge_signs.trainer.evaluate import diagnose_int8, register  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
 from tests.fixtures.make_tiny_model import build  # noqa: E402
+
+
+def trainer_runners():
+    """What the CLI gives `evaluate` where a Keras file is named: .tflite files, Keras files, the int8 diagnosis."""
+    runners = edge_runners()
+    register(runners)
+    return runners
 
 
 @pytest.mark.slow
@@ -68,7 +75,7 @@ def tiny_keras(tmp_path_factory, signs) -> dict:
 
 def test_keras_runner_scores_like_its_tflite_file(tiny_keras, signs):
     x, y = signs.test.x, signs.test.y
-    keras_report, tflite_report = evaluate_models([tiny_keras["keras"], tiny_keras["float32"]], x, y, runs=3, warmup=1, log=quiet)
+    keras_report, tflite_report = evaluate_models([tiny_keras["keras"], tiny_keras["float32"]], x, y, runs=3, warmup=1, runners=trainer_runners(), log=quiet)
     assert (keras_report.format, tflite_report.format) == ("keras float32", "float32")
     assert keras_report.backend.startswith("tensorflow ") and keras_report.latency_ms_p50 > 0
     assert tflite_report.agreement >= 0.98  # agreement with the Keras model, the first
@@ -101,7 +108,7 @@ def test_diagnose_int8_without_its_source_model_says_where_to_run(tiny_models, s
 def test_evaluation_attaches_the_diagnosis_to_its_model(tiny_keras, signs, monkeypatch):
     """When an int8 file loses accuracy, the report says which layers lose it, under that model."""
     monkeypatch.setattr(edge_evaluate, "int8_losses", lambda reports: [(r, 0.3) for r in reports if r.format == "int8"])
-    result = run_evaluation([tiny_keras["float32"], tiny_keras["int8"]], signs, runs=2, warmup=0, log=quiet)
+    result = run_evaluation([tiny_keras["float32"], tiny_keras["int8"]], signs, runs=2, warmup=0, runners=trainer_runners(), log=quiet)
     float32, int8 = result["models"]
     assert "int8_layer_errors" not in float32
     assert int8["int8_layer_errors"]["accuracy_drop"] == 0.3 and int8["int8_layer_errors"]["layers"]
