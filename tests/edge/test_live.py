@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 
 from edge_signs import config
-from edge_signs.edge.live import LiveOptions, RollingStats, Smoother, parse_roi, run_live
+from edge_signs.edge.live import LiveOptions, parse_roi, run_live
+from edge_signs.edge.loop import RollingStats
+from edge_signs.edge.predict import Smoother
 from edge_signs.preprocess import Roi
 from edge_signs.edge.runtime import Classifier
 from edge_signs.errors import EdgeSignsError
