@@ -25,8 +25,10 @@ from click.testing import CliRunner
 
 from edge_signs import cli, config
 from edge_signs.data import group_of  # the grouped split's own rule: every name collect writes must follow it
-from edge_signs.edge import collect
-from edge_signs.edge.collect import CollectOptions, CropWriter, Keys, Pacer, _Save, crop_square, run_collect
+from edge_signs.edge import collect, collect_keys, crop_writer, display
+from edge_signs.edge.collect import CollectOptions, run_collect
+from edge_signs.edge.collect_keys import Keys, Pacer
+from edge_signs.edge.crop_writer import Crop, CropWriter, crop_square
 from edge_signs.preprocess import Roi
 from edge_signs.edge.sources import FrameSource
 from edge_signs.errors import EdgeSignsError
@@ -79,6 +81,7 @@ def _fake_gui(monkeypatch, keys: dict[int, str]) -> list:
     """OpenCV's window calls stood in for: waitKey after the i-th imshow returns keys[i]."""
     shown: list = []
     monkeypatch.setattr(collect, "check_gui", lambda: None)
+    monkeypatch.setattr(display, "check_gui", lambda: None)
     monkeypatch.setattr(cv2, "namedWindow", lambda *a, **k: None)
     monkeypatch.setattr(cv2, "imshow", lambda name, img: shown.append(img.copy()))
     monkeypatch.setattr(cv2, "waitKey", lambda ms: (ord(keys[len(shown) - 1]) if len(shown) - 1 in keys else -1))
@@ -96,7 +99,7 @@ def _opts(out: Path, video: Path, **kw) -> CollectOptions:
 
 def test_keys_save_burst_quit_and_hint_on_unknown_keys():
     keys = Keys(interval=0.5)
-    assert keys.press(-1, 0.0) is None and keys.status == collect.KEY_HELP  # no key this frame
+    assert keys.press(-1, 0.0) is None and keys.status == collect_keys.KEY_HELP  # no key this frame
     assert keys.press(ord("b"), 0.0) is None and not keys.burst and "press 0-5 first" in keys.status
     assert keys.press(ord("3"), 0.1) == "3" and keys.label == "3"
     assert keys.press(ord("x"), 0.2) is None and "'x' does nothing" in keys.status and not keys.quit
@@ -162,7 +165,7 @@ def test_window_keys_save_crops_into_class_folders(video, tmp_path, monkeypatch)
         assert cv2.imread(str(p)).shape == (config.COLLECT_SIZE, config.COLLECT_SIZE, 3)
         assert p.name.startswith(s.session + "_") and group_of(p.name) == s.session
     rows = _rows(out)
-    assert list(rows[0]) == list(collect.CSV_COLUMNS)
+    assert list(rows[0]) == list(crop_writer.CSV_COLUMNS)
     assert [(r["file"], r["label"], r["frame"]) for r in rows] == [
         (f"2/{s.session}_00000.jpg", "2", "1"), (f"5/{s.session}_00001.jpg", "5", "3"), (f"2/{s.session}_00002.jpg", "2", "5")]
     assert {r["source"] for r in rows} == {f"video {video}"} and {r["roi"] for r in rows} == {"40,0,240"}
@@ -320,7 +323,7 @@ def test_contradicting_options_are_one_line_errors_before_the_source_opens(video
 
 def test_labels_without_a_video_is_an_error(tmp_path):
     with pytest.raises(EdgeSignsError, match="--labels scores a --video"):
-        CollectOptions(out=tmp_path, labels_csv=tmp_path / "x.csv").mode()
+        CollectOptions(out=tmp_path, labels_csv=tmp_path / "x.csv")
 
 
 def test_unwritable_or_full_out_is_refused_before_the_source_opens(video, tmp_path, monkeypatch):
@@ -334,8 +337,8 @@ def test_unwritable_or_full_out_is_refused_before_the_source_opens(video, tmp_pa
     (tmp_path / "out" / "3").write_text("not a folder")
     with pytest.raises(EdgeSignsError, match="must be folders"):
         run_collect(_opts(tmp_path / "out", video, headless=True, label="1"), log=quiet)
-    usage = collect.shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(collect.shutil, "disk_usage", lambda p: usage._replace(free=20 * 2**20))
+    usage = crop_writer.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(crop_writer.shutil, "disk_usage", lambda p: usage._replace(free=20 * 2**20))
     with pytest.raises(EdgeSignsError, match=f"only 20.0 MB free on its disk; collect needs at least {config.COLLECT_MIN_FREE_MB} MB"):
         run_collect(_opts(tmp_path / "new", video, headless=True, label="1"), log=quiet)
 
@@ -423,7 +426,7 @@ def test_a_full_queue_drops_a_cameras_crops_and_counts_them(tmp_path, monkeypatc
     monkeypatch.setattr(CropWriter, "_write", lambda self, item: (gate.wait(5), real(self, item)))
     writer = CropWriter(tmp_path, "s20260101-000000-abcd", "camera 0", block=False, maxsize=2)
     crop = np.zeros((16, 16, 3), np.uint8)
-    results = [writer.submit(_Save(crop, "1", (0, 0, 16), time.time(), k)) for k in range(6)]
+    results = [writer.submit(Crop(crop, "1", (0, 0, 16), time.time(), k)) for k in range(6)]
     gate.set()
     writer.close()
     # One in the writer's hands, two queued, the rest dropped (never silently).
@@ -486,7 +489,7 @@ def test_appending_to_a_log_without_a_final_newline_starts_a_new_row(video, tmp_
 def test_size_has_an_upper_bound(video, tmp_path):
     """--size 20000 would make 1.2 GB crops (and a queue of them): a one-line error naming the bound, before any work."""
     with pytest.raises(EdgeSignsError, match=f"--size must be at most {config.COLLECT_MAX_SIZE} pixels, got 20000"):
-        CollectOptions(out=tmp_path / "out", video=str(video), headless=True, label="1", size=20000).mode()
+        CollectOptions(out=tmp_path / "out", video=str(video), headless=True, label="1", size=20000)
     bad = CliRunner().invoke(cli.main, ["collect", "--out", str(tmp_path / "out"), "--video", str(video), "--headless", "--label", "1",
                                         "--size", "20000"])
     lines = [ln for ln in bad.stderr.splitlines() if ln.strip()]
