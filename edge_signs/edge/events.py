@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from edge_signs import config
+from edge_signs.edge import ranges
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
 
@@ -56,8 +57,7 @@ class EventTracker:
     """Turns per-frame signs into SignEvents (the module's docstring); no I/O, no clock of its own."""
 
     def __init__(self, hold_s: float = config.EVENT_HOLD_S):
-        if not (math.isfinite(hold_s) and hold_s >= 0):
-            raise EdgeSignsError(f"--hold must be a number of seconds >= 0, got {hold_s}")
+        ranges.SECONDS.check("--hold", hold_s)
         self.hold_s = hold_s
         self.count = 0  # held events so far
         self._sign: Optional[str] = None  # the sign of the current run of frames (None: no sign)

@@ -18,12 +18,11 @@ import cv2
 import numpy as np
 
 from edge_signs import config
-from edge_signs.edge.collect import CollectWindow, CropWriter, _Save, check_out, crop_square, new_session
-from edge_signs.edge.display import AA, AMBER, FONT, PANEL, WHITE, Canvas
-from edge_signs.edge.live import LiveOptions, open_source
-from edge_signs.preprocess import frame_to_rgb
+from edge_signs.edge.crop_writer import Crop, CropWriter, check_out, crop_square, new_session
+from edge_signs.edge.display import AA, AMBER, FONT, PANEL, WHITE, Canvas, Window
 from edge_signs.edge.runtime import Classifier
-from edge_signs.edge.sources import EndOfStream
+from edge_signs.edge.sources import EndOfStream, SourceOptions, open_source
+from edge_signs.preprocess import Roi, frame_to_rgb
 from edge_signs.edge.teach import TeachOptions, check_teach_paths, signs_features
 from edge_signs.edge.teach_live import Teacher
 from edge_signs.log import Log, log_stderr
@@ -55,9 +54,9 @@ def _render(canvas: Canvas, frame: np.ndarray, probs: np.ndarray, teacher: Teach
     return img
 
 
-def _loop(clf: Classifier, teacher: Teacher, source, window: CollectWindow, writer: CropWriter | None, live: LiveOptions) -> int:
+def _loop(clf: Classifier, teacher: Teacher, source, window: Window, writer: CropWriter | None, roi: Roi) -> int:
     """Frames until q, Esc, the window's close button or the source's end; the number of frames."""
-    canvas, frames = Canvas(live.roi), 0
+    canvas, frames = Canvas(roi), 0
     while True:
         try:
             item = source.read()
@@ -67,7 +66,7 @@ def _loop(clf: Classifier, teacher: Teacher, source, window: CollectWindow, writ
             continue
         frame = item[0]
         frames += 1
-        clf.set_input(frame_to_rgb(frame, live.roi))
+        clf.set_input(frame_to_rgb(frame, roi))
         clf.invoke()
         feats = clf.output_features()
         key = window.show(_render(canvas, frame, teacher.probs(feats, clf.output_probs()), teacher)) & 0xFF
@@ -77,24 +76,24 @@ def _loop(clf: Classifier, teacher: Teacher, source, window: CollectWindow, writ
         if label in config.LABELS:
             teacher.add(feats, config.LABELS.index(label))
             if writer is not None:
-                crop, box = crop_square(frame, live.roi, config.COLLECT_SIZE)
-                writer.submit(_Save(crop, label, box, time.time(), frames - 1))
+                crop, box = crop_square(frame, roi, config.COLLECT_SIZE)
+                writer.submit(Crop(crop, label, box, time.time(), frames - 1))
 
 
-def teach_window(model: str | Path, live: LiveOptions, out: str | Path, options: TeachOptions = TeachOptions(), *,
-                 save: Path | None = None, log: Log = log_stderr) -> WindowTeachResult:
+def teach_window(model: str | Path, source_options: SourceOptions, out: str | Path, options: TeachOptions = TeachOptions(), *,
+                 roi: Roi = Roi(), save: Path | None = None, log: Log = log_stderr) -> WindowTeachResult:
     """Teach from a camera or video in a window (see the module's notes)."""
     model = Path(model)
     out = check_teach_paths(model, out)
     save = check_out(save) if save is not None else None
-    window = CollectWindow()  # first: a missing GUI is said before the model loads
+    window = Window(config.COLLECT_WINDOW_NAME, fix="teach from a folder with --own")  # first: a missing GUI is said before the model loads
     writer = source = None
     try:
         clf = Classifier(model, threads=options.threads, features=True)
         teacher = Teacher(clf, model, options.fit, signs_features(clf, options, log)[0])
-        source = open_source(live, config.LABELS, log=log)
+        source = open_source(source_options, log=log)
         writer = CropWriter(save, new_session(), source.name) if save is not None else None
-        frames = _loop(clf, teacher, source, window, writer, live)
+        frames = _loop(clf, teacher, source, window, writer, roi)
     finally:
         window.close()
         if source is not None:

@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 
 from edge_signs import config
-from edge_signs.edge import sources
+from edge_signs.edge import devices, frame_source, sources
 from edge_signs.edge.live import LiveOptions, run_live
-from edge_signs.preprocess import Roi, frame_to_rgb
 from edge_signs.edge.runtime import Classifier
-from edge_signs.edge.sources import CameraSource, EndOfStream, FrameSource, LatestFrame, TestsetSource, VideoSource
+from edge_signs.edge.sources import (CameraSource, EndOfStream, FrameSource, LatestFrame, ReadAhead, SourceOptions, TestsetSource,
+                                     VideoSource, open_source)
+from edge_signs.preprocess import Roi, frame_to_rgb
 from edge_signs.edge.truth import LabelRanges, read_label_ranges
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import quiet
@@ -62,7 +63,7 @@ class Scripted(FrameSource):
 @pytest.fixture
 def sleeps(monkeypatch) -> list:
     slept: list = []
-    monkeypatch.setattr(sources.time, "sleep", slept.append)
+    monkeypatch.setattr(frame_source.time, "sleep", slept.append)
     return slept
 
 
@@ -318,16 +319,16 @@ def test_capture_thread_skips_frames_the_loop_would_not_take():
         time.sleep(0.008)  # a slow model
     src.close()
     assert seen == sorted(set(seen))
-    assert src.captured > 3 * src.taken and src.retrieved < 2 * src.taken + 5
+    # How many frames a busy machine lets the schedule skip varies; that it skips most of them does not. Retrieving
+    # every frame would make retrieved == captured, and prepared (what the thread decoded) says the same from outside.
+    assert src.captured > 3 * src.taken and src.retrieved <= src.captured // 2 and len(prepared) == src.retrieved
     assert src.dropped >= src.captured - src.retrieved > 0  # every frame grabbed and never decoded counts as dropped
-    assert src.dropped + src.taken + src._ready == src.captured
+    assert src.captured - src.dropped - len(seen) in (0, 1)  # each frame was taken, dropped, or is the one still waiting
     assert float(np.median(lags)) <= 4  # the first frame after each take would be about 8 behind
 
 
 def test_capture_thread_prepares_exactly_what_predict_frame_does():
     """The live loop's prepare is preprocess.frame_to_rgb itself: the capture thread's input equals predict_frame's."""
-    import edge_signs.edge.live as live
-
     frame = np.random.default_rng(1).integers(0, 256, (240, 320, 3), dtype=np.uint8)
     roi = Roi(0.7, 0.4, 0.6)
 
@@ -338,7 +339,7 @@ def test_capture_thread_prepares_exactly_what_predict_frame_does():
         def read(self):
             return frame, None
 
-    src = live.LatestFrame(Still(), prepare=lambda f: frame_to_rgb(f, roi))
+    src = LatestFrame(Still(), prepare=lambda f: frame_to_rgb(f, roi))
     first = next(iter(src))
     np.testing.assert_array_equal(src.prepared, frame_to_rgb(frame, roi))
     np.testing.assert_array_equal(first[0], frame)
@@ -354,7 +355,7 @@ def test_capture_thread_stops_cleanly():
     t0 = time.perf_counter()
     src.close()
     assert time.perf_counter() - t0 < 1.0
-    assert not src._thread.is_alive() and cam.closed.is_set()
+    assert "capture: numbered camera" not in {t.name for t in threading.enumerate()} and cam.closed.is_set()
     assert next(it, None) is None  # nothing after close, though frames were coming
     with pytest.raises(EndOfStream):
         src.read()
@@ -403,7 +404,7 @@ def _dying_capture(monkeypatch, frames: int, frame: np.ndarray = FRAME) -> dict:
         def retrieve(self, buf=None):
             return True, frame.copy()
 
-    monkeypatch.setattr(sources.cv2, "VideoCapture", _cameras_only(Dying))
+    monkeypatch.setattr(devices.cv2, "VideoCapture", _cameras_only(Dying))
     return state
 
 
@@ -449,18 +450,19 @@ def test_live_loop_preprocesses_in_the_capture_thread(tiny_models, monkeypatch, 
 
     frame = np.random.default_rng(2).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     _dying_capture(monkeypatch, 10**6, frame)
-    made = []
-    real = live.LatestFrame
+    made, taken = [], []
 
     def spy(*args, **kwargs):
-        made.append(real(*args, **kwargs))
+        made.append(open_source(*args, **kwargs))
         return made[-1]
 
-    monkeypatch.setattr(live, "LatestFrame", spy)
+    monkeypatch.setattr(live, "open_source", spy)
     roi = Roi(0.8, 0.45, 0.5)
     out = tmp_path / "frames.jsonl"
-    summary = run_live(tiny_models["int8"], _opts(camera=0, width=640, height=480, max_frames=8, roi=roi, json_path=out), log=quiet)
-    assert summary.frames == 8 and made[0].prepare is not None and not made[0].keep_frames
+    summary = run_live(tiny_models["int8"], _opts(camera=0, width=640, height=480, max_frames=8, roi=roi, json_path=out), log=quiet,
+                       on_frame=lambda r: taken.append(made[-1].prepared.shape))
+    assert summary.frames == 8 and made[0].prepares and not made[0].keep_frames
+    assert taken == [(config.IMAGE_SIZE, config.IMAGE_SIZE, 3)] * 8  # the model's input, made in the thread
     expected = Classifier(tiny_models["int8"]).predict_frame(frame, roi)
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert {(d["raw_label"], d["confidence"]) for d in lines} == {(expected.label, round(expected.confidence, 4))}
@@ -468,9 +470,9 @@ def test_live_loop_preprocesses_in_the_capture_thread(tiny_models, monkeypatch, 
     summary = run_live(tiny_models["int8"], _opts(camera=0, max_frames=3, record=tmp_path / "rec.avi"), log=quiet)
     assert summary.frames == 3 and made[0].keep_frames  # the overlay needs the full frame
     # collect and other users of open_source get full frames, as before.
-    src = live.open_source(_opts(camera=0), config.LABELS)
+    src = open_source(_opts(camera=0))
     try:
-        assert made[-1].prepare is None and made[-1].keep_frames and next(iter(src))[0].shape == frame.shape
+        assert not src.prepares and src.keep_frames and next(iter(src))[0].shape == frame.shape
     finally:
         src.close()
 
@@ -506,7 +508,7 @@ def _fake_capture(monkeypatch, *, opens: bool = True, script: str = "f" * 1000) 
         def release(self):
             state["released"] += 1
 
-    monkeypatch.setattr(sources.cv2, "VideoCapture", _cameras_only(FakeCapture))
+    monkeypatch.setattr(devices.cv2, "VideoCapture", _cameras_only(FakeCapture))
     monkeypatch.setattr(config, "READ_RETRY_SLEEP_S", 0.0)
     state["camera"] = FakeCapture
     return state
@@ -661,6 +663,89 @@ def test_video_file_frames_truth_and_loop(tmp_path):
     assert [next(looped)[1] for _ in range(8)] == [None, 3, 3, None, None, None, 3, 3]  # the CSV counts from 0 again
 
 
+# -- video files decoded ahead of the loop (ReadAhead) ---------------------------------------------------------
+
+
+class NumberedFile(Numbered):
+    """A file stand-in: Numbered frames that wait for the reader (not live)."""
+
+    live = False
+
+
+def test_read_ahead_gives_every_frame_in_order_however_slow_the_loop():
+    for pause in (0.0, 0.003):  # a loop faster and slower than decoding
+        src = ReadAhead(NumberedFile(count=60), ahead=3)
+        seen = []
+        for frame, truth in src:
+            assert (frame == truth).all()  # its own pixels: the file's decoder reuses one buffer
+            seen.append(truth)
+            time.sleep(pause)
+        assert seen == list(range(60)) and src.ended == "numbered camera ran out" and src.dropped is None
+        src.close()
+
+
+def test_read_ahead_prepares_in_its_thread_and_can_keep_no_frames():
+    threads = set()
+
+    def prepare(frame):
+        threads.add(threading.current_thread().name)
+        return frame.astype(np.int64) + 1000
+
+    src = ReadAhead(NumberedFile(count=20), prepare=prepare, keep_frames=False)
+    items = []
+    for frame, truth in src:
+        assert frame is None and (src.prepared == truth + 1000).all()
+        items.append(truth)
+    assert items == list(range(20)) and src.prepares and threads == {"read-ahead: numbered camera"}
+    src.close()
+    with pytest.raises(ValueError, match="needs prepare"):
+        ReadAhead(NumberedFile(count=1), keep_frames=False)
+
+
+def test_read_ahead_a_file_that_fails_ends_cleanly_with_every_frame_before_it():
+    src = ReadAhead(NumberedFile(fail_after=5))
+    assert [t for _, t in src] == list(range(5))
+    assert src.ended == "numbered camera failed (OSError: [Errno 19] No such device)"
+    src.close()
+    with pytest.raises(EdgeSignsError, match=r"^numbered camera failed \(OSError"):
+        list(ReadAhead(NumberedFile(fail_after=0)))
+    src = ReadAhead(NumberedFile(count=5), prepare=lambda f: frame_to_rgb(f))  # uint16 frames: the preprocessing refuses them
+    with pytest.raises(EdgeSignsError, match="numbered camera failed .*expected uint8 pixels"):
+        list(src)
+    src.close()
+
+
+def test_read_ahead_closes_promptly_mid_file():
+    cam = NumberedFile()  # never ends by itself
+    src = ReadAhead(cam, ahead=2)
+    it = iter(src)
+    assert [next(it)[1] for _ in range(5)] == [0, 1, 2, 3, 4]
+    t0 = time.perf_counter()
+    src.close()
+    assert time.perf_counter() - t0 < 1.0 and cam.closed.is_set()
+    assert "read-ahead: numbered camera" not in {t.name for t in threading.enumerate()}
+    assert cam.n <= 5 + 2 + 2  # it read a bounded way ahead, never the whole file
+    assert next(it, None) is None
+
+
+def test_live_on_a_video_file_scores_the_same_with_and_without_reading_ahead(tiny_models, tmp_path):
+    video, labels = tmp_path / "clip.avi", tmp_path / "clip.csv"
+    _write_video(video, 12)
+    labels.write_text("0,5,0\n6,11,1\n")
+    runs = {}
+    for thread in (True, False):
+        out = tmp_path / f"frames-{thread}.jsonl"
+        summary = run_live(tiny_models["int8"], _opts(video=str(video), labels_csv=labels, json_path=out, capture_thread=thread), log=quiet)
+        assert summary.frames == 12 and summary.scored == 12 and summary.reason == "end of video"
+        runs[thread] = [{k: v for k, v in json.loads(line).items() if k not in ("time", "inference_ms")} for line in out.read_text().splitlines()]
+    assert runs[True] == runs[False]
+    source = open_source(SourceOptions(video=str(video)), prepare=frame_to_rgb, keep_frames=False)
+    try:
+        assert isinstance(source, ReadAhead) and source.prepares and not source.live
+    finally:
+        source.close()
+
+
 def test_video_errors_are_one_line(tmp_path):
     with pytest.raises(EdgeSignsError, match="video file not found"):
         VideoSource(str(tmp_path / "none.avi"))
@@ -668,7 +753,7 @@ def test_video_errors_are_one_line(tmp_path):
     junk.write_bytes(b"not a video at all" * 10)
     with pytest.raises(EdgeSignsError, match="OpenCV cannot open this video file"):
         VideoSource(str(junk))
-    if not sources._has_gstreamer():
+    if not any(line.strip().startswith("GStreamer:") and "YES" in line for line in cv2.getBuildInformation().splitlines()):
         with pytest.raises(EdgeSignsError, match="GStreamer"):
             VideoSource("libcamerasrc ! videoconvert ! appsink")
 
