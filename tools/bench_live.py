@@ -12,7 +12,8 @@ Prints numbers; asserts nothing. Run it on the Pi itself to get the Pi's numbers
    process, from spawn to its first prediction (the JSON line's wall-clock time);
 2. overhead: everything per frame except ``invoke`` (capture/decode, preprocess,
    overlay, recording, JSON), as a median and as % of the median invoke, for a
-   test-set replay, a camera-sized video replay, and that video while recording;
+   test-set replay, a camera-sized video replay, that video while recording, and
+   a 640x480 mp4 decoded ahead of the loop (``ReadAhead``) and in the loop itself;
 3. memory: RSS at the first frame, at the end and the maximum, sampled every 100
    frames over a long replay of the test set (looped), to catch per-frame leaks.
 
@@ -81,7 +82,7 @@ from make_labelled_video import make_labelled_video  # noqa: E402
 
 from edge_signs import config  # noqa: E402
 from edge_signs.data import resolve_data  # noqa: E402
-from edge_signs.edge import live as live_module  # noqa: E402
+from edge_signs.edge import sources as sources_module  # noqa: E402
 from edge_signs.edge.events import EventOptions  # noqa: E402
 from edge_signs.edge.live import LiveOptions, run_live  # noqa: E402
 from edge_signs.edge.runtime import Classifier  # noqa: E402
@@ -247,6 +248,17 @@ def serve_stalled_memory(model: Path, threads: int, data: Path | None, frames: i
           + f"; the reading viewer got {state['viewers'][1].jpegs} JPEGs of {s.served['encoded']} encoded")
 
 
+def write_scene_video(path: Path, scenes: list[np.ndarray], fps: float = 30.0) -> Path:
+    """An mp4v file of the camera-like scenes, each held for 5 frames: a camera-sized file to replay."""
+    h, w = scenes[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for scene in scenes:
+        for _ in range(5):
+            writer.write(scene)
+    writer.release()
+    return path
+
+
 def camera_scenes(images_rgb: np.ndarray, size: tuple[int, int] = CAMERA_SIZE, count: int = CAMERA_SCENES) -> list[np.ndarray]:
     """BGR frames of ``size`` with real content: a hand image (upscaled to 5/6 of the height) on a textured background."""
     w, h = size
@@ -314,13 +326,13 @@ class CameraLike(GrabRetrieve):
 
 @contextlib.contextmanager
 def camera_is(factory):
-    """live.open_source builds ``factory(index, width, height, fps)`` for --camera: the real camera path, a fake device."""
-    real = live_module.CameraSource
-    live_module.CameraSource = factory
+    """sources.open_source builds ``factory(index, width, height, fps)`` for --camera: the real camera path, a fake device."""
+    real = sources_module.CameraSource
+    sources_module.CameraSource = factory
     try:
         yield
     finally:
-        live_module.CameraSource = real
+        sources_module.CameraSource = real
 
 
 def invoke_ms(model: Path, threads: int, runs: int = 600) -> tuple[float, float]:
@@ -548,6 +560,11 @@ def main(model, frames, replay_frames, threads, startup_runs, video_size, data, 
             rows.append(replay(model, LiveOptions(video=str(video), **common), f"video replay ({video_size}x{video_size} MJPG decode)"))
             rows.append(replay(model, LiveOptions(video=str(video), record=Path(tmp) / "rec.avi", json_path=Path(tmp) / "rec.jsonl", **common),
                                "video replay + overlay + --record .avi + --json"))
+            mp4 = write_scene_video(Path(tmp) / "scenes.mp4", camera_scenes(signs.test.x))
+            w, h = CAMERA_SIZE
+            rows.append(replay(model, LiveOptions(video=str(mp4), **common), f"video replay ({w}x{h} mp4v), decoded ahead (ReadAhead)"))
+            rows.append(replay(model, LiveOptions(video=str(mp4), capture_thread=False, **common),
+                               f"video replay ({w}x{h} mp4v), decoded in the loop (--no-capture-thread)"))
         print(f"\nper-frame time at {threads} thread(s), medians (overhead = everything but invoke):")
         print(f"{'scenario':50s} {'frames':>6s} {'fps':>7s} {'invoke ms':>9s} {'overhead ms':>11s} {'% of invoke':>11s}")
         for r in rows:
