@@ -100,7 +100,69 @@ class PrepareSchedule:
         return now + camera.mean + prepare > take  # the next frame would be too late: this one is the newest that makes it
 
 
-class LatestFrame(FrameSource):
+class _Ended(Exception):
+    """``prepare`` refused a frame after good ones: the stream ends, and ``end_reason`` says why."""
+
+
+class ThreadedSource(FrameSource):
+    """What LatestFrame and ReadAhead share: the wrapped source's description, ``prepare`` in the thread, the thread.
+
+    A subclass sets up its state, then calls ``_start``; its ``_read_all`` runs in the
+    thread, and ``_finish`` after it, however it ended (``_error`` holds what it raised).
+    """
+
+    thread_name = "reader"
+
+    def __init__(self, inner: FrameSource, *, prepare: Optional[Prepare], keep_frames: bool):
+        if not keep_frames and prepare is None:
+            raise ValueError(f"{type(self).__name__}(keep_frames=False) needs prepare: the loop would get nothing")
+        self.inner = inner
+        self.name, self.fps, self.has_truth, self.live = inner.name, inner.fps, inner.has_truth, inner.live
+        self.independent_frames = inner.independent_frames
+        self.end_reason, self.no_frames_message = inner.end_reason, inner.no_frames_message
+        self.prepare, self.keep_frames = prepare, keep_frames
+        self._error: Optional[BaseException] = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"{self.thread_name}: {inner.name}", daemon=True)
+
+    @property
+    def prepares(self) -> bool:
+        return self.prepare is not None
+
+    def _start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._read_all()
+        except _Ended:
+            pass
+        except BaseException as exc:  # handed to the loop's thread by read()
+            self._error = exc
+        finally:
+            self._finish()
+
+    def _read_all(self) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        raise NotImplementedError
+
+    def _prepared(self, frame: np.ndarray, first: bool) -> Optional[np.ndarray]:
+        """``prepare(frame)``; a frame it refuses (wrong dtype, empty) is said, not a traceback: an error before any frame, else the end."""
+        try:
+            return self.prepare(frame) if self.prepare is not None else None
+        except Exception as exc:  # noqa: BLE001 -- see above
+            if first:
+                raise EdgeSignsError(failure_message(self.inner.name, exc)) from None
+            self.end_reason = failure_message(self.inner.name, exc)
+            raise _Ended from None
+
+    def display_frame(self) -> Optional[np.ndarray]:
+        return self.inner.display_frame()
+
+
+class LatestFrame(ThreadedSource):
     """A live source read in a background thread that hands the loop the newest frame.
 
     Inference never waits for the camera's next exposure when a frame is already
@@ -123,17 +185,13 @@ class LatestFrame(FrameSource):
     ``EdgeSignsError``.
     """
 
+    thread_name = "capture"
+
     def __init__(self, inner: FrameSource, wait_s: float = config.FRAME_WAIT_S, *,
-                 prepare: Optional[Callable[[np.ndarray], np.ndarray]] = None, keep_frames: bool = True):
-        if not keep_frames and prepare is None:
-            raise ValueError("LatestFrame(keep_frames=False) needs prepare: the loop would get nothing")
-        self.inner = inner
-        self.name, self.fps, self.has_truth = inner.name, inner.fps, inner.has_truth
-        self.live = True
-        self.end_reason, self.no_frames_message = inner.end_reason, inner.no_frames_message
+                 prepare: Optional[Prepare] = None, keep_frames: bool = True):
+        super().__init__(inner, prepare=prepare, keep_frames=keep_frames)
+        self.live = True  # the loop's "no frame now" is retried after a short sleep
         self.wait_s = wait_s
-        self.prepare = prepare
-        self.keep_frames = keep_frames
         self.prepared: Optional[np.ndarray] = None  # prepare(frame) of the frame read() returned last
         self.captured = 0  # frames the camera delivered
         self.retrieved = 0  # of those, decoded (and prepared): the rest were skipped
@@ -145,14 +203,7 @@ class LatestFrame(FrameSource):
         self._waiting = False  # the loop is blocked in read()
         self._t_wanted = 0.0  # when the frame being retrieved was grabbed
         self._done = False
-        self._error: Optional[BaseException] = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._capture, name=f"capture: {inner.name}", daemon=True)
-        self._thread.start()
-
-    @property
-    def prepares(self) -> bool:
-        return self.prepare is not None
+        self._start()
 
     @property
     def dropped(self) -> int:
@@ -166,41 +217,32 @@ class LatestFrame(FrameSource):
         self._t_wanted = now = time.perf_counter()
         return self.schedule.wants(now, ready=self._ready, waiting=self._waiting)
 
-    def _capture(self) -> None:
-        try:
-            for item in self.inner.frames(wanted=self._wanted):
-                if self._stop.is_set():
-                    break  # closing: no frame after close()
-                if item is None:  # grabbed, skipped: a newer frame will reach the loop in time
-                    with self._cond:
-                        self.captured += 1
-                    continue
-                frame, truth = item
-                try:
-                    prepared = self.prepare(frame) if self.prepare is not None else None
-                except Exception as exc:  # noqa: BLE001 -- a frame the model cannot take (wrong dtype, empty): said, not a traceback
-                    if self.captured == 0:
-                        raise EdgeSignsError(failure_message(self.inner.name, exc)) from None
-                    self.end_reason = failure_message(self.inner.name, exc)
-                    return
-                # A copy: sources read into one reused buffer, which the loop may still be using.
-                item = (frame.copy() if self.keep_frames else None, truth, prepared)
+    def _read_all(self) -> None:
+        for item in self.inner.frames(wanted=self._wanted):
+            if self._stop.is_set():
+                return  # closing: no frame after close()
+            if item is None:  # grabbed, skipped: a newer frame will reach the loop in time
                 with self._cond:
-                    self._latest = item
-                    self._ready = True
                     self.captured += 1
-                    self.retrieved += 1
-                    self._cond.notify()
-                if self.schedule is not None:
-                    self.schedule.prepared(time.perf_counter() - self._t_wanted)
-            else:
-                self.end_reason = self.inner.ended or self.end_reason
-        except BaseException as exc:  # handed to the loop's thread by read()
-            self._error = exc
-        finally:
+                continue
+            frame, truth = item
+            prepared = self._prepared(frame, first=self.captured == 0)
+            # A copy: sources read into one reused buffer, which the loop may still be using.
+            item = (frame.copy() if self.keep_frames else None, truth, prepared)
             with self._cond:
-                self._done = True
+                self._latest = item
+                self._ready = True
+                self.captured += 1
+                self.retrieved += 1
                 self._cond.notify()
+            if self.schedule is not None:
+                self.schedule.prepared(time.perf_counter() - self._t_wanted)
+        self.end_reason = self.inner.ended or self.end_reason
+
+    def _finish(self) -> None:
+        with self._cond:
+            self._done = True
+            self._cond.notify()
 
     def read(self) -> Optional[Frame]:
         with self._cond:
@@ -220,9 +262,6 @@ class LatestFrame(FrameSource):
             raise self._error
         raise EndOfStream
 
-    def display_frame(self) -> Optional[np.ndarray]:
-        return self.inner.display_frame()
-
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2.0)  # a read blocked in the driver ends when the device is released
@@ -233,7 +272,7 @@ class LatestFrame(FrameSource):
 _END = object()  # the read-ahead thread's last item: the file ended, or it failed (``_error``)
 
 
-class ReadAhead(FrameSource):
+class ReadAhead(ThreadedSource):
     """A video file decoded (and prepared) in a background thread, ahead of the loop: every frame, in order.
 
     The thread puts up to ``ahead`` frames in a queue and waits when it is full, so
@@ -247,28 +286,16 @@ class ReadAhead(FrameSource):
     frame it is a one-line ``EdgeSignsError``.
     """
 
+    thread_name = "read-ahead"
+
     def __init__(self, inner: FrameSource, ahead: int = config.READ_AHEAD_FRAMES, *,
                  prepare: Optional[Prepare] = None, keep_frames: bool = True):
-        if not keep_frames and prepare is None:
-            raise ValueError("ReadAhead(keep_frames=False) needs prepare: the loop would get nothing")
-        self.inner = inner
-        self.name, self.fps, self.has_truth, self.live = inner.name, inner.fps, inner.has_truth, inner.live
-        self.independent_frames = inner.independent_frames
-        self.end_reason, self.no_frames_message = inner.end_reason, inner.no_frames_message
-        self.prepare = prepare
-        self.keep_frames = keep_frames
+        super().__init__(inner, prepare=prepare, keep_frames=keep_frames)
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, ahead))
         self._free: queue.SimpleQueue = queue.SimpleQueue()  # buffers the loop is done with
         self._held: Optional[np.ndarray] = None  # the buffer of the frame the loop has now
         self._finished = False
-        self._error: Optional[BaseException] = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._decode, name=f"read-ahead: {inner.name}", daemon=True)
-        self._thread.start()
-
-    @property
-    def prepares(self) -> bool:
-        return self.prepare is not None
+        self._start()
 
     def _copy(self, frame: np.ndarray) -> np.ndarray:
         try:
@@ -290,25 +317,17 @@ class ReadAhead(FrameSource):
                 continue
         return False
 
-    def _decode(self) -> None:
+    def _read_all(self) -> None:
         delivered = 0
-        try:
-            for frame, truth in self.inner.frames():
-                try:
-                    prepared = self.prepare(frame) if self.prepare is not None else None
-                except Exception as exc:  # noqa: BLE001 -- a frame the model cannot take: said, not a traceback
-                    if delivered == 0:
-                        raise EdgeSignsError(failure_message(self.inner.name, exc)) from None
-                    self.end_reason = failure_message(self.inner.name, exc)
-                    return
-                if not self._put((self._copy(frame) if self.keep_frames else None, truth, prepared)):
-                    return
-                delivered += 1
-            self.end_reason = self.inner.ended or self.end_reason
-        except BaseException as exc:  # handed to the loop's thread by read()
-            self._error = exc
-        finally:
-            self._put(_END)
+        for frame, truth in self.inner.frames():
+            prepared = self._prepared(frame, first=delivered == 0)
+            if not self._put((self._copy(frame) if self.keep_frames else None, truth, prepared)):
+                return
+            delivered += 1
+        self.end_reason = self.inner.ended or self.end_reason
+
+    def _finish(self) -> None:
+        self._put(_END)
 
     def read(self) -> Optional[Frame]:
         if self._held is not None:
