@@ -345,16 +345,17 @@ def test_unwritable_or_full_out_is_refused_before_the_source_opens(video, tmp_pa
 
 def test_disk_filling_up_mid_run_keeps_what_was_saved(video, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    real = CropWriter._publish
+    real = os.open
     calls = []
 
-    def publish(self, folder, data):
-        calls.append(1)
-        if len(calls) > 3:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder / "x.jpg"))
-        return real(self, folder, data)
+    def open_(path, flags, *args, **kwargs):  # the disk fills after three crops: the fourth one's file cannot be created
+        if ".jpg.tmp-" in os.fspath(path):
+            calls.append(1)
+            if len(calls) > 3:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
+        return real(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(CropWriter, "_publish", publish)
+    monkeypatch.setattr(crop_writer.os, "open", open_)
     s = run_collect(_opts(out, video, headless=True, label="5", count=20, interval=0, countdown=0), log=quiet)
     assert s.saved["5"] == 3 and len(_files(out, "5")) == 3 and len(_rows(out)) == 3
     assert s.error is not None and "No space left on device" in s.error and "3 crops saved before it are kept" in s.error
@@ -422,8 +423,8 @@ def test_sigterm_mid_run_ends_the_loop_and_writes_every_queued_crop(tmp_path):
 
 def test_a_full_queue_drops_a_cameras_crops_and_counts_them(tmp_path, monkeypatch):
     gate = threading.Event()
-    real = CropWriter._write
-    monkeypatch.setattr(CropWriter, "_write", lambda self, item: (gate.wait(5), real(self, item)))
+    real = cv2.imencode
+    monkeypatch.setattr(crop_writer.cv2, "imencode", lambda *a: (gate.wait(5), real(*a))[1])  # a disk that keeps the writer waiting
     writer = CropWriter(tmp_path, "s20260101-000000-abcd", "camera 0", block=False, maxsize=2)
     crop = np.zeros((16, 16, 3), np.uint8)
     results = [writer.submit(Crop(crop, "1", (0, 0, 16), time.time(), k)) for k in range(6)]
