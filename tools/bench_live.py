@@ -347,7 +347,7 @@ def invoke_ms(model: Path, threads: int, runs: int = 600) -> tuple[float, float]
 
 @contextlib.contextmanager
 def prepare_every_frame():
-    """The capture thread as it was before PrepareSchedule: every frame the camera delivers is decoded and prepared."""
+    """The capture thread without PrepareSchedule, for comparison: every frame the camera delivers is decoded and prepared."""
     real = PrepareSchedule.wants
     PrepareSchedule.wants = lambda self, now, *, ready, waiting: True
     try:

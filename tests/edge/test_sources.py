@@ -469,7 +469,7 @@ def test_live_loop_preprocesses_in_the_capture_thread(tiny_models, monkeypatch, 
     made.clear()
     summary = run_live(tiny_models["int8"], _opts(camera=0, max_frames=3, record=tmp_path / "rec.avi"), log=quiet)
     assert summary.frames == 3 and made[0].keep_frames  # the overlay needs the full frame
-    # collect and other users of open_source get full frames, as before.
+    # Without prepare (collect, teach) every frame comes whole.
     src = open_source(_opts(camera=0))
     try:
         assert not src.prepares and src.keep_frames and next(iter(src))[0].shape == frame.shape
