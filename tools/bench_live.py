@@ -562,9 +562,9 @@ def main(model, frames, replay_frames, threads, startup_runs, video_size, data, 
                                "video replay + overlay + --record .avi + --json"))
             mp4 = write_scene_video(Path(tmp) / "scenes.mp4", camera_scenes(signs.test.x))
             w, h = CAMERA_SIZE
-            rows.append(replay(model, LiveOptions(video=str(mp4), **common), f"video replay ({w}x{h} mp4v), decoded ahead (ReadAhead)"))
+            rows.append(replay(model, LiveOptions(video=str(mp4), **common), f"video replay ({w}x{h} mp4v, decoded ahead)"))
             rows.append(replay(model, LiveOptions(video=str(mp4), capture_thread=False, **common),
-                               f"video replay ({w}x{h} mp4v), decoded in the loop (--no-capture-thread)"))
+                               f"video replay ({w}x{h} mp4v, --no-capture-thread)"))
         print(f"\nper-frame time at {threads} thread(s), medians (overhead = everything but invoke):")
         print(f"{'scenario':50s} {'frames':>6s} {'fps':>7s} {'invoke ms':>9s} {'overhead ms':>11s} {'% of invoke':>11s}")
         for r in rows:

@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from edge_signs import config
 from edge_signs.artifacts import check_output_dir, check_output_file, write_json
@@ -130,14 +130,16 @@ def run_live(
     log: Log = log_stderr,
     on_frame: Optional[Callable[[FrameResult], None]] = None,
     on_server: Optional[Callable[[LiveServer], None]] = None,
+    outputs: Sequence[FrameOutput] = (),
 ) -> LiveSummary:
     """Classify frames from the chosen source until it ends, --max-frames, q/Esc, Ctrl-C or SIGTERM.
 
     ``on_frame`` is called after every frame with the (reused) FrameResult: a hook
     for GPIO, MQTT or measurements. ``on_server`` (with --serve) gets the bound
     LiveServer before the source opens: its ``port`` (with port 0), ``add_route``
-    for extra routes. User mistakes raise EdgeSignsError before any frame; a source
-    that stops later ends the loop with a summary instead.
+    for extra routes. ``outputs`` are frame-loop outputs of the caller's own (loop.FrameOutput),
+    given each frame after live's; the loop closes them. User mistakes raise EdgeSignsError
+    before any frame; a source that stops later ends the loop with a summary instead.
     """
     t_start = time.perf_counter()
     options = options or LiveOptions()
@@ -164,8 +166,8 @@ def run_live(
             server.set_info(model=clf.describe(), source=source.name, labels=list(clf.labels), threshold=options.threshold)
             server.start()
         stage = Classify(clf, options.roi, options.smoothing, options.threshold)
-        outputs, files, events = _outputs(options, source, clf, server, on_frame, log)
-        loop = FrameLoop(source, outputs, stage=stage, max_frames=options.max_frames,
+        own, files, events = _outputs(options, source, clf, server, on_frame, log)
+        loop = FrameLoop(source, [*own, *outputs], stage=stage, max_frames=options.max_frames,
                          status=lambda f: _status(f, stage, loop), status_interval=options.status_interval if options.headless else 0.0,
                          log=log)
         run = loop.run(t_start)

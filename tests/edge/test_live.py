@@ -333,3 +333,24 @@ def test_frame_loop_feeds_every_output_each_frame_and_closes_each_once():
     with pytest.raises(OSError, match="disk gone"):
         FrameLoop(TestsetSource(images, np.arange(10) % 6), [Recording("a", close_fails=True), Recording("b")], max_frames=2).run()
     assert calls[-2:] == [("a", "close", True), ("b", "close", True)]
+
+
+def test_an_output_of_the_callers_own_plugs_into_live(int8, signs_dir):
+    """run_live(outputs=[...]): each frame's result after live's outputs, a stop reason that ends the run, one close."""
+    from edge_signs.edge.loop import FrameOutput
+
+    class Until(FrameOutput):
+        def __init__(self):
+            self.seen, self.closed = [], []
+
+        def on_frame(self, frame):
+            self.seen.append((frame.index, frame.result.raw_label, frame.truth is not None))
+            return "three seen" if len(self.seen) == 3 else None
+
+        def close(self, completed):
+            self.closed.append(completed)
+
+    mine = Until()
+    summary = run_live(int8, _opts(testset=True, data=signs_dir), log=quiet, outputs=[mine])
+    assert summary.frames == 3 and summary.reason == "three seen" and mine.closed == [True]
+    assert [i for i, _, _ in mine.seen] == [0, 1, 2] and all(label in config.LABELS and truth for _, label, truth in mine.seen)
