@@ -171,19 +171,8 @@ def run_live(
                          status=lambda f: _status(f, stage, loop), status_interval=options.status_interval if options.headless else 0.0,
                          log=log)
         run = loop.run(t_start)
-    summary = _summary(run, source, stage, server)
-    summary.events, summary.event_lines = events.stats(), events.lines()
-    summary.warnings += events.warnings()
-    for written in files.written():
-        log(f"wrote {written}")
-    errors = files.errors
-    if options.report is not None:
-        try:
-            _write_report(summary, Path(options.report), log)
-        except OUTPUT_ERRORS as exc:  # the other outputs are already kept
-            errors.append(f"--report {options.report}: {getattr(exc, 'strerror', None) or exc}")
-    if errors:
-        raise OutputError("; ".join(errors), summary)
+    summary = _summary(run, source, stage, server, events)
+    _publish(summary, files, options, log)
     return summary
 
 
@@ -221,7 +210,21 @@ def _status(f: LoopFrame, stage: Classify, loop: FrameLoop) -> str:
     return text
 
 
-def _summary(run: LoopRun, source: FrameSource, stage: Classify, server: Optional[LiveServer]) -> LiveSummary:
+def _publish(summary: LiveSummary, files: FileOutputs, options: LiveOptions, log: Log) -> None:
+    """Says what the outputs wrote, writes --report; one OutputError for every output that failed (the others are kept)."""
+    for written in files.written():
+        log(f"wrote {written}")
+    errors = files.errors
+    if options.report is not None:
+        try:
+            _write_report(summary, Path(options.report), log)
+        except OUTPUT_ERRORS as exc:
+            errors.append(f"--report {options.report}: {getattr(exc, 'strerror', None) or exc}")
+    if errors:
+        raise OutputError("; ".join(errors), summary)
+
+
+def _summary(run: LoopRun, source: FrameSource, stage: Classify, server: Optional[LiveServer], events: EventHub) -> LiveSummary:
     # Only a source that ran out can have left labelled frames unreached (not --max-frames or Ctrl-C).
     warnings = [w for w in [source.unscored()] if w] if run.reason and run.reason == source.ended else []
     warnings += [w for w in [stage.nonfinite_warning(run.frames)] if w]
@@ -230,8 +233,8 @@ def _summary(run: LoopRun, source: FrameSource, stage: Classify, server: Optiona
         seconds=run.seconds, fps=run.frames / run.seconds if run.seconds > 0 else 0.0,
         median_inference_ms=stage.inference.median(), median_overhead_ms=run.median_overhead_ms, startup_s=run.startup_s,
         scored=stage.scored, accuracy=stage.accuracy(), smoothed_accuracy=stage.smoothed_accuracy(), no_sign=stage.no_sign,
-        confusion=stage.confusion if stage.scored else None, warnings=warnings, dropped=source.dropped,
-        served=server.stats() if server is not None else None,
+        confusion=stage.confusion if stage.scored else None, warnings=warnings + events.warnings(), dropped=source.dropped,
+        served=server.stats() if server is not None else None, events=events.stats(), event_lines=events.lines(),
     )
 
 
