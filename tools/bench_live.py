@@ -3,7 +3,7 @@
 
     python tools/bench_live.py model_int8.tflite [--frames 10000] [--data DIR]
     python tools/bench_live.py model_int8.tflite --serve [--frames 10000] [--replay-frames 2000] [--rounds 3]
-    python tools/bench_live.py model_int8.tflite --camera [--replay-frames 600] [--rounds 5] [--camera-fps 0] [--camera-mjpg]
+    python tools/bench_live.py model_int8.tflite --camera [--replay-frames 600] [--rounds 5] [--camera-fps 0] [--camera-mjpg] [--camera-size 640x480]
     python tools/bench_live.py model_int8.tflite --events [--replay-frames 600] [--rounds 5] [--camera-fps 0]
 
 Prints numbers; asserts nothing. Run it on the Pi itself to get the Pi's numbers.
@@ -356,11 +356,12 @@ def prepare_every_frame():
         PrepareSchedule.wants = real
 
 
-def camera_bench(model: Path, threads_list: list[int], data: Path | None, frames: int, camera_fps: float, mjpg: bool, rounds: int) -> None:
+def camera_bench(model: Path, threads_list: list[int], data: Path | None, frames: int, camera_fps: float, mjpg: bool, rounds: int,
+                 size: tuple[int, int] = CAMERA_SIZE) -> None:
     """The camera loop at each thread count: headless, and with the overlay for --record and a --serve viewer."""
     signs = resolve_data(data, log=quiet)
-    scenes = camera_scenes(signs.test.x)
-    w, h = CAMERA_SIZE
+    scenes = camera_scenes(signs.test.x, size)
+    w, h = size
     print(f"\ncamera-like source, {w}x{h} BGR{' MJPG-decoded' if mjpg else ''} frames through open_source -> CameraSource -> "
           f"LatestFrame (the capture thread), {frames} frames a run, {rounds} round(s) with the scenarios alternated, medians of runs:")
     print(f"{'threads':>7s} {'scenario':32s} {'cam fps':>7s} {'alone ms':>13s} {'invoke ms':>13s} {'outside ms':>10s} {'% invoke':>8s} "
@@ -493,8 +494,11 @@ def events_bench(model: Path, threads: int, data: Path | None, frames: int, came
 @click.option("--camera-fps", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help=f"--camera: the source's frame rate (0: {CAMERA_RATE:g}x the model's rate, so the camera outruns the model).")
 @click.option("--camera-mjpg", is_flag=True, help="--camera: decode each frame from a JPEG in the capture thread (a USB camera's MJPG mode).")
+@click.option("--camera-size", default=f"{CAMERA_SIZE[0]}x{CAMERA_SIZE[1]}", show_default=True, metavar="WxH",
+              help="--camera: the camera-like source's frame size (e.g. 320x240, the live default).")
 @click.option("--events", "events", is_flag=True, help="Measure only the event outputs: --exec and --mqtt (broker up, and down) against none, on the camera-like source.")
-def main(model, frames, replay_frames, threads, startup_runs, video_size, data, serve, rounds, camera, camera_fps, camera_mjpg, events):
+def main(model, frames, replay_frames, threads, startup_runs, video_size, data, serve, rounds, camera, camera_fps, camera_mjpg, camera_size,
+         events):
     """Print start-up, per-frame overhead and memory numbers for MODEL in the live loop."""
     rss_start_process = rss_mb()
     clf = Classifier(model, threads=threads)
@@ -513,7 +517,8 @@ def main(model, frames, replay_frames, threads, startup_runs, video_size, data, 
     if camera:
         print(f"load:    {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1, 5, 15 min)")
         try:
-            camera_bench(model, sorted({1, os.cpu_count() or 1}), data, replay_frames, camera_fps, camera_mjpg, rounds)
+            size = tuple(int(v) for v in camera_size.lower().split("x"))
+            camera_bench(model, sorted({1, os.cpu_count() or 1}), data, replay_frames, camera_fps, camera_mjpg, rounds, size)
         except EdgeSignsError as exc:
             click.echo(f"bench_live: error: {exc}", err=True)
             sys.exit(1)
