@@ -19,7 +19,7 @@ Prints numbers; asserts nothing. Run it on the Pi itself to get the Pi's numbers
 
 With --camera, only the camera loop (``CameraLike`` below):
 
-6. a camera-like source: 640x480 BGR frames (SIGNS test images, upscaled into a
+6. a camera-like source: 640x480 (--camera-size) BGR frames (SIGNS test images, upscaled into a
    scene with a textured background) delivered at a steady rate, faster than the
    model takes them as a Pi's camera is, through the same path a USB camera
    takes (``open_source`` -> ``CameraSource`` -> the ``LatestFrame`` capture
