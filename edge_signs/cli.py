@@ -8,7 +8,9 @@ Pi's (live, collect, doctor) and `data` here.
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
+from typing import Any, Callable, Optional
 
 import click
 import numpy as np
@@ -19,35 +21,66 @@ from edge_signs import (
 )
 from edge_signs.cli_base import FiniteFloat, data_option, fail, friendly_errors, given, log, main, threads_option
 from edge_signs.data import fetch_signs, resolve_data
+from edge_signs.edge import ranges
 from edge_signs.edge.events import EventOptions
 from edge_signs.edge.live import LiveOptions, parse_roi, run_live
 from edge_signs.edge.outputs import OutputError
+from edge_signs.edge.ranges import Range
+from edge_signs.edge.sources import SourceOptions
 from edge_signs.preprocess import Roi
 
 __all__ = ["main"]
 
 
-def event_options(fn):
-    """--hold, --events, --exec, --mqtt, --ha-discovery (docs/events.md): one EventOptions, passed to ``fn`` as ``events``."""
+class FiniteRange(click.FloatRange):
+    """click's FloatRange (shown in --help as its range), refusing NaN and infinity, which its bounds let through."""
 
-    @functools.wraps(fn)
-    def wrapper(*args, hold, events_path, exec_command, mqtt, ha_discovery, **kwargs):
-        return fn(*args, events=EventOptions(hold, events_path, exec_command, mqtt, ha_discovery), **kwargs)
+    def convert(self, value, param, ctx):
+        x = super().convert(value, param, ctx)
+        if not math.isfinite(x):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return x
 
-    options = [
-        click.option("--hold", type=FiniteFloat(0), default=config.EVENT_HOLD_S, show_default=True,
-                     help="Seconds a sign must stay the smoothed prediction to become an event (shorter ones, such as a hand moving between signs, make none)."),
-        click.option("--events", "events_path", type=click.Path(path_type=Path), default=None,
-                     help="Write one JSON object per event (held, released) as JSON lines; a FIFO or /dev/stdout is written as events come."),
-        click.option("--exec", "exec_command", default=None, metavar="COMMAND",
-                     help=f"Run COMMAND (sh -c) for every held sign, with EDGE_SIGNS_SIGN, EDGE_SIGNS_CONFIDENCE, ... in its environment; never waits for it (killed after {config.EXEC_TIMEOUT_S:g} s)."),
-        click.option("--mqtt", default=None, metavar="mqtt[s]://[USER:PASS@]HOST[:PORT]/TOPIC",
-                     help=f"Publish events to TOPIC/event, the held sign to TOPIC/state (retained) and TOPIC/availability; needs the [mqtt] extra. Password also from ${config.MQTT_PASSWORD_ENV}."),
-        click.option("--ha-discovery", is_flag=True, help="With --mqtt: announce the sign as a Home Assistant sensor (MQTT discovery)."),
-    ]
-    for option in reversed(options):
-        wrapper = option(wrapper)
-    return wrapper
+
+def number(r: Range) -> click.ParamType:
+    """The click type of a Range (ranges.py): the options and the help state the bound from one place."""
+    if r.integer:
+        return click.IntRange(min=r.low, max=r.high, min_open=r.low_open)
+    return FiniteRange(min=r.low, max=r.high, min_open=r.low_open)
+
+
+def option_group(name: str, *options, build: Callable[..., Any] = dict):
+    """``options`` given to the command as one parameter, ``name``: ``build(**their values)`` (a dict by default)."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            values = {param: kwargs.pop(param) for param in params}
+            return fn(*args, **{name: build(**values)}, **kwargs)
+
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        params = [p.name for p in wrapper.__click_params__[-len(options):]]
+        return wrapper
+
+    return decorate
+
+
+event_options = option_group(
+    "events",
+    click.option("--hold", type=number(ranges.SECONDS), default=config.EVENT_HOLD_S, show_default=True,
+                 help="Seconds a sign must stay the smoothed prediction to become an event (shorter ones, such as a hand moving between signs, make none)."),
+    click.option("--events", "path", type=click.Path(path_type=Path), default=None,
+                 help="Write one JSON object per event (held, released) as JSON lines; a FIFO or /dev/stdout is written as events come."),
+    click.option("--exec", "command", default=None, metavar="COMMAND",
+                 help=f"Run COMMAND (sh -c) for every held sign, with EDGE_SIGNS_SIGN, EDGE_SIGNS_CONFIDENCE, ... in its environment; never waits for it (killed after {config.EXEC_TIMEOUT_S:g} s)."),
+    click.option("--mqtt", default=None, metavar="mqtt[s]://[USER:PASS@]HOST[:PORT]/TOPIC",
+                 help=f"Publish events to TOPIC/event, the held sign to TOPIC/state (retained) and TOPIC/availability; needs the [mqtt] extra. Password also from ${config.MQTT_PASSWORD_ENV}."),
+    click.option("--ha-discovery", is_flag=True, help="With --mqtt: announce the sign as a Home Assistant sensor (MQTT discovery)."),
+    build=EventOptions,
+)
+"""--hold, --events, --exec, --mqtt, --ha-discovery (docs/events.md): one EventOptions, given to the command as ``events``."""
+
 
 # -- data ------------------------------------------------------------------------------------
 
@@ -75,53 +108,75 @@ def data_info(data):
     click.echo(f"{signs.source} ({signs.layout}): train {len(signs.train)} {np.bincount(signs.train.y).tolist()}, test {len(signs.test)} {np.bincount(signs.test.y).tolist()}; sha256 {signs.checksum()[:16]}")
 
 
-# -- live ------------------------------------------------------------------------------------
+# -- live and collect ------------------------------------------------------------------------------
+
+
+def source_group(*, testset: bool, width: int, height: int, labels_help: str):
+    """The source's options (SourceOptions) as ``source``; live's include --testset and --loop."""
+    options = [
+        click.option("--camera", type=number(ranges.INDEX), default=None, help=f"OpenCV camera index, e.g. a USB webcam (the default source: {config.CAMERA_INDEX})."),
+        click.option("--picamera", is_flag=True, help="Raspberry Pi Camera Module through picamera2."),
+        click.option("--video", default=None, metavar="PATH|URL", help="A video file, stream URL or GStreamer pipeline (anything cv2.VideoCapture opens)."),
+        click.option("--labels", "labels_csv", type=click.Path(path_type=Path), default=None, help=labels_help),
+        click.option("--width", type=number(ranges.COUNT), default=width, show_default=True, help="Camera frame width."),
+        click.option("--height", type=number(ranges.COUNT), default=height, show_default=True, help="Camera frame height."),
+        click.option("--fps", type=number(ranges.RATE), default=config.CAMERA_FPS, show_default=True, help="Camera frame rate to ask for."),
+        click.option("--capture-thread/--no-capture-thread", default=True, show_default=True,
+                     help="Read cameras and streams in a background thread that keeps only the newest frame, and decode video files ahead in one that keeps every frame."),
+    ]
+    if testset:
+        options[3:3] = [
+            click.option("--testset", is_flag=True, help="Replay the SIGNS test images as frames, with their true labels."),
+            click.option("--loop", is_flag=True, help="Start --testset or a --video file again at its end (soak tests; stop with --max-frames or Ctrl-C)."),
+        ]
+    return option_group("source", *options)
+
+
+def roi_of(text: Optional[str]) -> Roi:
+    return parse_roi(text) if text is not None else Roi()
 
 
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--camera", type=click.IntRange(min=0), default=None, help=f"OpenCV camera index, e.g. a USB webcam (the default source: {config.CAMERA_INDEX}).")
-@click.option("--picamera", is_flag=True, help="Raspberry Pi Camera Module through picamera2.")
-@click.option("--video", default=None, metavar="PATH|URL", help="A video file, stream URL or GStreamer pipeline (anything cv2.VideoCapture opens).")
-@click.option("--testset", is_flag=True, help="Replay the SIGNS test images as frames, with their true labels.")
-@click.option("--width", type=click.IntRange(min=1), default=config.CAMERA_WIDTH, show_default=True, help="Camera frame width.")
-@click.option("--height", type=click.IntRange(min=1), default=config.CAMERA_HEIGHT, show_default=True, help="Camera frame height.")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=config.CAMERA_FPS, show_default=True, help="Camera frame rate to ask for.")
-@click.option("--roi", default=None, metavar="SIZE[,CX,CY]", help="Square region classified, as fractions: side of the shorter frame side, centre x, y (default: 1,0.5,0.5, the largest centred square).")
-@click.option("--smoothing", type=click.IntRange(min=1), default=config.SMOOTHING_FRAMES, show_default=True, help="Average the probabilities of the last N frames.")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=config.CONFIDENCE_THRESHOLD, show_default=True, help="Below this smoothed confidence: 'no sign'.")
-@click.option("--headless", is_flag=True, help="No window; a status line every --status-every seconds (the default where no window can open, and with --serve).")
-@click.option("--window", is_flag=True, help="Show the window even with --serve (an error where none can open).")
-@click.option("--record", type=click.Path(path_type=Path), default=None, help="Write the annotated video: .avi (MJPG) or .mp4 (mp4v).")
-@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write one JSON object per frame (JSON lines).")
-@click.option("--labels", "labels_csv", type=click.Path(path_type=Path), default=None, help="--video ground truth CSV: start_frame,end_frame,label (0-based, inclusive); other frames are not scored.")
-@threads_option
+@source_group(testset=True, width=config.CAMERA_WIDTH, height=config.CAMERA_HEIGHT,
+              labels_help="--video ground truth CSV: start_frame,end_frame,label (0-based, inclusive); other frames are not scored.")
 @data_option
-@click.option("--loop", is_flag=True, help="Start --testset or a --video file again at its end (soak tests; stop with --max-frames or Ctrl-C).")
-@click.option("--report", type=click.Path(path_type=Path), default=None, help="Folder for live_summary.json and, with known labels, confusion_matrix.png.")
-@click.option("--snapshot-dir", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Where the window's 's' key saves PNG snapshots.")
-@click.option("--status-every", type=click.FloatRange(min=0), default=config.STATUS_INTERVAL_S, show_default=True, help="Seconds between --headless status lines (0: none).")
-@click.option("--capture-thread/--no-capture-thread", default=True, show_default=True, help="Read cameras and streams in a background thread that keeps only the newest frame.")
-@click.option("--serve", default=None, metavar="[HOST:]PORT", help=f"Serve a page with the annotated video and the prediction to a browser (/, /stream.mjpg, /status). Binds {config.SERVE_HOST} unless HOST is given, e.g. 0.0.0.0:8080 for the network (then a token is required).")
-@click.option("--token", default=None, envvar=config.SERVE_TOKEN_ENV, show_envvar=True, help="The token every --serve request must carry (?token= or Authorization: Bearer); default: a random one when HOST is not loopback.")
+@option_group(
+    "use",
+    click.option("--roi", default=None, metavar="SIZE[,CX,CY]", help="Square region classified, as fractions: side of the shorter frame side, centre x, y (default: 1,0.5,0.5, the largest centred square)."),
+    click.option("--smoothing", type=number(ranges.COUNT), default=config.SMOOTHING_FRAMES, show_default=True, help="Average the probabilities of the last N frames."),
+    click.option("--threshold", type=number(ranges.PROBABILITY), default=config.CONFIDENCE_THRESHOLD, show_default=True, help="Below this smoothed confidence: 'no sign'."),
+    threads_option,
+    click.option("--max-frames", type=number(ranges.COUNT), default=None, help="Stop after N frames."),
+)
+@option_group(
+    "view",
+    click.option("--headless", is_flag=True, help="No window; a status line every --status-every seconds (the default where no window can open, and with --serve)."),
+    click.option("--window", is_flag=True, help="Show the window even with --serve (an error where none can open)."),
+    click.option("--snapshot-dir", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Where the window's 's' key saves PNG snapshots."),
+    click.option("--status-every", "status_interval", type=number(ranges.SECONDS), default=config.STATUS_INTERVAL_S, show_default=True, help="Seconds between --headless status lines (0: none)."),
+)
+@option_group(
+    "outputs",
+    click.option("--record", type=click.Path(path_type=Path), default=None, help="Write the annotated video: .avi (MJPG) or .mp4 (mp4v)."),
+    click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write one JSON object per frame (JSON lines)."),
+    click.option("--report", type=click.Path(path_type=Path), default=None, help="Folder for live_summary.json and, with known labels, confusion_matrix.png."),
+    click.option("--serve", default=None, metavar="[HOST:]PORT", help=f"Serve a page with the annotated video and the prediction to a browser (/, /stream.mjpg, /status). Binds {config.SERVE_HOST} unless HOST is given, e.g. 0.0.0.0:8080 for the network (then a token is required)."),
+    click.option("--token", default=None, envvar=config.SERVE_TOKEN_ENV, show_envvar=True, help="The token every --serve request must carry (?token= or Authorization: Bearer); default: a random one when HOST is not loopback."),
+)
 @event_options
 @click.pass_context
 @friendly_errors
-def live(ctx, model, camera, picamera, video, testset, width, height, fps, roi, smoothing, threshold, headless, window, record, max_frames, json_path, labels_csv, threads, data, loop, report, snapshot_dir, status_every, capture_thread, serve, token, events):
+def live(ctx, model, source, data, use, view, outputs, events):
     """Classify hand signs live from a camera, a video or the test set (q/Esc quits, s saves a snapshot).
 
     Ends with a summary: frames, FPS, inference and overhead times, and with known
     labels (--testset, --video --labels) accuracy and a confusion matrix.
     """
-    options = LiveOptions(
-        camera=camera, picamera=picamera, video=video, testset=testset, width=width, height=height, fps=fps,
-        roi=parse_roi(roi) if roi is not None else Roi(), smoothing=smoothing, threshold=threshold, headless=headless, window=window or None,
-        record=record, max_frames=max_frames, json_path=json_path, labels_csv=labels_csv, threads=threads, data=data,
-        status_interval=status_every, loop=loop, report=report, snapshot_dir=snapshot_dir, capture_thread=capture_thread,
-        # A token exported in the environment waits for --serve; only a typed --token without it is a mistake.
-        serve=serve, token=token if serve is not None or given(ctx, "token") else None, events=events,
-    )
+    # A token exported in the environment waits for --serve; only a typed --token without it is a mistake.
+    token = outputs["token"] if outputs["serve"] is not None or given(ctx, "token") else None
+    options = LiveOptions(**source, data=data, **{**use, "roi": roi_of(use["roi"])}, **{**view, "window": view["window"] or None},
+                          **{**outputs, "token": token}, events=events)
     try:
         summary = run_live(model, options, log=log)
     except OutputError as exc:  # the run happened: its summary first, then the output that failed
@@ -130,31 +185,26 @@ def live(ctx, model, camera, picamera, video, testset, width, height, fps, roi, 
     click.echo(summary.text(), nl=False)
 
 
-# -- collect ----------------------------------------------------------------------------------
-
-
 @main.command()
 @click.option("--out", type=click.Path(path_type=Path), required=True, help=f"Dataset folder: crops go to OUT/<label>/, a row per crop to OUT/{config.COLLECT_CSV}.")
-@click.option("--camera", type=click.IntRange(min=0), default=None, help=f"OpenCV camera index, e.g. a USB webcam (the default source: {config.CAMERA_INDEX}).")
-@click.option("--picamera", is_flag=True, help="Raspberry Pi Camera Module through picamera2.")
-@click.option("--video", default=None, metavar="PATH|URL", help="A video file, stream URL or GStreamer pipeline (anything cv2.VideoCapture opens).")
-@click.option("--labels", "labels_csv", type=click.Path(path_type=Path), default=None, help="With --video: save the frames of every labelled range (start_frame,end_frame,label CSV, as live --labels) under their labels; no window.")
-@click.option("--width", type=click.IntRange(min=1), default=config.COLLECT_CAMERA_WIDTH, show_default=True, help="Camera frame width.")
-@click.option("--height", type=click.IntRange(min=1), default=config.COLLECT_CAMERA_HEIGHT, show_default=True, help="Camera frame height.")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=config.CAMERA_FPS, show_default=True, help="Camera frame rate to ask for.")
-@click.option("--roi", default=None, metavar="SIZE[,CX,CY]", help="The square saved, as live's --roi (default: 1,0.5,0.5, the largest centred square).")
-@click.option("--headless", is_flag=True, help="No window: count down, save --count crops of --label at --interval, stop (what --label alone does).")
-@click.option("--window", is_flag=True, help="A window even with --label (which then labels the first burst); an error where none can open.")
-@click.option("--label", default=None, metavar="L", help=f"The label of every crop ({', '.join(config.LABELS)}), saved without a window; with --window, the first burst's label.")
-@click.option("--count", type=click.IntRange(min=1), default=None, help=f"With --label: crops to save [default: {config.COLLECT_COUNT}]; with a window, crops per burst (default: until b).")
-@click.option("--interval", type=FiniteFloat(0), default=None, help=f"Seconds between a burst's crops, of source time (video files: frame number / fps) [default: {config.COLLECT_INTERVAL_S:g}; --labels: every frame].")
-@click.option("--countdown", type=FiniteFloat(0), default=config.COLLECT_COUNTDOWN_S, show_default=True, help="With --label: seconds counted down before the first crop.")
-@click.option("--size", type=int, default=config.COLLECT_SIZE, show_default=True, help=f"Side of the saved square crop, pixels (8 to {config.COLLECT_MAX_SIZE}).")
-@click.option("--quality", type=click.IntRange(1, 100), default=config.COLLECT_JPEG_QUALITY, show_default=True, help="JPEG quality.")
-@click.option("--capture-thread/--no-capture-thread", default=True, show_default=True, help="Read cameras and streams in a background thread that keeps only the newest frame.")
+@source_group(testset=False, width=config.COLLECT_CAMERA_WIDTH, height=config.COLLECT_CAMERA_HEIGHT,
+              labels_help="With --video: save the frames of every labelled range (start_frame,end_frame,label CSV, as live --labels) under their labels; no window.")
+@option_group(
+    "saving",
+    click.option("--roi", default=None, metavar="SIZE[,CX,CY]", help="The square saved, as live's --roi (default: 1,0.5,0.5, the largest centred square)."),
+    click.option("--headless", is_flag=True, help="No window: count down, save --count crops of --label at --interval, stop (what --label alone does)."),
+    click.option("--window", is_flag=True, help="A window even with --label (which then labels the first burst); an error where none can open."),
+    click.option("--label", default=None, metavar="L", help=f"The label of every crop ({', '.join(config.LABELS)}), saved without a window; with --window, the first burst's label."),
+    click.option("--count", type=number(ranges.COUNT), default=None, help=f"With --label: crops to save [default: {config.COLLECT_COUNT}]; with a window, crops per burst (default: until b)."),
+    click.option("--interval", type=number(ranges.SECONDS), default=None, help=f"Seconds between a burst's crops, of source time (video files: frame number / fps) [default: {config.COLLECT_INTERVAL_S:g}; --labels: every frame]."),
+    click.option("--countdown", type=number(ranges.SECONDS), default=config.COLLECT_COUNTDOWN_S, show_default=True, help="With --label: seconds counted down before the first crop."),
+    # Not click's range: a size past the bound gets the options' one line, which says what such a crop costs.
+    click.option("--size", type=int, default=config.COLLECT_SIZE, show_default=True, help=f"Side of the saved square crop, pixels, {ranges.CROP_SIZE.describe()}."),
+    click.option("--quality", type=number(ranges.JPEG_QUALITY), default=config.COLLECT_JPEG_QUALITY, show_default=True, help="JPEG quality."),
+)
 @event_options
 @friendly_errors
-def collect(out, camera, picamera, video, labels_csv, width, height, fps, roi, headless, window, label, count, interval, countdown, size, quality, capture_thread, events):
+def collect(out, source, saving, events):
     """Save hand-sign crops as a labelled image folder, OUT/<label>/*.jpg (keys 0-5 save, b burst, q/Esc quits).
 
     Never overwrites: each run is a session, and files are named <session>_<NNNNN>.jpg.
@@ -162,11 +212,8 @@ def collect(out, camera, picamera, video, labels_csv, width, height, fps, roi, h
     """
     from edge_signs.edge.collect import CollectOptions, run_collect
 
-    options = CollectOptions(
-        out=out, camera=camera, picamera=picamera, video=video, labels_csv=labels_csv, width=width, height=height, fps=fps,
-        roi=parse_roi(roi) if roi is not None else Roi(), headless=headless, window=window or None, label=label, count=count, interval=interval,
-        countdown=countdown, size=size, quality=quality, capture_thread=capture_thread, events=events,
-    )
+    options = CollectOptions(out=out, **source, **{**saving, "roi": roi_of(saving["roi"]), "window": saving["window"] or None},
+                             events=events)
     summary = run_collect(options, log=log)
     click.echo(summary.text(), nl=False)
     if summary.error is not None:
@@ -200,7 +247,7 @@ def doctor(model, data):
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--own", "folder", type=click.Path(path_type=Path), default=None, help="A folder of your own labelled images (<label>/*.jpg, e.g. from 'edge-signs collect').")
-@click.option("--camera", type=click.IntRange(min=0), default=None, help="Instead of --own: teach in a window from this OpenCV camera (keys 0-5 teach the frame shown, q ends).")
+@click.option("--camera", type=number(ranges.INDEX), default=None, help="Instead of --own: teach in a window from this OpenCV camera (keys 0-5 teach the frame shown, q ends).")
 @click.option("--picamera", is_flag=True, help="The same from the Raspberry Pi Camera Module.")
 @click.option("--video", default=None, metavar="PATH", help="The same from a video; with --labels, headless: each labelled frame is classified, then taught.")
 @click.option("--labels", "labels_csv", type=click.Path(path_type=Path), default=None, help="With --video: start_frame,end_frame,label CSV (as live --labels).")
@@ -228,7 +275,7 @@ def teach(model, folder, camera, picamera, video, labels_csv, roi, save, out, pe
 
     fit = FitOptions(l2=l2, prior=prior, signs_share=signs_share, min_per_sign=min_per_sign)
     options = TeachOptions(fit=fit, per_sign=per_sign, signs=signs_dir, signs_per_sign=signs_per_sign, seed=seed, threads=threads)
-    roi = parse_roi(roi) if roi is not None else Roi()
+    roi = roi_of(roi)
     if sum(x is not None and x is not False for x in (folder, camera, picamera or None, video)) != 1:
         raise click.UsageError("name one of --own FOLDER, --camera N, --picamera or --video PATH")
     if folder is not None:
@@ -240,6 +287,5 @@ def teach(model, folder, camera, picamera, video, labels_csv, roi, save, out, pe
     else:
         from edge_signs.edge.teach_window import teach_window
 
-        live_options = LiveOptions(camera=camera, picamera=picamera, video=video, roi=roi, threads=threads)
-        result = teach_window(model, live_options, out, options, save=save, log=log)
+        result = teach_window(model, SourceOptions(camera=camera, picamera=picamera, video=video), out, options, roi=roi, save=save, log=log)
     click.echo(result.text(), nl=False)

@@ -199,6 +199,7 @@ CAMERA_WIDTH = 320
 CAMERA_HEIGHT = 240
 PICAMERA_MODEL_SIZE = (320, 240)  # the Pi camera's low-resolution stream for the model
 FRAME_WAIT_S = 1.0  # the capture thread's "no frame now" after this long without a new frame
+READ_AHEAD_FRAMES = 4  # a video file's frames decoded ahead of the loop: enough to ride out a slow decode
 CAMERA_FPS = 30
 READ_RETRIES = 10  # consecutive failed reads before a camera is given up on
 READ_RETRY_SLEEP_S = 0.05  # pause between failed reads of a live camera or stream (files are not waited on)

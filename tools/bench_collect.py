@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edge_signs import config  # noqa: E402
 from edge_signs.edge import collect, display, live  # noqa: E402
-from edge_signs.edge.collect import CollectOptions, CropWriter, run_collect  # noqa: E402
+from edge_signs.edge.collect import CollectOptions, run_collect  # noqa: E402
+from edge_signs.edge.crop_writer import CropWriter  # noqa: E402
 from edge_signs.edge.live import LiveOptions, run_live  # noqa: E402
 from edge_signs.edge.sources import EndOfStream, FrameSource, LatestFrame  # noqa: E402
 from edge_signs.log import quiet  # noqa: E402

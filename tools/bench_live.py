@@ -3,7 +3,7 @@
 
     python tools/bench_live.py model_int8.tflite [--frames 10000] [--data DIR]
     python tools/bench_live.py model_int8.tflite --serve [--frames 10000] [--replay-frames 2000] [--rounds 3]
-    python tools/bench_live.py model_int8.tflite --camera [--replay-frames 600] [--rounds 5] [--camera-fps 0] [--camera-mjpg]
+    python tools/bench_live.py model_int8.tflite --camera [--replay-frames 600] [--rounds 5] [--camera-fps 0] [--camera-mjpg] [--camera-size 640x480]
     python tools/bench_live.py model_int8.tflite --events [--replay-frames 600] [--rounds 5] [--camera-fps 0]
 
 Prints numbers; asserts nothing. Run it on the Pi itself to get the Pi's numbers.
@@ -12,13 +12,14 @@ Prints numbers; asserts nothing. Run it on the Pi itself to get the Pi's numbers
    process, from spawn to its first prediction (the JSON line's wall-clock time);
 2. overhead: everything per frame except ``invoke`` (capture/decode, preprocess,
    overlay, recording, JSON), as a median and as % of the median invoke, for a
-   test-set replay, a camera-sized video replay, and that video while recording;
+   test-set replay, a camera-sized video replay, that video while recording, and
+   a 640x480 mp4 decoded ahead of the loop (``ReadAhead``) and in the loop itself;
 3. memory: RSS at the first frame, at the end and the maximum, sampled every 100
    frames over a long replay of the test set (looped), to catch per-frame leaks.
 
 With --camera, only the camera loop (``CameraLike`` below):
 
-6. a camera-like source: 640x480 BGR frames (SIGNS test images, upscaled into a
+6. a camera-like source: 640x480 (--camera-size) BGR frames (SIGNS test images, upscaled into a
    scene with a textured background) delivered at a steady rate, faster than the
    model takes them as a Pi's camera is, through the same path a USB camera
    takes (``open_source`` -> ``CameraSource`` -> the ``LatestFrame`` capture
@@ -81,7 +82,7 @@ from make_labelled_video import make_labelled_video  # noqa: E402
 
 from edge_signs import config  # noqa: E402
 from edge_signs.data import resolve_data  # noqa: E402
-from edge_signs.edge import live as live_module  # noqa: E402
+from edge_signs.edge import sources as sources_module  # noqa: E402
 from edge_signs.edge.events import EventOptions  # noqa: E402
 from edge_signs.edge.live import LiveOptions, run_live  # noqa: E402
 from edge_signs.edge.runtime import Classifier  # noqa: E402
@@ -247,6 +248,17 @@ def serve_stalled_memory(model: Path, threads: int, data: Path | None, frames: i
           + f"; the reading viewer got {state['viewers'][1].jpegs} JPEGs of {s.served['encoded']} encoded")
 
 
+def write_scene_video(path: Path, scenes: list[np.ndarray], fps: float = 30.0) -> Path:
+    """An mp4v file of the camera-like scenes, each held for 5 frames: a camera-sized file to replay."""
+    h, w = scenes[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for scene in scenes:
+        for _ in range(5):
+            writer.write(scene)
+    writer.release()
+    return path
+
+
 def camera_scenes(images_rgb: np.ndarray, size: tuple[int, int] = CAMERA_SIZE, count: int = CAMERA_SCENES) -> list[np.ndarray]:
     """BGR frames of ``size`` with real content: a hand image (upscaled to 5/6 of the height) on a textured background."""
     w, h = size
@@ -314,13 +326,13 @@ class CameraLike(GrabRetrieve):
 
 @contextlib.contextmanager
 def camera_is(factory):
-    """live.open_source builds ``factory(index, width, height, fps)`` for --camera: the real camera path, a fake device."""
-    real = live_module.CameraSource
-    live_module.CameraSource = factory
+    """sources.open_source builds ``factory(index, width, height, fps)`` for --camera: the real camera path, a fake device."""
+    real = sources_module.CameraSource
+    sources_module.CameraSource = factory
     try:
         yield
     finally:
-        live_module.CameraSource = real
+        sources_module.CameraSource = real
 
 
 def invoke_ms(model: Path, threads: int, runs: int = 600) -> tuple[float, float]:
@@ -335,7 +347,7 @@ def invoke_ms(model: Path, threads: int, runs: int = 600) -> tuple[float, float]
 
 @contextlib.contextmanager
 def prepare_every_frame():
-    """The capture thread as it was before PrepareSchedule: every frame the camera delivers is decoded and prepared."""
+    """The capture thread without PrepareSchedule, for comparison: every frame the camera delivers is decoded and prepared."""
     real = PrepareSchedule.wants
     PrepareSchedule.wants = lambda self, now, *, ready, waiting: True
     try:
@@ -344,11 +356,12 @@ def prepare_every_frame():
         PrepareSchedule.wants = real
 
 
-def camera_bench(model: Path, threads_list: list[int], data: Path | None, frames: int, camera_fps: float, mjpg: bool, rounds: int) -> None:
+def camera_bench(model: Path, threads_list: list[int], data: Path | None, frames: int, camera_fps: float, mjpg: bool, rounds: int,
+                 size: tuple[int, int] = CAMERA_SIZE) -> None:
     """The camera loop at each thread count: headless, and with the overlay for --record and a --serve viewer."""
     signs = resolve_data(data, log=quiet)
-    scenes = camera_scenes(signs.test.x)
-    w, h = CAMERA_SIZE
+    scenes = camera_scenes(signs.test.x, size)
+    w, h = size
     print(f"\ncamera-like source, {w}x{h} BGR{' MJPG-decoded' if mjpg else ''} frames through open_source -> CameraSource -> "
           f"LatestFrame (the capture thread), {frames} frames a run, {rounds} round(s) with the scenarios alternated, medians of runs:")
     print(f"{'threads':>7s} {'scenario':32s} {'cam fps':>7s} {'alone ms':>13s} {'invoke ms':>13s} {'outside ms':>10s} {'% invoke':>8s} "
@@ -481,8 +494,11 @@ def events_bench(model: Path, threads: int, data: Path | None, frames: int, came
 @click.option("--camera-fps", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help=f"--camera: the source's frame rate (0: {CAMERA_RATE:g}x the model's rate, so the camera outruns the model).")
 @click.option("--camera-mjpg", is_flag=True, help="--camera: decode each frame from a JPEG in the capture thread (a USB camera's MJPG mode).")
+@click.option("--camera-size", default=f"{CAMERA_SIZE[0]}x{CAMERA_SIZE[1]}", show_default=True, metavar="WxH",
+              help="--camera: the camera-like source's frame size (e.g. 320x240, the live default).")
 @click.option("--events", "events", is_flag=True, help="Measure only the event outputs: --exec and --mqtt (broker up, and down) against none, on the camera-like source.")
-def main(model, frames, replay_frames, threads, startup_runs, video_size, data, serve, rounds, camera, camera_fps, camera_mjpg, events):
+def main(model, frames, replay_frames, threads, startup_runs, video_size, data, serve, rounds, camera, camera_fps, camera_mjpg, camera_size,
+         events):
     """Print start-up, per-frame overhead and memory numbers for MODEL in the live loop."""
     rss_start_process = rss_mb()
     clf = Classifier(model, threads=threads)
@@ -501,7 +517,8 @@ def main(model, frames, replay_frames, threads, startup_runs, video_size, data, 
     if camera:
         print(f"load:    {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1, 5, 15 min)")
         try:
-            camera_bench(model, sorted({1, os.cpu_count() or 1}), data, replay_frames, camera_fps, camera_mjpg, rounds)
+            size = tuple(int(v) for v in camera_size.lower().split("x"))
+            camera_bench(model, sorted({1, os.cpu_count() or 1}), data, replay_frames, camera_fps, camera_mjpg, rounds, size)
         except EdgeSignsError as exc:
             click.echo(f"bench_live: error: {exc}", err=True)
             sys.exit(1)
@@ -548,6 +565,11 @@ def main(model, frames, replay_frames, threads, startup_runs, video_size, data, 
             rows.append(replay(model, LiveOptions(video=str(video), **common), f"video replay ({video_size}x{video_size} MJPG decode)"))
             rows.append(replay(model, LiveOptions(video=str(video), record=Path(tmp) / "rec.avi", json_path=Path(tmp) / "rec.jsonl", **common),
                                "video replay + overlay + --record .avi + --json"))
+            mp4 = write_scene_video(Path(tmp) / "scenes.mp4", camera_scenes(signs.test.x))
+            w, h = CAMERA_SIZE
+            rows.append(replay(model, LiveOptions(video=str(mp4), **common), f"video replay ({w}x{h} mp4v, decoded ahead)"))
+            rows.append(replay(model, LiveOptions(video=str(mp4), capture_thread=False, **common),
+                               f"video replay ({w}x{h} mp4v, --no-capture-thread)"))
         print(f"\nper-frame time at {threads} thread(s), medians (overhead = everything but invoke):")
         print(f"{'scenario':50s} {'frames':>6s} {'fps':>7s} {'invoke ms':>9s} {'overhead ms':>11s} {'% of invoke':>11s}")
         for r in rows:

@@ -13,21 +13,19 @@ import os
 import queue
 import sys
 import threading
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import cv2
 import numpy as np
 
 from edge_signs import config
 from edge_signs.artifacts import PendingFile, atomic_path
-from edge_signs.preprocess import Roi, to_bgr
+from edge_signs.edge.loop import LoopFrame
+from edge_signs.edge.results import FrameResult
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log
-
-if TYPE_CHECKING:  # annotations only: live imports this module
-    from edge_signs.edge.live import FrameResult
+from edge_signs.preprocess import Roi, to_bgr
 
 
 def record_fourcc(path: Path) -> str:
@@ -105,6 +103,21 @@ class Overlay:
         return img
 
 
+class Picture:
+    """The overlay of the frame in hand, drawn at most once a frame however many outputs want it (window, recording, browser)."""
+
+    def __init__(self, overlay: Overlay):
+        self.overlay = overlay
+        self._index = -1
+        self._img: Optional[np.ndarray] = None
+
+    def of(self, f: LoopFrame) -> np.ndarray:
+        if f.index != self._index or self._img is None:
+            self._img = self.overlay.render(f.shown(), f.result, f.fps)
+            self._index = f.index
+        return self._img
+
+
 def window_problem(build_info: Optional[str] = None, environ: Optional[Mapping[str, str]] = None,
                    platform: str = sys.platform) -> Optional[str]:
     """Why no window can open here (an OpenCV without a GUI, or no display), or None when one can."""
@@ -155,43 +168,40 @@ def choose_window(window: Optional[bool], headless: bool, implied_by: Optional[s
 
 
 class Window:
-    """The preview window: q or Esc quits, s saves a snapshot PNG."""
+    """A preview window: ``show`` draws a picture and returns the key pressed (OpenCV's code, -1 for none).
 
-    def __init__(self, snapshot_dir: Path, log: Log):
+    ``fix`` ends the one-line error when OpenCV cannot open it (what to do instead).
+    """
+
+    def __init__(self, name: str = config.WINDOW_NAME, fix: str = "run with --headless"):
         check_gui()
         try:
-            cv2.namedWindow(config.WINDOW_NAME, cv2.WINDOW_AUTOSIZE)
+            cv2.namedWindow(name, cv2.WINDOW_AUTOSIZE)
         except cv2.error as exc:
-            raise EdgeSignsError(f"cannot open a window ({str(exc).strip().splitlines()[-1]}): run with --headless") from None
-        self._snapshot_dir = Path(snapshot_dir)
-        self._log = log
+            raise EdgeSignsError(f"cannot open a window ({str(exc).strip().splitlines()[-1]}): {fix}") from None
+        self.name = name
         self._visible_known: Optional[bool] = None  # does this GUI backend report WND_PROP_VISIBLE?
 
-    def show(self, img: np.ndarray, frame: int) -> bool:
-        """Show ``img``; False when the user asked to quit."""
-        cv2.imshow(config.WINDOW_NAME, img)
-        key = cv2.waitKey(1) & 0xFF
-        if key in (ord("q"), 27):
-            return False
-        if key == ord("s"):
-            name = f"snapshot_{time.strftime('%Y%m%d-%H%M%S')}_{frame:06d}.png"
-            try:
-                self._log(f"saved {save_png(img, self._snapshot_dir / name)}")
-            except (EdgeSignsError, OSError) as exc:  # a lost snapshot must not end the run or its recording
-                self._log(f"warning: snapshot not saved ({exc})")
-        # The window's close button: without this check the loop would run on invisibly. Some GUI
-        # backends always answer -1, so a window only counts as closed if it once reported itself visible.
+    def show(self, img: np.ndarray) -> int:
+        cv2.imshow(self.name, img)
+        return cv2.waitKey(1)
+
+    def closed(self) -> bool:
+        """Whether its close button was pressed: without this the loop would run on invisibly.
+
+        Some GUI backends always answer -1, so a window only counts as closed if it once reported itself visible.
+        """
         try:
-            visible = cv2.getWindowProperty(config.WINDOW_NAME, cv2.WND_PROP_VISIBLE) >= 1
+            visible = cv2.getWindowProperty(self.name, cv2.WND_PROP_VISIBLE) >= 1
         except cv2.error:  # some backends raise once the window is gone
-            return False
+            return True
         if self._visible_known is None:
             self._visible_known = visible
-        return visible or not self._visible_known
+        return self._visible_known and not visible
 
     def close(self) -> None:
         with contextlib.suppress(cv2.error):
-            cv2.destroyWindow(config.WINDOW_NAME)
+            cv2.destroyWindow(self.name)
             cv2.waitKey(1)  # let the GUI thread actually remove it
 
 

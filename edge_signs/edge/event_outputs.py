@@ -18,7 +18,7 @@ from typing import Iterable, Optional
 
 from edge_signs import config
 from edge_signs.artifacts import PendingFile, check_output_file, dumps, finite_or_none
-from edge_signs.edge.events import HELD, EventOutput, SignEvent
+from edge_signs.edge.event_types import HELD, EventOutput, SignEvent
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
 

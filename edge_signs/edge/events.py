@@ -16,6 +16,8 @@ test set, so a file gives the same events on every machine and at any speed, and
 the wall clock for cameras and streams.
 
     frame loop -> EventHub.on_frame(result) -> EventTracker -> SignEvent -> each output's on_event
+
+The event and an output's interface are event_types.py's (the outputs import only those).
 """
 
 from __future__ import annotations
@@ -27,37 +29,19 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from edge_signs import config
+from edge_signs.edge import ranges
+from edge_signs.edge.event_types import HELD, RELEASED, EventOutput, SignEvent
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
 
-HELD, RELEASED = "held", "released"
+__all__ = ["HELD", "RELEASED", "EventHub", "EventOptions", "EventOutput", "EventTracker", "FrameClock", "SignEvent", "open_event_hub"]
 _EPS = 1e-9  # frame times are sums of 1/fps: 10 frames of 1/10 s must count as a full second
-
-
-@dataclass(frozen=True)
-class SignEvent:
-    """A sign held (``event == "held"``) or let go (``"released"``); both halves of one hold share ``id``."""
-
-    event: str  # HELD or RELEASED
-    id: int  # 1, 2, ... in this run
-    sign: str
-    confidence: float  # mean smoothed confidence over the frames held so far
-    start: float  # source time of the hold's first frame, seconds (video position, or Unix time for cameras)
-    held_s: float  # HELD: how long it had been held when it became an event (>= hold); RELEASED: the whole hold
-    frame: int  # the frame the event happened on (0-based, this run's count)
-
-    def as_dict(self) -> dict:
-        return {"event": self.event, "id": self.id, "sign": self.sign, "confidence": round(self.confidence, 4),
-                "start": round(self.start, 3), "held_s": round(self.held_s, 3), "frame": self.frame,
-                "time": round(time.time(), 3)}  # wall clock: when it was said, for logs beside other programs'
-
 
 class EventTracker:
     """Turns per-frame signs into SignEvents (the module's docstring); no I/O, no clock of its own."""
 
     def __init__(self, hold_s: float = config.EVENT_HOLD_S):
-        if not (math.isfinite(hold_s) and hold_s >= 0):
-            raise EdgeSignsError(f"--hold must be a number of seconds >= 0, got {hold_s}")
+        ranges.SECONDS.check("--hold", hold_s)
         self.hold_s = hold_s
         self.count = 0  # held events so far
         self._sign: Optional[str] = None  # the sign of the current run of frames (None: no sign)
@@ -131,7 +115,7 @@ class EventOptions:
 
     def check(self, inputs: Iterable = ()) -> None:
         """Every mistake as one line, before a camera opens: the hold, the file, the command, the broker URL, paho."""
-        # The output modules are imported where they are used: they import this one.
+        # The output modules are imported where they are used: paho and subprocess only when asked for.
         EventTracker(self.hold)
         if self.path is not None:
             from edge_signs.edge.event_outputs import check_events_path
@@ -145,32 +129,6 @@ class EventOptions:
             from edge_signs.edge.mqtt import check_mqtt
 
             check_mqtt(self.mqtt)
-
-
-class EventOutput:
-    """One destination of a frame loop's results. The loop calls ``on_frame`` every frame, ``on_event``
-    for every event, ``close`` once; ``lines`` says how it went (the summary). Each method returns at
-    once: an output that talks to something slow (a command, a broker) hands the work to its own thread."""
-
-    name = "output"  # its option, for messages: "--events events.jsonl"
-
-    def on_frame(self, result) -> None:
-        """A frame's result (live.FrameResult); most event outputs need only the events."""
-
-    def on_event(self, event: SignEvent) -> None:
-        """One SignEvent."""
-
-    def close(self, keep: bool = True) -> None:
-        """The run ended (``keep``: it ended well, so a file may replace an older one)."""
-
-    def stats(self) -> dict:
-        return {}
-
-    def lines(self) -> list[str]:
-        return []
-
-    def warnings(self) -> list[str]:
-        return []
 
 
 class EventHub(EventOutput):

@@ -1,4 +1,4 @@
-"""What a live run writes as it goes: --json lines and the --record video, each on its own.
+"""What a live run writes as it goes: --json lines and the --record video, each on its own (one frame-loop output).
 
 Each output goes into a temporary file beside its target and is published only when
 complete (``artifacts.PendingFile``); a FIFO or a device (/dev/stdout, a pipe, /dev/null)
@@ -11,13 +11,13 @@ failed one's file. Every writer thread is joined whatever happens.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import cv2
-import numpy as np
 
 from edge_signs.artifacts import PendingFile, special_kind
-from edge_signs.edge.display import Recorder
+from edge_signs.edge.display import Picture, Recorder
+from edge_signs.edge.loop import FrameOutput, LoopFrame
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log
 
@@ -61,11 +61,18 @@ class OutputError(EdgeSignsError):
         self.summary = summary
 
 
-class RunOutputs:
-    """The --json and --record outputs of one run: written frame by frame, each failing alone."""
+class FileOutputs(FrameOutput):
+    """The --json and --record outputs of one run: written frame by frame, each failing alone.
 
-    def __init__(self, json_path: Optional[Path], record: Optional[Path], fps: float, log: Log):
+    A failed one ends the loop ("writing --json failed"); ``errors`` says, after ``close``, what failed.
+    """
+
+    name = "files"
+
+    def __init__(self, json_path: Optional[Path], record: Optional[Path], fps: float, log: Log, *,
+                 picture: Optional[Picture] = None, labels: Sequence[str] = ()):
         self.failed: dict[str, str] = {}  # option -> one-line message
+        self.picture, self.labels = picture, labels
         self.json = JsonLines(json_path) if json_path is not None else None
         try:
             self.recorder = Recorder(record, fps) if record is not None else None
@@ -74,6 +81,17 @@ class RunOutputs:
             raise
         for kept in self.recorder.recovered if self.recorder is not None else ():
             log(f"kept {kept}: a complete recording a stopped run had left unpublished")
+
+    def on_frame(self, frame: LoopFrame) -> Optional[str]:
+        if self.recorder is not None:
+            self._attempt("--record", self.recorder, self.picture.of(frame))
+        if self.json is not None:
+            self._attempt("--json", self.json, frame.result.json_line(self.labels, frame.source.has_truth))
+        return self.stop_reason()
+
+    @property
+    def errors(self) -> list[str]:
+        return list(self.failed.values())
 
     def _sinks(self):
         return [(option, sink) for option, sink in (("--json", self.json), ("--record", self.recorder)) if sink is not None]
@@ -86,25 +104,16 @@ class RunOutputs:
         except OUTPUT_ERRORS as exc:
             self.failed[option] = _message(option, sink, exc)
 
-    def frame(self, img: np.ndarray) -> None:
-        if self.recorder is not None:
-            self._attempt("--record", self.recorder, img)
-
-    def line(self, text: str) -> None:
-        if self.json is not None:
-            self._attempt("--json", self.json, text)
-
     def stop_reason(self) -> Optional[str]:
         return f"writing {' and '.join(self.failed)} failed" if self.failed else None
 
-    def close(self, completed: bool) -> list[str]:
-        """Finish every output (each in its own try); publish the complete ones when the run ``completed``. The errors."""
+    def close(self, completed: bool) -> None:
+        """Finish every output (each in its own try); publish the complete ones when the run ``completed``."""
         for option, sink in self._sinks():
             try:
                 sink.close(keep=completed and option not in self.failed)
             except OUTPUT_ERRORS as exc:
                 self.failed.setdefault(option, _message(option, sink, exc))
-        return list(self.failed.values())
 
     def written(self) -> list[str]:
         """What was published, for the log."""

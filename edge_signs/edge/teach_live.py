@@ -6,14 +6,18 @@ head (once every sign has a frame; the original head is the prior until then and
 after), ``probs`` is the prediction the loop shows, from the refitted head as soon
 as there is one, and ``write`` writes the file when every sign has enough frames.
 
-``teach_video`` is the headless loop: a video with a labels CSV (as `live --labels`
-reads it), each labelled frame taken as if its key were pressed, every frame
-classified by the head as it is at that moment, so the run shows it learning.
+``Taught`` is the frame-loop output (loop.py) both ways of teaching build on: each
+frame's features and the prediction shown. ``teach_video`` runs the loop headless
+on a video with a labels CSV (as `live --labels` reads it): each labelled frame
+taken as if its key were pressed, every frame classified by the head as it is at
+that moment, so the run shows it learning. A run stopped by Ctrl-C or SIGTERM is
+abandoned: no file is written.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +27,12 @@ import numpy as np
 from edge_signs import config
 from edge_signs.edge.head import FitOptions, SoftmaxHead, check_frames, fit_head
 from edge_signs.edge.head_file import read_site, snap, write_head_file
-from edge_signs.preprocess import Roi, frame_to_rgb
+from edge_signs.edge.loop import INTERRUPTED, FrameLoop, FrameOutput, LoopFrame, LoopRun
 from edge_signs.edge.runtime import Classifier
-from edge_signs.edge.sources import EndOfStream, VideoSource
+from edge_signs.edge.sources import FrameSource, SourceOptions, open_source
 from edge_signs.edge.teach import TeachOptions, check_teach_paths, signs_features
-from edge_signs.edge.truth import read_label_ranges
 from edge_signs.log import Log, log_stderr
+from edge_signs.preprocess import Roi, frame_to_rgb
 
 
 class Teacher:
@@ -93,38 +97,68 @@ class VideoTeachResult:
                 f"last refit {self.fit_ms:.0f} ms\nwrote {self.out}\n")
 
 
+class Taught(FrameOutput):
+    """The base of teaching outputs: the features of the frame in hand, and what the head as it is now makes of it."""
+
+    name = "teach"
+
+    def __init__(self, clf: Classifier, teacher: Teacher, roi: Roi):
+        self.clf, self.teacher, self.roi = clf, teacher, roi
+
+    def classify(self, f: LoopFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(features, the probabilities shown) of the frame in hand."""
+        source = f.source
+        self.clf.set_input(source.prepared if source.prepares else frame_to_rgb(f.frame, self.roi))
+        self.clf.invoke()
+        feats = self.clf.output_features()
+        return feats, self.teacher.probs(feats, self.clf.output_probs())
+
+
+class TaughtFromLabels(Taught):
+    """Every ``every``-th labelled frame is taught after it is classified; ``results`` says which were right before."""
+
+    def __init__(self, clf: Classifier, teacher: Teacher, roi: Roi, every: int = 1):
+        super().__init__(clf, teacher, roi)
+        self.every = every
+        self.results: list[bool] = []  # per labelled frame: the head's prediction was right, before it was taught
+
+    def on_frame(self, f: LoopFrame) -> None:
+        feats, shown = self.classify(f)
+        if f.truth is None:
+            return
+        right = int(np.argmax(shown)) == f.truth
+        if len(self.results) % self.every == 0:
+            self.teacher.add(feats, f.truth)
+        self.results.append(right)
+
+
+def run_teaching(source: FrameSource, output: Taught) -> LoopRun:
+    """The frame loop with one teaching output; a run a signal stopped raises KeyboardInterrupt (abandoned: nothing written)."""
+    try:
+        run = FrameLoop(source, [output]).run()
+    finally:
+        source.close()
+    if run.reason in (INTERRUPTED, "terminated (SIGTERM)"):
+        raise KeyboardInterrupt
+    return run
+
+
 def teach_video(model: str | Path, video: str, labels_csv: Path, out: str | Path, options: TeachOptions = TeachOptions(), *,
                 roi: Roi = Roi(), every: int = 1, log: Log = log_stderr) -> VideoTeachResult:
     """Teach from a labelled video: every ``every``-th labelled frame is taught after it is classified (see the module's notes)."""
     model = Path(model)
     out = check_teach_paths(model, out)
-    ranges = read_label_ranges(labels_csv, config.LABELS)
-    source = VideoSource(video, ranges)
-    clf = Classifier(model, threads=options.threads, features=True)
-    teacher = Teacher(clf, model, options.fit, signs_features(clf, options, log)[0])
-    frames, seen, results = 0, 0, []
+    source = open_source(SourceOptions(video=video, labels_csv=labels_csv), prepare=functools.partial(frame_to_rgb, roi=roi),
+                         keep_frames=False, log=log)
     try:
-        while True:
-            try:
-                item = source.read()
-            except EndOfStream:
-                break
-            if item is None:
-                break
-            frame, truth = item
-            frames += 1
-            clf.set_input(frame_to_rgb(frame, roi))
-            clf.invoke()
-            feats = clf.output_features()
-            shown = teacher.probs(feats, clf.output_probs())
-            if truth is None:
-                continue
-            results.append(int(np.argmax(shown)) == truth)
-            if seen % every == 0:
-                teacher.add(feats, truth)
-            seen += 1
-    finally:
+        clf = Classifier(model, threads=options.threads, features=True)
+        teacher = Teacher(clf, model, options.fit, signs_features(clf, options, log)[0])
+    except BaseException:
         source.close()
+        raise
+    taught = TaughtFromLabels(clf, teacher, roi, every)
+    run = run_teaching(source, taught)
     teacher.write(out, {"data": str(Path(video).resolve()), "labels": str(labels_csv), "seed": options.seed})
+    results = taught.results
     half = results[len(results) // 2:]
-    return VideoTeachResult(frames, teacher.counts(), len(results), sum(results), sum(half), len(half), teacher.fit_seconds * 1e3, out)
+    return VideoTeachResult(run.frames, teacher.counts(), len(results), sum(results), sum(half), len(half), teacher.fit_seconds * 1e3, out)

@@ -5,11 +5,13 @@ head sees now and the frames taught per sign. A key 0-5 teaches the frame on
 screen as that sign (``Teacher.add``: the head is refitted at once, and the next
 frame is classified by it) and, with ``save``, keeps its crop as `collect` does
 (same writer, same layout: the frames can fine-tune on a workstation later).
-q or Esc ends it, and the file is written when every sign has enough frames.
+q or Esc ends it, and the file is written when every sign has enough frames. It is
+the frame loop (loop.py) with one output, ``TaughtByKeys``.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +20,15 @@ import cv2
 import numpy as np
 
 from edge_signs import config
-from edge_signs.edge.collect import CollectWindow, CropWriter, _Save, check_out, crop_square, new_session
-from edge_signs.edge.display import AA, AMBER, FONT, PANEL, WHITE, Canvas
-from edge_signs.edge.live import LiveOptions, open_source
-from edge_signs.preprocess import frame_to_rgb
+from edge_signs.edge.crop_writer import Crop, CropWriter, check_out, crop_square, new_session
+from edge_signs.edge.display import AA, AMBER, FONT, PANEL, WHITE, Canvas, Window
+from edge_signs.edge.loop import LoopFrame
 from edge_signs.edge.runtime import Classifier
-from edge_signs.edge.sources import EndOfStream
+from edge_signs.edge.sources import SourceOptions, open_source
 from edge_signs.edge.teach import TeachOptions, check_teach_paths, signs_features
-from edge_signs.edge.teach_live import Teacher
+from edge_signs.edge.teach_live import Taught, Teacher, run_teaching
 from edge_signs.log import Log, log_stderr
+from edge_signs.preprocess import Roi, frame_to_rgb
 
 QUIT_KEYS = (ord("q"), 27)
 
@@ -55,51 +57,53 @@ def _render(canvas: Canvas, frame: np.ndarray, probs: np.ndarray, teacher: Teach
     return img
 
 
-def _loop(clf: Classifier, teacher: Teacher, source, window: CollectWindow, writer: CropWriter | None, live: LiveOptions) -> int:
-    """Frames until q, Esc, the window's close button or the source's end; the number of frames."""
-    canvas, frames = Canvas(live.roi), 0
-    while True:
-        try:
-            item = source.read()
-        except EndOfStream:
-            return frames
-        if item is None:
-            continue
-        frame = item[0]
-        frames += 1
-        clf.set_input(frame_to_rgb(frame, live.roi))
-        clf.invoke()
-        feats = clf.output_features()
-        key = window.show(_render(canvas, frame, teacher.probs(feats, clf.output_probs()), teacher)) & 0xFF
-        if key in QUIT_KEYS or window.closed():
-            return frames
+class TaughtByKeys(Taught):
+    """The window: the frame with the sign the head sees now; a key 0-5 teaches the frame on screen, q, Esc or the close button end it."""
+
+    def __init__(self, clf: Classifier, teacher: Teacher, roi: Roi, window: Window, writer: CropWriter | None):
+        super().__init__(clf, teacher, roi)
+        self.window, self.writer, self.canvas = window, writer, Canvas(roi)
+
+    def on_frame(self, f: LoopFrame) -> str | None:
+        feats, shown = self.classify(f)
+        key = self.window.show(_render(self.canvas, f.frame, shown, self.teacher)) & 0xFF
+        if key in QUIT_KEYS or self.window.closed():
+            return "quit from the window"
         label = chr(key) if key < 128 else ""
         if label in config.LABELS:
-            teacher.add(feats, config.LABELS.index(label))
-            if writer is not None:
-                crop, box = crop_square(frame, live.roi, config.COLLECT_SIZE)
-                writer.submit(_Save(crop, label, box, time.time(), frames - 1))
+            self.teacher.add(feats, config.LABELS.index(label))
+            if self.writer is not None:
+                crop, box = crop_square(f.frame, self.roi, config.COLLECT_SIZE)
+                self.writer.submit(Crop(crop, label, box, time.time(), f.index))
+        return None
+
+    def close(self, completed: bool) -> None:
+        try:
+            self.window.close()
+        finally:
+            if self.writer is not None:
+                self.writer.close()
 
 
-def teach_window(model: str | Path, live: LiveOptions, out: str | Path, options: TeachOptions = TeachOptions(), *,
-                 save: Path | None = None, log: Log = log_stderr) -> WindowTeachResult:
+def teach_window(model: str | Path, source_options: SourceOptions, out: str | Path, options: TeachOptions = TeachOptions(), *,
+                 roi: Roi = Roi(), save: Path | None = None, log: Log = log_stderr) -> WindowTeachResult:
     """Teach from a camera or video in a window (see the module's notes)."""
     model = Path(model)
     out = check_teach_paths(model, out)
     save = check_out(save) if save is not None else None
-    window = CollectWindow()  # first: a missing GUI is said before the model loads
+    window = Window(config.COLLECT_WINDOW_NAME, fix="teach from a folder with --own")  # first: a missing GUI is said before the model loads
     writer = source = None
     try:
         clf = Classifier(model, threads=options.threads, features=True)
         teacher = Teacher(clf, model, options.fit, signs_features(clf, options, log)[0])
-        source = open_source(live, config.LABELS, log=log)
+        source = open_source(source_options, prepare=functools.partial(frame_to_rgb, roi=roi), log=log)
         writer = CropWriter(save, new_session(), source.name) if save is not None else None
-        frames = _loop(clf, teacher, source, window, writer, live)
-    finally:
+    except BaseException:
         window.close()
-        if source is not None:
-            source.close()
-        if writer is not None:
-            writer.close()
+        for opened in (source, writer):
+            if opened is not None:
+                opened.close()
+        raise
+    run = run_teaching(source, TaughtByKeys(clf, teacher, roi, window, writer))
     teacher.write(out, {"data": str(Path(save).resolve()) if save is not None else None, "source": source.name, "seed": options.seed})
-    return WindowTeachResult(frames, teacher.counts(), sum(writer.saved.values()) if writer is not None else 0, out)
+    return WindowTeachResult(run.frames, teacher.counts(), sum(writer.saved.values()) if writer is not None else 0, out)

@@ -1,4 +1,4 @@
-"""`edge-signs collect` (issue 8, part 1): ROI crops saved as OUT/<label>/<session>_<NNNNN>.jpg.
+"""`edge-signs collect`: ROI crops saved as OUT/<label>/<session>_<NNNNN>.jpg.
 
 A small real MJPG video stands in for the camera. Window keys are fed through OpenCV's
 own waitKey (stood in for, as test_live.py does: no display here), so the loop, the
@@ -10,10 +10,7 @@ No TensorFlow.
 from __future__ import annotations
 
 import csv
-import errno
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,8 +22,10 @@ from click.testing import CliRunner
 
 from edge_signs import cli, config
 from edge_signs.data import group_of  # the grouped split's own rule: every name collect writes must follow it
-from edge_signs.edge import collect
-from edge_signs.edge.collect import CollectOptions, CropWriter, Keys, Pacer, _Save, crop_square, run_collect
+from edge_signs.edge import collect, collect_keys, crop_writer, display
+from edge_signs.edge.collect import CollectOptions, run_collect
+from edge_signs.edge.collect_keys import Keys, Pacer
+from edge_signs.edge.crop_writer import crop_square
 from edge_signs.preprocess import Roi
 from edge_signs.edge.sources import FrameSource
 from edge_signs.errors import EdgeSignsError
@@ -79,6 +78,7 @@ def _fake_gui(monkeypatch, keys: dict[int, str]) -> list:
     """OpenCV's window calls stood in for: waitKey after the i-th imshow returns keys[i]."""
     shown: list = []
     monkeypatch.setattr(collect, "check_gui", lambda: None)
+    monkeypatch.setattr(display, "check_gui", lambda: None)
     monkeypatch.setattr(cv2, "namedWindow", lambda *a, **k: None)
     monkeypatch.setattr(cv2, "imshow", lambda name, img: shown.append(img.copy()))
     monkeypatch.setattr(cv2, "waitKey", lambda ms: (ord(keys[len(shown) - 1]) if len(shown) - 1 in keys else -1))
@@ -96,7 +96,7 @@ def _opts(out: Path, video: Path, **kw) -> CollectOptions:
 
 def test_keys_save_burst_quit_and_hint_on_unknown_keys():
     keys = Keys(interval=0.5)
-    assert keys.press(-1, 0.0) is None and keys.status == collect.KEY_HELP  # no key this frame
+    assert keys.press(-1, 0.0) is None and keys.status == collect_keys.KEY_HELP  # no key this frame
     assert keys.press(ord("b"), 0.0) is None and not keys.burst and "press 0-5 first" in keys.status
     assert keys.press(ord("3"), 0.1) == "3" and keys.label == "3"
     assert keys.press(ord("x"), 0.2) is None and "'x' does nothing" in keys.status and not keys.quit
@@ -162,7 +162,7 @@ def test_window_keys_save_crops_into_class_folders(video, tmp_path, monkeypatch)
         assert cv2.imread(str(p)).shape == (config.COLLECT_SIZE, config.COLLECT_SIZE, 3)
         assert p.name.startswith(s.session + "_") and group_of(p.name) == s.session
     rows = _rows(out)
-    assert list(rows[0]) == list(collect.CSV_COLUMNS)
+    assert list(rows[0]) == list(crop_writer.CSV_COLUMNS)
     assert [(r["file"], r["label"], r["frame"]) for r in rows] == [
         (f"2/{s.session}_00000.jpg", "2", "1"), (f"5/{s.session}_00001.jpg", "5", "3"), (f"2/{s.session}_00002.jpg", "2", "5")]
     assert {r["source"] for r in rows} == {f"video {video}"} and {r["roi"] for r in rows} == {"40,0,240"}
@@ -228,41 +228,6 @@ def test_headless_countdown_is_announced_before_the_first_crop(video, tmp_path):
     assert any("in 1 ..." in line for line in log) and log.index("go") < log.index("saved 1/1 (1)")
 
 
-def test_two_runs_into_one_out_keep_both_sessions_and_never_overwrite(video, tmp_path, monkeypatch):
-    out = tmp_path / "out"
-    opts = _opts(out, video, headless=True, label="0", count=3, countdown=0, interval=0)
-    first = run_collect(opts, log=quiet)
-    second = run_collect(opts, log=quiet)
-    assert first.session != second.session
-    names = [p.name for p in _files(out, "0")]
-    assert len(names) == 6 and {group_of(n) for n in names} == {first.session, second.session}
-    assert second.totals["0"] == 6
-    rows = _rows(out)  # one header, then every crop of both sessions
-    assert len(rows) == 6 and (out / config.COLLECT_CSV).read_text().count("file,label") == 1
-    # A name already taken (a copied-in file, a clock set back) is skipped, never replaced.
-    monkeypatch.setattr(collect, "new_session", lambda: "s20260101-000000-abcd")
-    (out / "0" / "s20260101-000000-abcd_00000.jpg").write_bytes(b"keep me")
-    third = run_collect(opts, log=quiet)
-    assert (out / "0" / "s20260101-000000-abcd_00000.jpg").read_bytes() == b"keep me"
-    assert sorted(p.name for p in (out / "0").glob("s20260101-000000-abcd_*")) == [
-        f"s20260101-000000-abcd_{n:05d}.jpg" for n in range(4)]
-    assert third.saved["0"] == 3 and hidden_files(out) == []
-
-
-def test_a_killed_collects_temporary_files_are_removed_by_the_next(video, tmp_path):
-    out = tmp_path / "out"
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    (out / "2").mkdir(parents=True)
-    stale = out / "2" / f".s20260101-000000-abcd_00007.jpg.tmp-{dead.pid}-x1y2"
-    stale.write_bytes(b"\xff\xd8half a jpeg")
-    mine = out / "2" / f".s20260101-000000-abcd_00008.jpg.tmp-{os.getpid()}-x1y2"  # a live writer's: kept
-    mine.write_bytes(b"\xff\xd8")
-    run_collect(_opts(out, video, headless=True, label="2", count=1, countdown=0), log=quiet)
-    assert not stale.exists() and mine.exists()
-    mine.unlink()
-
-
 # -- a labelled video to a folder ---------------------------------------------------------------------------
 
 
@@ -320,48 +285,7 @@ def test_contradicting_options_are_one_line_errors_before_the_source_opens(video
 
 def test_labels_without_a_video_is_an_error(tmp_path):
     with pytest.raises(EdgeSignsError, match="--labels scores a --video"):
-        CollectOptions(out=tmp_path, labels_csv=tmp_path / "x.csv").mode()
-
-
-def test_unwritable_or_full_out_is_refused_before_the_source_opens(video, tmp_path, monkeypatch):
-    monkeypatch.setattr(collect, "open_collect_source", lambda *a, **k: pytest.fail("the source was opened"))
-    with pytest.raises(EdgeSignsError, match="--out .*not writable"):
-        run_collect(_opts(UNWRITABLE / "out", video, headless=True, label="1"), log=quiet)
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(EdgeSignsError, match="is a file"):
-        run_collect(_opts(tmp_path / "file", video, headless=True, label="1"), log=quiet)
-    (tmp_path / "out" / "3").parent.mkdir()
-    (tmp_path / "out" / "3").write_text("not a folder")
-    with pytest.raises(EdgeSignsError, match="must be folders"):
-        run_collect(_opts(tmp_path / "out", video, headless=True, label="1"), log=quiet)
-    usage = collect.shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(collect.shutil, "disk_usage", lambda p: usage._replace(free=20 * 2**20))
-    with pytest.raises(EdgeSignsError, match=f"only 20.0 MB free on its disk; collect needs at least {config.COLLECT_MIN_FREE_MB} MB"):
-        run_collect(_opts(tmp_path / "new", video, headless=True, label="1"), log=quiet)
-
-
-def test_disk_filling_up_mid_run_keeps_what_was_saved(video, tmp_path, monkeypatch):
-    out = tmp_path / "out"
-    real = CropWriter._publish
-    calls = []
-
-    def publish(self, folder, data):
-        calls.append(1)
-        if len(calls) > 3:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder / "x.jpg"))
-        return real(self, folder, data)
-
-    monkeypatch.setattr(CropWriter, "_publish", publish)
-    s = run_collect(_opts(out, video, headless=True, label="5", count=20, interval=0, countdown=0), log=quiet)
-    assert s.saved["5"] == 3 and len(_files(out, "5")) == 3 and len(_rows(out)) == 3
-    assert s.error is not None and "No space left on device" in s.error and "3 crops saved before it are kept" in s.error
-    assert hidden_files(out) == []
-    # The CLI prints the summary and ends with one error line, exit 1.
-    calls.clear()
-    result = CliRunner().invoke(cli.main, ["collect", "--out", str(tmp_path / "cli"), "--video", str(video), "--headless",
-                                           "--label", "5", "--count", "20", "--interval", "0", "--countdown", "0"])
-    assert result.exit_code == 1 and "saved 3 crops" in result.stdout
-    assert result.stderr.strip().splitlines()[-1].startswith("edge-signs: error: saving stopped: ")
+        CollectOptions(out=tmp_path, labels_csv=tmp_path / "x.csv")
 
 
 class _Dies(FrameSource):
@@ -417,20 +341,6 @@ def test_sigterm_mid_run_ends_the_loop_and_writes_every_queued_crop(tmp_path):
     assert len(_files(out, "2")) == s.saved["2"] == len(_rows(out)) and s.dropped == 0
 
 
-def test_a_full_queue_drops_a_cameras_crops_and_counts_them(tmp_path, monkeypatch):
-    gate = threading.Event()
-    real = CropWriter._write
-    monkeypatch.setattr(CropWriter, "_write", lambda self, item: (gate.wait(5), real(self, item)))
-    writer = CropWriter(tmp_path, "s20260101-000000-abcd", "camera 0", block=False, maxsize=2)
-    crop = np.zeros((16, 16, 3), np.uint8)
-    results = [writer.submit(_Save(crop, "1", (0, 0, 16), time.time(), k)) for k in range(6)]
-    gate.set()
-    writer.close()
-    # One in the writer's hands, two queued, the rest dropped (never silently).
-    assert results.count(False) == writer.dropped >= 2 and writer.saved["1"] == results.count(True)
-    assert len(_files(tmp_path, "1")) == writer.saved["1"]
-
-
 # -- the command -------------------------------------------------------------------------------------------
 
 
@@ -456,62 +366,12 @@ def test_cli_headless_run_and_one_line_errors(video, tmp_path):
         assert "Traceback" not in bad.output and bad.stdout == ""
 
 
-# -- the log and the crops agree -----------------------------------------------------------------------------
-
-
-def test_a_log_that_cannot_be_written_is_refused_before_the_source_opens(video, tmp_path, monkeypatch):
-    """collect_log.csv that cannot be written (here a link to where nobody, root included, can create a file):
-    one line naming the log before the source opens, and no crop saved that the log would not list."""
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / config.COLLECT_CSV).symlink_to(UNWRITABLE / config.COLLECT_CSV)
-    monkeypatch.setattr(collect, "open_collect_source", lambda *a, **k: pytest.fail("the source was opened"))
-    with pytest.raises(EdgeSignsError, match=f"--out {out}: {out / config.COLLECT_CSV} cannot be written"):
-        run_collect(_opts(out, video, headless=True, label="2", count=2, countdown=0), log=quiet)
-    assert not (out / "2").exists()
-
-
-def test_appending_to_a_log_without_a_final_newline_starts_a_new_row(video, tmp_path):
-    """A log whose last row lacks its newline (an editor, a copy cut short): the next row is not glued onto it."""
-    out = tmp_path / "out"
-    run_collect(_opts(out, video, headless=True, label="1", count=1, countdown=0), log=quiet)
-    log = out / config.COLLECT_CSV
-    log.write_bytes(log.read_bytes().rstrip(b"\n"))
-    run_collect(_opts(out, video, headless=True, label="2", count=2, countdown=0), log=quiet)
-    rows = _rows(out)
-    assert [r["label"] for r in rows] == ["1", "2", "2"]
-    assert sorted(r["file"] for r in rows) == sorted(f"{p.parent.name}/{p.name}" for label in "12" for p in _files(out, label))
-
-
 def test_size_has_an_upper_bound(video, tmp_path):
     """--size 20000 would make 1.2 GB crops (and a queue of them): a one-line error naming the bound, before any work."""
     with pytest.raises(EdgeSignsError, match=f"--size must be at most {config.COLLECT_MAX_SIZE} pixels, got 20000"):
-        CollectOptions(out=tmp_path / "out", video=str(video), headless=True, label="1", size=20000).mode()
+        CollectOptions(out=tmp_path / "out", video=str(video), headless=True, label="1", size=20000)
     bad = CliRunner().invoke(cli.main, ["collect", "--out", str(tmp_path / "out"), "--video", str(video), "--headless", "--label", "1",
                                         "--size", "20000"])
     lines = [ln for ln in bad.stderr.splitlines() if ln.strip()]
     assert bad.exit_code != 0 and len(lines) == 1 and "--size" in lines[0] and str(config.COLLECT_MAX_SIZE) in lines[0], bad.stderr
     assert not (tmp_path / "out").exists()
-
-
-def test_a_crop_whose_log_row_cannot_be_written_is_not_kept(video, tmp_path):
-    """The log's disk fills mid-run (here the log is a link onto a full tmpfs; root only): the crop whose row could not be
-    written is not kept nor counted, so the folder and its log still agree, and the error names the log."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(small)], capture_output=True).returncode:
-        pytest.skip("this machine does not let the test mount a tmpfs")
-    try:
-        log = small / config.COLLECT_CSV
-        log.write_bytes(b"file,label,source,roi,time,session,frame\n".ljust(4095, b"#") + b"\n")  # one page, full
-        (small / "filler").write_bytes(b"x" * 4096)  # and the other one
-        out = tmp_path / "out"
-        out.mkdir()
-        (out / config.COLLECT_CSV).symlink_to(log)
-        s = run_collect(_opts(out, video, headless=True, label="5", count=3, countdown=0), log=quiet)
-        assert s.error is not None and str(log) in s.error or config.COLLECT_CSV in s.error, s.error
-        assert s.total_saved == 0 and _files(out, "5") == []
-    finally:
-        subprocess.run(["umount", "-l", str(small)], capture_output=True)

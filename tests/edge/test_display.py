@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 import pytest
 
 from edge_signs import config
+from edge_signs.edge import display
 from edge_signs.edge.display import Overlay, Recorder, check_gui, decide_window, record_fourcc, save_png, window_problem
-from edge_signs.edge.live import FrameResult
-from edge_signs.preprocess import Roi
+from edge_signs.edge.results import FrameResult
 from edge_signs.errors import EdgeSignsError
+from edge_signs.preprocess import Roi
 
 
 def test_record_codec_by_extension(tmp_path):
@@ -64,8 +67,9 @@ def test_recorder_writes_every_frame_in_order_from_its_thread(tmp_path):
     rec = Recorder(path, fps=30.0)
     for v in range(60):
         rec.write(np.full((240, 320, 3), 4 * v, np.uint8))  # faster than MJPG encodes: the queue fills, write waits
-    assert rec._thread.name == "recorder: many.avi"
+    assert "recorder: many.avi" in {t.name for t in threading.enumerate()}  # the encoder's own thread
     rec.close(keep=True)
+    assert "recorder: many.avi" not in {t.name for t in threading.enumerate()}  # joined by close
     cap = cv2.VideoCapture(str(path))
     means = []
     while (frame := cap.read()[1]) is not None:
@@ -75,20 +79,29 @@ def test_recorder_writes_every_frame_in_order_from_its_thread(tmp_path):
     assert np.allclose(means, [4 * v for v in range(60)], atol=2)  # each frame's own pixels, in order
 
 
-def test_recorder_failure_in_its_thread_is_one_line(tmp_path):
+def test_recorder_failure_in_its_thread_is_one_line(tmp_path, monkeypatch):
     """An encoder that fails (a full disk) ends the run with a one-line error and leaves no half-written video."""
-    rec = Recorder(tmp_path / "full.avi", fps=10.0)
-    rec.write(np.zeros((120, 160, 3), np.uint8))
-    real = rec._writer
+    real = cv2.VideoWriter
 
-    class Full:
+    class Full:  # OpenCV's writer, whose disk fills after the first frame
+        def __init__(self, *args):
+            self.real, self.frames = real(*args), 0
+
+        def isOpened(self):
+            return self.real.isOpened()
+
         def write(self, img):
-            raise cv2.error("No space left on device")
+            self.frames += 1
+            if self.frames > 1:
+                raise cv2.error("No space left on device")
+            return self.real.write(img)
 
         def release(self):
-            real.release()
+            self.real.release()
 
-    rec._writer = Full()
+    monkeypatch.setattr(display.cv2, "VideoWriter", Full)
+    rec = Recorder(tmp_path / "full.avi", fps=10.0)
+    rec.write(np.zeros((120, 160, 3), np.uint8))
     with pytest.raises(EdgeSignsError, match=r"^--record .*full.avi: writing the video failed \(error: No space left on device\); not published \(an existing full.avi is untouched\)$"):
         for _ in range(50):
             rec.write(np.zeros((120, 160, 3), np.uint8))

@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 
 from edge_signs import config
-from edge_signs.edge.live import LiveOptions, RollingStats, Smoother, parse_roi, run_live
+from edge_signs.edge.live import LiveOptions, parse_roi, run_live
+from edge_signs.edge.loop import RollingStats
+from edge_signs.edge.predict import Smoother
 from edge_signs.preprocess import Roi
 from edge_signs.edge.runtime import Classifier
 from edge_signs.errors import EdgeSignsError
@@ -295,3 +297,60 @@ def test_rolling_stats_keep_the_last_values():
     for v in (100.0, 1.0, 2.0, 3.0):
         stats.add(v)
     assert stats.median() == 2.0  # 100 has left the window
+
+
+# -- the frame loop itself, with outputs of its own --------------------------------------------------------
+
+
+def test_frame_loop_feeds_every_output_each_frame_and_closes_each_once():
+    """An output plugs in by being in the list: each sees every frame in order, a stop reason ends the loop after the
+    frame every output got, and a close that raises still lets the others close (then it is raised)."""
+    from edge_signs.edge.loop import FrameLoop, FrameOutput
+    from edge_signs.edge.sources import TestsetSource
+
+    calls: list = []
+
+    class Recording(FrameOutput):
+        def __init__(self, name, stop_at=None, close_fails=False):
+            self.name, self.stop_at, self.close_fails = name, stop_at, close_fails
+
+        def on_frame(self, frame):
+            calls.append((self.name, frame.index, frame.truth))
+            return "enough" if frame.index == self.stop_at else None
+
+        def close(self, completed):
+            calls.append((self.name, "close", completed))
+            if self.close_fails:
+                raise OSError("disk gone")
+
+    images = np.zeros((10, 8, 8, 3), np.uint8)
+    source = TestsetSource(images, np.arange(10) % 6)
+    run = FrameLoop(source, [Recording("a", stop_at=3), Recording("b")]).run()
+    assert run.frames == 4 and run.reason == "enough"
+    assert [c for c in calls if c[1] != "close"] == [(n, i, i % 6) for i in range(4) for n in "ab"]
+    assert calls[-2:] == [("a", "close", True), ("b", "close", True)]
+    calls.clear()
+    with pytest.raises(OSError, match="disk gone"):
+        FrameLoop(TestsetSource(images, np.arange(10) % 6), [Recording("a", close_fails=True), Recording("b")], max_frames=2).run()
+    assert calls[-2:] == [("a", "close", True), ("b", "close", True)]
+
+
+def test_an_output_of_the_callers_own_plugs_into_live(int8, signs_dir):
+    """run_live(outputs=[...]): each frame's result after live's outputs, a stop reason that ends the run, one close."""
+    from edge_signs.edge.loop import FrameOutput
+
+    class Until(FrameOutput):
+        def __init__(self):
+            self.seen, self.closed = [], []
+
+        def on_frame(self, frame):
+            self.seen.append((frame.index, frame.result.raw_label, frame.truth is not None))
+            return "three seen" if len(self.seen) == 3 else None
+
+        def close(self, completed):
+            self.closed.append(completed)
+
+    mine = Until()
+    summary = run_live(int8, _opts(testset=True, data=signs_dir), log=quiet, outputs=[mine])
+    assert summary.frames == 3 and summary.reason == "three seen" and mine.closed == [True]
+    assert [i for i, _, _ in mine.seen] == [0, 1, 2] and all(label in config.LABELS and truth for _, label, truth in mine.seen)

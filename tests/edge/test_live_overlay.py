@@ -1,6 +1,6 @@
 """The overlay is drawn only when someone looks: a window, a recording, or a browser viewer due a frame.
 
-Headless runs, and --serve with nobody watching, must not pay for drawing (issue 11). Uses the
+Headless runs, and --serve with nobody watching, must not pay for drawing. Uses the
 committed tiny int8 model and the test set, without TensorFlow.
 """
 

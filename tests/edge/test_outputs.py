@@ -1,4 +1,4 @@
-"""Issue 9 on the Pi side (`live`, `evaluate`): output paths checked before the work, nothing lost or
+"""The Pi side (`live`, `evaluate`) with bad outputs and inputs: output paths checked before the work, nothing lost or
 half-written, metadata that must belong to its model, labels CSVs as spreadsheets save them, and
 strict JSON.
 
@@ -72,8 +72,8 @@ TESTSET = ["--testset", "--headless", "--max-frames", "5", "--status-every", "0"
 
 
 def test_live_unwritable_record_keeps_the_old_json_lines(model, signs_dir, tmp_path):
-    """Issue 9, failure 4: `live ... --json prev.jsonl --record /read-only/x.avi` truncated the
-    existing prev.jsonl to 0 bytes before failing."""
+    """`live ... --json prev.jsonl --record /read-only/x.avi` fails before the run, and the existing
+    prev.jsonl keeps every byte."""
     prev = tmp_path / "prev.jsonl"
     prev.write_text('{"frame": 0, "label": "3"}\n')
     before = digests(prev, model, model.with_suffix(".json"))
@@ -85,9 +85,8 @@ def test_live_unwritable_record_keeps_the_old_json_lines(model, signs_dir, tmp_p
 
 @pytest.mark.parametrize("target", ["sidecar", "model", "labels CSV", "video"])
 def test_live_json_onto_an_input_of_the_run_is_refused(model, video, tmp_path, target):
-    """Issue 9, failure 4: `live ... --json run/model_int8.json` overwrote the model's own sidecar
-    (the model no longer loaded); rule: no output may be an input of the same run (the model, its
-    metadata, the labels CSV)."""
+    """`live ... --json run/model_int8.json` would overwrite the model's own sidecar: no output may be
+    an input of the same run (the model, its metadata, the labels CSV)."""
     labels = tmp_path / "l.csv"
     labels.write_text("start_frame,end_frame,label\n0,4,1\n")
     path = {"sidecar": model.with_suffix(".json"), "model": model, "labels CSV": labels, "video": video}[target]
@@ -100,8 +99,8 @@ def test_live_json_onto_an_input_of_the_run_is_refused(model, video, tmp_path, t
 
 
 def test_live_unwritable_report_is_refused_before_any_frame(model, signs_dir, tmp_path):
-    """Issue 9, failure 4: `--report` to a read-only folder was found only after the run (its
-    summary lost, a hidden temp file left)."""
+    """`--report` to a read-only folder is found before the run, so no summary is lost and no hidden
+    temp file is left."""
     seen = []
     with pytest.raises(EdgeSignsError, match="--report .*not writable"):
         run_live(model, LiveOptions(testset=True, data=signs_dir, headless=True, status_interval=0, report=UNWRITABLE / "report",
@@ -114,8 +113,8 @@ def test_live_unwritable_report_is_refused_before_any_frame(model, signs_dir, tm
 
 
 def test_live_record_onto_an_existing_folder_is_refused(model, signs_dir, tmp_path):
-    """Issue 9, failure 4: `--record` onto an existing directory lost the run's summary and left a
-    hidden temp file; now it is refused before the run."""
+    """`--record` onto an existing directory is refused before the run (a summary lost and a hidden
+    temp file otherwise)."""
     folder = tmp_path / "x.avi"
     (folder / "keep").mkdir(parents=True)
     proc = run_cli("live", model, *TESTSET, "--signs", signs_dir, "--record", folder, "--report", tmp_path / "report")
@@ -125,14 +124,14 @@ def test_live_record_onto_an_existing_folder_is_refused(model, signs_dir, tmp_pa
 
 
 def test_evaluate_unwritable_out_is_refused_before_any_work(model, tmp_path):
-    """Issue 9, failure 4: `evaluate` whose report folder could not be written did all the work and
-    printed no table; now the folder is checked first (before even the data is looked for)."""
+    """`evaluate` checks its report folder first (before even the data is looked for): otherwise all
+    the work would be done and no table printed."""
     proc = run_cli("evaluate", model, "--out", UNWRITABLE / "ev", "--own", tmp_path / "no-such-data")
     one_line_error(proc, "--out", "not writable")
 
 
 def test_evaluate_report_onto_a_models_metadata_is_refused(tiny_models, signs_dir, tmp_path):
-    """Issue 9, rule "every output path is checked ... not an input of the same run": a model named
+    """Every output path is checked not to be an input of the same run: a model named
     evaluation.tflite has its metadata in evaluation.json, where the report would go."""
     model = tmp_path / "evaluation.tflite"
     shutil.copy(tiny_models["int8"], model)
@@ -145,8 +144,8 @@ def test_evaluate_report_onto_a_models_metadata_is_refused(tiny_models, signs_di
 
 
 def test_kill_9_while_recording_leaves_a_temp_file_the_next_run_removes(model, signs_dir, tmp_path):
-    """Issue 9, failure 4: kill -9 during `live --record` left a hidden, unplayable temp video; rule
-    "a killed run leaves no hidden temp files, or cleans them up on the next run"."""
+    """kill -9 during `live --record` leaves a hidden temp video, which the next run cleans up: a
+    killed run leaves no hidden temp files behind for good."""
     record, jsonl = tmp_path / "out.avi", tmp_path / "out.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_signs", "live", str(model), "--testset", "--loop", "--headless", "--status-every", "0",
@@ -185,8 +184,8 @@ def test_kill_9_while_recording_leaves_a_temp_file_the_next_run_removes(model, s
 
 
 def test_labels_csv_with_a_utf8_bom_is_accepted(model, video, tmp_path):
-    """Issue 9, failure 6: a labels CSV saved by a spreadsheet with a UTF-8 BOM was refused
-    ("must be integers, got '\\ufeffstart_frame'")."""
+    """A labels CSV saved by a spreadsheet (UTF-8 with a byte-order mark) is read like any other:
+    the mark is not part of the header."""
     labels = tmp_path / "l.csv"
     labels.write_bytes(b"\xef\xbb\xbfstart_frame,end_frame,label\r\n0,4,1\r\n")
     ranges = read_label_ranges(labels, config.LABELS)
@@ -198,7 +197,7 @@ def test_labels_csv_with_a_utf8_bom_is_accepted(model, video, tmp_path):
 
 
 def test_labels_csv_with_non_utf8_bytes_is_one_line(model, video, tmp_path):
-    """Issue 9, failure 5: a labels CSV with non-UTF-8 bytes gave a traceback."""
+    """A labels CSV with non-UTF-8 bytes is a one-line error, not a traceback."""
     labels = tmp_path / "l.csv"
     labels.write_bytes(b"start_frame,end_frame,label\n0,4,\xff\n")
     proc = run_cli("live", model, "--video", video, "--labels", labels, "--headless", "--status-every", "0")
@@ -211,8 +210,8 @@ def test_labels_csv_with_non_utf8_bytes_is_one_line(model, video, tmp_path):
     ("\uff10,4,1", "must be integers"),  # fullwidth zero as a frame number
 ])
 def test_labels_csv_accepts_only_ascii_numbers_and_label_names(model, video, tmp_path, row, words):
-    """Issue 9, failure 5: a labels CSV with a label '²' gave a traceback; other Unicode digits must
-    not be read as classes or frame numbers either."""
+    """A labels CSV with a label '²' is a one-line error; other Unicode digits are not read as classes
+    or frame numbers either."""
     labels = tmp_path / "l.csv"
     labels.write_text(f"start_frame,end_frame,label\n{row}\n", encoding="utf-8")
     with pytest.raises(EdgeSignsError, match="row 2"):
@@ -223,8 +222,8 @@ def test_labels_csv_accepts_only_ascii_numbers_and_label_names(model, video, tmp
 
 
 def test_labels_running_past_the_end_of_the_video_give_a_warning(model, video, tmp_path):
-    """Issue 9, failure 6: a labels CSV whose ranges run past the end of the video was scored on
-    whatever frames it had, with no warning."""
+    """A labels CSV whose ranges run past the end of the video: the frames it had are scored, and a
+    warning says so."""
     labels = tmp_path / "l.csv"
     labels.write_text("0,4,1\n10,60,2\n")
     summary = run_live(model, LiveOptions(video=str(video), labels_csv=labels, headless=True, status_interval=0, report=tmp_path / "rep"),
@@ -239,7 +238,7 @@ def test_labels_running_past_the_end_of_the_video_give_a_warning(model, video, t
 
 
 def test_labels_within_the_video_or_a_run_stopped_early_give_no_warning(model, video, tmp_path):
-    """Issue 9, failure 6 (the other side): the warning is only for frames the video never reached."""
+    """The warning is only for frames the video never reached: not for a run stopped early."""
     labels = tmp_path / "l.csv"
     labels.write_text(f"0,{VIDEO_FRAMES - 1},1\n")
     assert run_live(model, LiveOptions(video=str(video), labels_csv=labels, headless=True, status_interval=0), log=quiet).warnings == []
@@ -248,7 +247,7 @@ def test_labels_within_the_video_or_a_run_stopped_early_give_no_warning(model, v
 
 
 def test_truncated_video_gives_a_warning(model, video, tmp_path):
-    """Issue 9, failure 6: a truncated video was scored on whatever frames it had, with no warning."""
+    """A truncated video is scored on the frames it has, with a warning for the labelled ones it lost."""
     cut = tmp_path / "cut.avi"
     cut.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
     labels = tmp_path / "l.csv"
@@ -264,8 +263,8 @@ def test_truncated_video_gives_a_warning(model, video, tmp_path):
 
 
 def test_sidecar_of_another_model_is_refused_by_live_and_evaluate(model, tiny_models, signs_dir, tmp_path):
-    """Issue 9, failure 6: a sidecar from another model was used (its tflite_sha256 never checked);
-    rule: loading a model whose metadata does not match it is an error that says so."""
+    """Loading a model whose metadata does not match it (its tflite_sha256) is an error that says so,
+    in live and in evaluate."""
     _edit_sidecar(model, tflite_sha256="0" * 64)
     one_line_error(run_cli("live", model, *TESTSET, "--signs", signs_dir), "metadata of another model")
     one_line_error(run_cli("evaluate", model, "--signs", signs_dir, "--out", tmp_path / "ev", "--runs", 1, "--warmup", 0),
@@ -284,8 +283,8 @@ def test_sidecar_of_another_model_is_refused_by_live_and_evaluate(model, tiny_mo
     ["1", "0", "2", "3", "4", "5"],
 ], ids=["ints", "nested", "reversed", "swapped"])
 def test_sidecar_labels_that_are_not_the_classes_in_order_are_refused(model, signs_dir, video, tmp_path, labels):
-    """Issue 9, failure 6: sidecar labels that were ints, nested lists or permuted were accepted
-    (live then reported a 0-finger image with truth "5")."""
+    """Sidecar labels that are ints, nested lists or permuted are refused (live would report a
+    0-finger image with truth "5")."""
     _edit_sidecar(model, labels=labels)
     one_line_error(run_cli("live", model, *TESTSET, "--signs", signs_dir), "labels", "not the classes in the model's output order")
     csv = tmp_path / "l.csv"
@@ -294,7 +293,7 @@ def test_sidecar_labels_that_are_not_the_classes_in_order_are_refused(model, sig
 
 
 def test_evaluating_models_whose_label_sets_differ_is_refused(model, tiny_models, signs_dir, tmp_path):
-    """Issue 9, failure 6: evaluating models whose label sets differ gave agreement 1.000 and no warning."""
+    """Models whose label sets differ are not compared: their agreement would mean nothing."""
     other = tmp_path / "other_int8.tflite"
     shutil.copy(model, other)
     shutil.copy(model.with_suffix(".json"), other.with_suffix(".json"))
@@ -308,8 +307,8 @@ def test_evaluating_models_whose_label_sets_differ_is_refused(model, tiny_models
 
 
 def test_evaluate_json_is_strict_for_a_model_giving_nan(tiny_models, signs_dir, tmp_path):
-    """Issue 9, failure 6 (`evaluate --json` with NaN in it) and rule "JSON written by the project is
-    always strict JSON, in every output": a loss that is not a number is null."""
+    """JSON written by the project is always strict JSON, in every output: `evaluate --json` of a
+    model giving NaN has null for a loss that is not a number."""
     nan_model = _nan_float32(tiny_models, tmp_path)
     proc = run_cli("evaluate", tiny_models["int8"], nan_model, "--json", "--signs", signs_dir, "--out", tmp_path / "ev",
                    "--runs", 2, "--warmup", 0)
@@ -325,8 +324,8 @@ def test_evaluate_json_is_strict_for_a_model_giving_nan(tiny_models, signs_dir, 
 
 
 def test_live_summary_json_isstrict_json(tmp_path):
-    """Issue 9, rule "JSON written by the project is always strict JSON": live_summary.json of a run
-    that ended before its first frame (no timings: NaN medians and start-up) holds nulls."""
+    """JSON written by the project is always strict JSON: live_summary.json of a run that ended before
+    its first frame (no timings: NaN medians and start-up) holds nulls."""
     from edge_signs.artifacts import write_json
     from edge_signs.edge.live import LiveSummary
 
@@ -339,8 +338,8 @@ def test_live_summary_json_isstrict_json(tmp_path):
 
 
 def test_live_json_lines_are_strict_for_a_model_giving_nan(tiny_models, signs_dir, tmp_path):
-    """Issue 9, rule "JSON written by the project is always strict JSON (allow_nan=False), in every
-    output": the JSON lines of `live --json`, with a model whose probabilities are NaN."""
+    """JSON written by the project is always strict JSON (allow_nan=False), in every output: the JSON
+    lines of `live --json`, with a model whose probabilities are NaN."""
     nan_model = _nan_float32(tiny_models, tmp_path)
     jsonl = tmp_path / "frames.jsonl"
     proc = run_cli("live", nan_model, *TESTSET, "--signs", signs_dir, "--json", jsonl)

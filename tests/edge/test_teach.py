@@ -301,7 +301,7 @@ def test_teach_from_a_labelled_video_learns_as_it_goes(tiny_models, signs, tmp_p
 
 def test_teach_in_a_window_with_keys(tiny_models, signs, monkeypatch, tmp_path):
     """OpenCV's window stood in for (no display here), as tests/edge/test_collect.py does: key i after the i-th frame."""
-    from edge_signs.edge.live import LiveOptions
+    from edge_signs.edge.sources import SourceOptions
     from edge_signs.edge.teach import TeachOptions
     from edge_signs.edge.teach_window import teach_window
     from edge_signs.log import quiet
@@ -315,7 +315,7 @@ def test_teach_in_a_window_with_keys(tiny_models, signs, monkeypatch, tmp_path):
     keys = {i: str(y[j]) for i, j in enumerate(order[:-1])} | {len(order) - 1: "q"}
     shown = _fake_gui(monkeypatch, keys)
     out, crops = tmp_path / "mine.tflite", tmp_path / "crops"
-    result = teach_window(tiny_models["int8"], LiveOptions(video=str(video)), out, TeachOptions(signs_per_sign=0), save=crops, log=quiet)
+    result = teach_window(tiny_models["int8"], SourceOptions(video=str(video)), out, TeachOptions(signs_per_sign=0), save=crops, log=quiet)
     assert len(shown) == 36 and result.frames == 36 and result.taught == [6, 6, 6, 6, 6, 5] and result.saved == 35
     assert sorted(len(list((crops / label).glob("*.jpg"))) for label in config.LABELS) == [5, 6, 6, 6, 6, 6]
     assert read_sidecar(out)["teach"]["frames"] == [6, 6, 6, 6, 6, 5] and Classifier(out).format == "int8"
