@@ -20,13 +20,14 @@ from edge_signs import (
     config,
 )
 from edge_signs.cli_base import FiniteFloat, data_option, fail, friendly_errors, given, log, main, threads_option
-from edge_signs.data import fetch_signs, resolve_data
+from edge_signs.data import resolve_data
 from edge_signs.edge import ranges
 from edge_signs.edge.events import EventOptions
 from edge_signs.edge.live import LiveOptions, parse_roi, run_live
 from edge_signs.edge.outputs import OutputError
 from edge_signs.edge.ranges import Range
 from edge_signs.edge.sources import SourceOptions
+from edge_signs.fetch import fetch_signs
 from edge_signs.preprocess import Roi
 
 __all__ = ["main"]

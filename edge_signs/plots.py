@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 
 from edge_signs.artifacts import atomic_path
-from edge_signs.metrics import confusion_matrix  # noqa: F401 -- importable from here while tests/edge/test_live.py imports it so
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 AA = cv2.LINE_AA

@@ -38,12 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edge_signs import config  # noqa: E402
 from edge_signs.artifacts import write_json  # noqa: E402
-from edge_signs.own_data import load_labelled, own_split  # noqa: E402
 from edge_signs.edge.head import FitOptions, fit_head  # noqa: E402
 from edge_signs.edge.head_file import read_site, snap, write_head_file  # noqa: E402
 from edge_signs.edge.runtime import Classifier  # noqa: E402
 from edge_signs.edge.teach import TeachOptions, agreement, draw_per_sign, signs_features  # noqa: E402
 from edge_signs.log import quiet  # noqa: E402
+from edge_signs.own_data import load_labelled, own_split  # noqa: E402
 
 DEFAULT = FitOptions()
 VARIANTS = {

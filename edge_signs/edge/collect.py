@@ -31,7 +31,7 @@ from typing import Callable, Optional
 from edge_signs import config
 from edge_signs.edge import ranges
 from edge_signs.edge.collect_keys import CollectView, Keys, Pacer
-from edge_signs.edge.crop_writer import Crop, CropWriter, check_out, count_images, crop_square, new_session, remove_stale_crops
+from edge_signs.edge.crop_writer import Crop, CropWriter, check_out, crop_square, new_session, remove_stale_crops
 from edge_signs.edge.display import Window, check_gui, window_problem
 from edge_signs.edge.events import EventHub, EventOptions, open_event_hub
 from edge_signs.edge.loop import FrameLoop, FrameOutput, LoopFrame, LoopRun, StopRequest
@@ -39,6 +39,7 @@ from edge_signs.edge.loop_outputs import EventsOutput
 from edge_signs.edge.sources import FrameSource, SourceOptions, open_source
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
+from edge_signs.own_data import count_images
 from edge_signs.preprocess import Roi
 
 WINDOW_FIX = "give --label L to save without one"

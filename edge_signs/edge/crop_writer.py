@@ -34,7 +34,6 @@ import numpy as np
 from edge_signs import config
 from edge_signs.artifacts import check_output_dir, remove_stale_temps
 from edge_signs.errors import EdgeSignsError
-from edge_signs.images import IMAGE_SUFFIXES
 from edge_signs.preprocess import Roi, to_bgr
 
 IMAGE_SUFFIX = ".jpg"
@@ -76,16 +75,6 @@ def _check_log_writable(log: Path, out: Path) -> None:
     except OSError as exc:
         raise EdgeSignsError(f"--out {out}: {log} cannot be written ({exc.strerror or exc}); collect lists every crop "
                              f"there: fix it, or choose another --out") from None
-
-
-def count_images(out: Path) -> dict[str, int]:
-    """Images in each OUT/<label>/ (hidden temporary files aside)."""
-    counts = {}
-    for label in config.LABELS:
-        folder = Path(out) / label
-        counts[label] = sum(1 for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")) \
-            if folder.is_dir() else 0
-    return counts
 
 
 _TEMP = re.compile(r"^\.(?P<target>.+)\.tmp-\d+-")

@@ -21,9 +21,9 @@ import numpy as np
 
 from edge_signs import config
 from edge_signs.artifacts import sha256_file
-from edge_signs.preprocess import InputQuantization, Roi, frame_to_rgb, quantize_input
 from edge_signs.edge.tflite_file import find_head, read_graph
 from edge_signs.errors import EdgeSignsError
+from edge_signs.preprocess import InputQuantization, Roi, frame_to_rgb, quantize_input
 
 # Import path of the Interpreter class and the distribution that provides it, in order of preference.
 INTERPRETERS = (

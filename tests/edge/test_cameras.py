@@ -16,9 +16,9 @@ from edge_signs.edge import devices
 from edge_signs.edge.live import LiveOptions, run_live
 from edge_signs.edge.runtime import Classifier
 from edge_signs.edge.sources import CameraSource, open_source
-from edge_signs.preprocess import Roi
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import quiet
+from edge_signs.preprocess import Roi
 
 FRAME = np.full((48, 64, 3), 90, np.uint8)
 

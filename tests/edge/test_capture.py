@@ -13,10 +13,9 @@ import pytest
 from edge_signs.edge import sources
 from edge_signs.edge.live import LiveOptions, run_live
 from edge_signs.edge.sources import EndOfStream, FrameSource, LatestFrame, ReadAhead, SourceOptions, open_source
-from edge_signs.preprocess import Roi, frame_to_rgb
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import quiet
-
+from edge_signs.preprocess import Roi, frame_to_rgb
 from tests.edge.test_sources import _write_video
 
 

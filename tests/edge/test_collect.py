@@ -21,15 +21,15 @@ import pytest
 from click.testing import CliRunner
 
 from edge_signs import cli, config
-from edge_signs.data import group_of  # the grouped split's own rule: every name collect writes must follow it
 from edge_signs.edge import collect, collect_keys, crop_writer, display
 from edge_signs.edge.collect import CollectOptions, run_collect
 from edge_signs.edge.collect_keys import Keys, Pacer
 from edge_signs.edge.crop_writer import crop_square
-from edge_signs.preprocess import Roi
 from edge_signs.edge.sources import FrameSource
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import quiet
+from edge_signs.own_data import group_of  # the grouped split's own rule: every name collect writes must follow it
+from edge_signs.preprocess import Roi
 from tests.faults import UNWRITABLE, hidden_files
 
 FPS = 15.0  # 0.2 s of video time is exactly 3 frames
@@ -42,14 +42,18 @@ def _level(k: int) -> int:
     return 20 + 7 * k
 
 
-@pytest.fixture
-def video(tmp_path) -> Path:
-    path = tmp_path / "clip.avi"
+def write_clip(path: Path) -> Path:
+    """A short MJPG clip whose frame k is filled with _level(k), so each saved crop names its frame."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (W, H))
     for k in range(FRAMES):
         writer.write(np.full((H, W, 3), _level(k), np.uint8))
     writer.release()
     return path
+
+
+@pytest.fixture
+def video(tmp_path) -> Path:
+    return write_clip(tmp_path / "clip.avi")
 
 
 @pytest.fixture

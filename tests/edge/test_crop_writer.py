@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,14 +17,19 @@ import pytest
 from click.testing import CliRunner
 
 from edge_signs import cli, config
-from edge_signs.data import group_of
 from edge_signs.edge import collect, crop_writer
 from edge_signs.edge.collect import run_collect
 from edge_signs.edge.crop_writer import Crop, CropWriter
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import quiet
-from tests.edge.test_collect import _files, _opts, _rows, video  # noqa: F401 -- video: the fixture
+from edge_signs.own_data import group_of
+from tests.edge.test_collect import _files, _opts, _rows, write_clip
 from tests.faults import UNWRITABLE, hidden_files
+
+
+@pytest.fixture
+def video(tmp_path) -> Path:
+    return write_clip(tmp_path / "clip.avi")
 
 
 def test_two_runs_into_one_out_keep_both_sessions_and_never_overwrite(video, tmp_path, monkeypatch):

@@ -24,11 +24,11 @@ from edge_signs import config
 from edge_signs.edge.live import LiveOptions, parse_roi, run_live
 from edge_signs.edge.loop import RollingStats
 from edge_signs.edge.predict import Smoother
-from edge_signs.preprocess import Roi
 from edge_signs.edge.runtime import Classifier
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import quiet
-from edge_signs.plots import confusion_matrix
+from edge_signs.metrics import confusion_matrix
+from edge_signs.preprocess import Roi
 from tests.conftest import REPO, run_cli
 
 JSON_KEYS = {"frame", "label", "raw_label", "confidence", "inference_ms"}

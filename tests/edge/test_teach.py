@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from edge_signs import config
-from edge_signs.data import load_labelled, own_split
 from edge_signs.edge.head import FitOptions, SoftmaxHead, check_frames, fit_head, softmax
 from edge_signs.edge.head_file import read_site, snap, write_head_file
 from edge_signs.edge.runtime import Classifier, read_sidecar
@@ -23,6 +22,7 @@ from edge_signs.edge.teach import agreement, draw_per_sign
 from edge_signs.edge.teach_live import Teacher
 from edge_signs.edge.tflite_file import Table, read_graph
 from edge_signs.errors import EdgeSignsError
+from edge_signs.own_data import load_labelled, own_split
 from tests.conftest import FIXTURES, run_cli
 from tests.faults import one_line_error
 

@@ -11,8 +11,8 @@ import pytest
 
 from edge_signs import config
 from edge_signs.data import load_signs, resolve_data, stratified_split
-from edge_signs.fetch import fetch_signs, git_blob_sha1
 from edge_signs.errors import EdgeSignsError
+from edge_signs.fetch import fetch_signs, git_blob_sha1
 from tests.conftest import run_cli
 
 

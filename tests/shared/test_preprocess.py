@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from edge_signs import config
+from edge_signs.edge.runtime import Classifier
+from edge_signs.errors import EdgeSignsError
 from edge_signs.preprocess import (
     InputQuantization,
     Roi,
@@ -19,8 +21,6 @@ from edge_signs.preprocess import (
     to_bgr,
     to_model_input,
 )
-from edge_signs.edge.runtime import Classifier
-from edge_signs.errors import EdgeSignsError
 
 
 def test_frames_of_any_layout_give_the_same_prediction(tiny_models, signs):

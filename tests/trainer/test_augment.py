@@ -15,8 +15,8 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from edge_signs.config import RECIPES  # noqa: E402
-from edge_signs.preprocess import to_model_input  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
+from edge_signs.preprocess import to_model_input  # noqa: E402
 from edge_signs.trainer import tf  # noqa: E402
 from edge_signs.trainer.augment import augmenter, colour_fields, swap_background  # noqa: E402
 from edge_signs.trainer.segment import hand_mask, hand_masks  # noqa: E402

@@ -122,7 +122,7 @@ def test_finetune_cli_needs_init_and_data(tmp_path):
 
 
 def test_calibrating_on_an_own_folder_leaves_its_held_out_sessions_out(signs, tmp_path):
-    from edge_signs.data import load_labelled, own_split
+    from edge_signs.own_data import load_labelled, own_split
     from edge_signs.trainer.calibration import images_from_folder
 
     own = _own_folder(signs, tmp_path / "mine", 0)
