@@ -262,7 +262,7 @@ def cases() -> list[Case]:
              setup=_write("l.csv", b"start_frame,end_frame,label\n0,4,\xff\n")),
         Case("live: labels CSV with label '\u00b2'", ["live", M, "--video", "{S}/v.avi", "--labels", "{S}/l.csv", "--headless"], "error", "unknown label",
              setup=_write("l.csv", "0,4,\u00b2\n".encode())),
-        # 6. no longer silently accepted
+        # 6. values refused in one line
         Case("train --dropout nan", ["train", "--dropout", "nan", "--out", "{S}/r", "--signs", "{D}"], "error", "finite"),
         Case("train --devices /gpu:7", ["train", "--devices", "/gpu:7", "--limit", "60", "--epochs", "1", "--out", "{S}/r", "--signs", "{D}"], "error", "no such device", trains=True),
         Case("data: HDF5 training set missing a class", ["data", "info", "--signs", "{S}/h5"], "error", "too few",

@@ -1,4 +1,4 @@
-"""Issue 9 on the training side (`train`, `quantize`): a diverged run is never a success, conversion
+"""Faults on the training side (`train`, `quantize`): a diverged run is never a success, conversion
 never replaces a good file with a bad one, resume resumes the same run, one writer per folder, and
 every option validated before any work.
 
@@ -90,11 +90,11 @@ def _release(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.parametrize("args, option", [
-    (["--seed", "-1"], "--seed"),  # failure 5: was a traceback
+    (["--seed", "-1"], "--seed"),
     (["--seed", str(2**32)], "--seed"),
-    (["--val-fraction", "nan"], "--val-fraction"),  # failure 5: was a traceback
+    (["--val-fraction", "nan"], "--val-fraction"),
     (["--val-fraction", "1"], "--val-fraction"),
-    (["--dropout", "nan"], "--dropout"),  # failure 6: was silently accepted
+    (["--dropout", "nan"], "--dropout"),
     (["--dropout", "inf"], "--dropout"),
     (["--learning-rate", "nan"], "--learning-rate"),
     (["--learning-rate", "inf"], "--learning-rate"),
@@ -102,8 +102,7 @@ def _release(proc: subprocess.Popen) -> None:
     (["--label-smoothing", "nan"], "--label-smoothing"),
 ])
 def test_train_options_out_of_range_or_not_finite_are_one_line(tmp_path, signs_dir, args, option):
-    """Issue 9, failure 5 (`train --seed -1`, `--val-fraction nan` gave tracebacks) and failure 6
-    (`--dropout nan` silently accepted); rule "every CLI option is validated (finite numbers, ranges)"."""
+    """Every CLI option is validated (finite numbers, ranges) before any work: one line naming the option."""
     out = tmp_path / "run"
     _click_error(run_cli("train", *args, "--out", out, "--signs", signs_dir), option)
     assert not out.exists()
@@ -126,15 +125,14 @@ def test_train_options_out_of_range_or_not_finite_are_one_line(tmp_path, signs_d
     (dict(overrides={"epochs": 0}), "--epochs"),
 ])
 def test_train_options_validate(options, words):
-    """Issue 9, failures 5 and 6 through the API (and a hand-edited options.json on --resume):
-    rule "every option validated (finite numbers, ranges)", naming the option."""
+    """The same checks through the API (and so for a hand-edited options.json on --resume), naming the option."""
     with pytest.raises(EdgeSignsError, match=words):
         TrainOptions(**options).validate()
     TrainOptions(recipe="seed", seed=2**32 - 1, val_fraction=0.0, limit=12, overrides={"dropout": 0.0}).validate()  # the edges are fine
 
 
 def test_train_devices_that_do_not_exist_are_one_line(tmp_path, signs_dir):
-    """Issue 9, failure 6: `--devices /gpu:7` on a machine with no such device silently ran on the CPU."""
+    """`--devices /gpu:7` on a machine with no such device is refused, not run on the CPU instead."""
     out = tmp_path / "run"
     proc = run_cli("train", "--devices", "/gpu:7", "--limit", 60, "--epochs", 1, "--recipe", "seed", "--out", out, "--signs", signs_dir,
                    timeout=300)
@@ -143,7 +141,7 @@ def test_train_devices_that_do_not_exist_are_one_line(tmp_path, signs_dir):
 
 
 def test_train_out_on_an_existing_file_is_refused(tmp_path, signs_dir):
-    """Issue 9, failure 6: `train --out` on an existing file said only "File exists"."""
+    """`train --out` on an existing file says what it is and what was expected."""
     file = tmp_path / "file.txt"
     file.write_text("keep me\n")
     one_line_error(run_cli("train", "--out", file, "--signs", signs_dir), "--out", "is a file", before_work=False)
@@ -151,8 +149,7 @@ def test_train_out_on_an_existing_file_is_refused(tmp_path, signs_dir):
 
 
 def test_quantize_out_on_an_existing_file_is_refused_before_loading_the_model(tmp_path):
-    """Issue 9, rule "every output path is checked before the work starts" (failure 1's quantize
-    found its output problems only after converting): the model is not even read."""
+    """Every output path is checked before the work starts: the model is not even read."""
     file = tmp_path / "file.txt"
     file.write_text("keep me\n")
     model = _tiny_keras(tmp_path / "nan.keras", poison=float("nan"))  # its NaN is not what is reported
@@ -164,9 +161,8 @@ def test_quantize_out_on_an_existing_file_is_refused_before_loading_the_model(tm
 
 
 def test_quantize_refuses_a_model_with_non_finite_weights_and_keeps_the_good_int8_file(tiny_models, tmp_path, signs_dir):
-    """Issue 9, failure 1: quantizing a diverged model into a folder holding a good int8 file aborted
-    (exit 134, no message) and left a file that would not load beside the old sidecar; rule "a
-    model with non-finite weights is refused before conversion"."""
+    """A model with non-finite weights is refused before conversion, and the good int8 file and its
+    sidecar already in the folder stay as they were."""
     model = _tiny_keras(tmp_path / "nan.keras", poison=float("nan"))
     deploy = tmp_path / "deploy"
     good = _pair(tiny_models["int8"], deploy, "nan_int8")
@@ -183,8 +179,8 @@ def test_quantize_refuses_a_model_with_non_finite_weights_and_keeps_the_good_int
 
 
 def test_quantize_refuses_a_converted_file_that_does_not_run_and_replaces_nothing(tiny_models, tmp_path, monkeypatch):
-    """Issue 9, failure 1 and rule "a new .tflite is checked (it loads and classifies one image)
-    before it replaces anything": a broken conversion (a cut flatbuffer, or one whose probabilities
+    """A new .tflite is checked (it loads and classifies one image) before it replaces anything:
+    a broken conversion (a cut flatbuffer, or one whose probabilities
     are NaN) is refused, in a child process, and the old pair stays."""
     model = _tiny_keras(tmp_path / "good.keras")
     deploy = tmp_path / "deploy"
@@ -202,8 +198,8 @@ def test_quantize_refuses_a_converted_file_that_does_not_run_and_replaces_nothin
 
 
 def test_quantize_replaces_the_model_and_its_metadata_as_a_pair(tiny_models, tmp_path, monkeypatch):
-    """Issue 9, rule "the model and its metadata are replaced as a pair" and "loading a model whose
-    metadata does not match it is an error": after a conversion the new file's sidecar names it."""
+    """The model and its metadata are replaced as a pair, and a model whose metadata does not match it
+    is refused: after a conversion the new file's sidecar names it."""
     model = _tiny_keras(tmp_path / "good.keras")
     deploy = tmp_path / "deploy"
     path, sidecar = _pair(tiny_models["int8"], deploy, "good_float32")  # an older pair, of another file
@@ -219,8 +215,8 @@ def test_quantize_replaces_the_model_and_its_metadata_as_a_pair(tiny_models, tmp
 
 
 def test_quantize_into_a_folder_another_process_writes_is_refused(tiny_models, tmp_path):
-    """Issue 9, rule "one run per output folder at a time: a second train (or quantize into the same
-    files) gets a clear error while the first holds it"."""
+    """One run per output folder at a time: a second train (or quantize into the same files) gets a
+    clear error while the first holds it."""
     model = _tiny_keras(tmp_path / "good.keras")
     deploy = tmp_path / "deploy"
     old = _pair(tiny_models["float32"], deploy, "good_float32")
@@ -238,7 +234,7 @@ def test_quantize_into_a_folder_another_process_writes_is_refused(tiny_models, t
 
 
 def test_second_train_into_a_folder_another_process_holds_is_refused(tmp_path, signs_dir):
-    """Issue 9, failure 3: two runs into one --out both exited 0, one silently overwriting the other."""
+    """Two runs into one --out: the second is refused; neither overwrites the other."""
     out = tmp_path / "run"
     holder = _hold_lock(out, f"train into {out}")
     try:
@@ -278,9 +274,7 @@ def _other_data(folder: Path) -> Path:
 
 
 def test_resume_with_other_options_is_refused_naming_what_differs(tmp_path, signs_dir, signs):
-    """Issue 9, failure 2: `train --resume ... --learning-rate 0.5 --batch-size 4 --recipe seed`
-    silently continued with the original recipe and batch size; rule "resume refuses changed ...
-    recipe or options with a message naming what differs"."""
+    """`train --resume` with another recipe or options is refused with a message naming what differs."""
     out = tmp_path / "kint"
     files = _unfinished_run(out, signs.checksum())
     before = digests(*files)
@@ -292,8 +286,7 @@ def test_resume_with_other_options_is_refused_naming_what_differs(tmp_path, sign
 
 
 def test_resume_on_other_data_is_refused(tmp_path, signs):
-    """Issue 9, failure 2: `train --resume ... --data OTHER` silently continued on the other dataset
-    (metrics.json then named only the new data); rule "resume refuses changed data"."""
+    """`train --resume` on other data is refused: a run is trained on one dataset."""
     out = tmp_path / "kint"
     files = _unfinished_run(out, signs.checksum())
     before = digests(*files)
@@ -346,8 +339,8 @@ SMALL = TrainOptions(recipe="seed", limit=24, batch_size=8, overrides={"epochs":
     (0, "(batch 1 of )?epoch 1"),
 ], ids=["nan-loss", "nan-weight"])
 def test_training_that_diverges_saves_no_model_or_metrics(tmp_path, signs, monkeypatch, poison, where):
-    """Issue 9, failure 1 (a diverged run exited 0 and wrote NaN into metrics.json) and rule
-    "training never calls a diverged run a success": a NaN loss or weight stops the run with Diverged."""
+    """A diverged run is never a success: a NaN loss or weight stops the run with Diverged, and no
+    model or metrics are written."""
     monkeypatch.setattr(train_module, "build_resnet50", _tiny_builder(poison=poison))
     out = tmp_path / "nan"
     with pytest.raises(train_module.Diverged, match=f"training diverged at {where}") as err:
@@ -361,8 +354,8 @@ def test_training_that_diverges_saves_no_model_or_metrics(tmp_path, signs, monke
 
 
 def test_divergence_keeps_the_last_good_checkpoint(tmp_path):
-    """Issue 9, rule "non-finite loss or weights stop the run ...; the last good checkpoint stays;
-    no NaN model, metrics or JSON is written": the callbacks train() uses, epoch by epoch."""
+    """Non-finite loss or weights stop the run, the last good checkpoint stays, and no NaN model,
+    metrics or JSON is written: the callbacks train() uses, epoch by epoch."""
     keras.utils.set_random_seed(0)
     model = build(keras)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
@@ -398,8 +391,7 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path):
 
 
 def test_ctrl_c_exits_130_with_a_complete_resume_command(tmp_path, signs_dir, monkeypatch):
-    """Issue 9, failure 2 ("the resume hint printed after Ctrl-C leaves out --data") and rule "the
-    hint after Ctrl-C is a complete command": the command it prints finishes the run."""
+    """The hint after Ctrl-C is a complete command (data included): the command it prints finishes the run."""
     monkeypatch.setattr(train_module, "build_resnet50", _tiny_builder())
     make_checkpoint = train_module.make_checkpoint_callback
 
@@ -442,8 +434,8 @@ def test_ctrl_c_exits_130_with_a_complete_resume_command(tmp_path, signs_dir, mo
 
 @pytest.mark.slow
 def test_diverging_resnet50_run_exits_non_zero_and_writes_no_model(tmp_path, signs_dir):
-    """Issue 9, failure 1: `train --limit 60 --epochs 2 --recipe seed --learning-rate 1e6` exited 0
-    with loss NaN and wrote NaN into metrics.json."""
+    """A real ResNet50 run at learning rate 1e6 exits non-zero naming the divergence, and writes no
+    model and no NaN into any JSON."""
     out = tmp_path / "nan"
     proc = run_cli("train", "--signs", signs_dir, "--limit", 60, "--epochs", 2, "--recipe", "seed", "--learning-rate", "1e6", "--out", out)
     one_line_error(proc, "diverged", before_work=False)
@@ -455,8 +447,7 @@ def test_diverging_resnet50_run_exits_non_zero_and_writes_no_model(tmp_path, sig
 
 @pytest.mark.slow
 def test_ctrl_c_during_resnet50_training_exits_130_with_the_resume_command(tmp_path, signs_dir):
-    """Issue 9, failure 2 (the resume hint after Ctrl-C left out --data) and rule "the hint after
-    Ctrl-C is a complete command"; a real SIGINT once the first checkpoint exists."""
+    """A real SIGINT once the first checkpoint exists: exit 130 and a complete resume command."""
     out = tmp_path / "k int"
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_signs", "train", "--signs", str(signs_dir), "--out", str(out), "--recipe", "seed", "--limit", "48",

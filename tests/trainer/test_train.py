@@ -26,26 +26,6 @@ METRIC_KEYS = {"train_accuracy", "train_loss", "val_accuracy", "val_loss", "test
                "seconds_per_epoch", "device", "tensorflow_version", "dataset", "options", "seed"}
 
 
-@pytest.mark.slow
-def test_cli_training_run_writes_every_output(tmp_path, signs_dir):
-    out = tmp_path / "run"
-    result = run_cli("train", "--signs", signs_dir, "--out", out, "--limit", 60, "--epochs", 2)
-    assert result.returncode == 0, result.stderr
-    assert "train accuracy" in result.stdout and "test accuracy" in result.stdout
-    for name in ("model.keras", "history.json", "training_curves.png", "metrics.json", "options.json"):
-        assert (out / name).is_file(), name
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert METRIC_KEYS <= set(metrics)
-    assert metrics["params"] == 23_600_006 and metrics["recipe_name"] == "default" and metrics["recipe"]["augment"]
-    assert metrics["dataset"]["test"] == 120 and len(metrics["dataset"]["sha256"]) == 64
-    history = json.loads((out / "history.json").read_text())
-    assert len(history["loss"]) == len(history["val_accuracy"]) == 2
-    assert cv2.imread(str(out / "training_curves.png")) is not None
-    # a finished run is not silently overwritten
-    again = run_cli("train", "--signs", signs_dir, "--out", out, "--limit", 60, "--epochs", 2)
-    assert again.returncode == 1 and "already holds a trained model" in again.stderr
-
-
 def test_augmentation_is_on_by_default_and_keeps_labels_and_ranges(signs):
     assert TrainOptions().recipe == DEFAULT_RECIPE and RECIPES[DEFAULT_RECIPE].augment
     x, y = signs.train.x[:64], signs.train.y[:64]
@@ -82,11 +62,11 @@ def _state_epoch(run_dir):
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_from_last_finished_epoch(tmp_path, signs_dir):
+def test_a_killed_run_resumes_from_its_last_finished_epoch_and_writes_every_output(tmp_path, signs_dir):
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "edge_signs", "train", "--signs", str(signs_dir), "--out", str(out),
-            "--recipe", "seed", "--limit", "48", "--epochs", "3"]
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = ["train", "--signs", signs_dir, "--out", out, "--limit", 48, "--epochs", 3]
+    proc = subprocess.Popen([sys.executable, "-m", "edge_signs", *map(str, args)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while _state_epoch(out) < 1 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
@@ -97,7 +77,7 @@ def test_killed_run_resumes_from_last_finished_epoch(tmp_path, signs_dir):
     assert not (out / "model.keras").exists()
 
     # without --resume the unfinished run is protected
-    clash = run_cli("train", "--signs", signs_dir, "--out", out, "--recipe", "seed", "--limit", 48, "--epochs", 3)
+    clash = run_cli(*args)
     assert clash.returncode == 1 and "--resume" in clash.stderr
 
     resumed = run_cli("train", "--out", out, "--signs", signs_dir, "--resume")
@@ -105,9 +85,21 @@ def test_killed_run_resumes_from_last_finished_epoch(tmp_path, signs_dir):
     assert f"resuming {out} after epoch {done}" in resumed.stderr
     assert f"epoch {done + 1}/3: " in resumed.stderr  # the progress line, from the next epoch on
     assert "epoch 1/3: " not in resumed.stderr
+    assert "train accuracy" in resumed.stdout and "test accuracy" in resumed.stdout
+
+    for name in ("model.keras", "history.json", "training_curves.png", "metrics.json", "options.json"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(metrics) and metrics["epochs"] == 3
+    assert metrics["params"] == 23_600_006 and metrics["recipe_name"] == DEFAULT_RECIPE and metrics["recipe"]["augment"]
+    assert metrics["dataset"]["test"] == 120 and len(metrics["dataset"]["sha256"]) == 64
     history = json.loads((out / "history.json").read_text())
-    assert len(history["loss"]) == 3
-    assert json.loads((out / "metrics.json").read_text())["epochs"] == 3
+    assert len(history["loss"]) == len(history["val_accuracy"]) == 3
+    assert cv2.imread(str(out / "training_curves.png")) is not None
+
+    # a finished run is not silently overwritten
+    again = run_cli(*args)
+    assert again.returncode == 1 and "already holds a trained model" in again.stderr
 
 
 DISTRIBUTED = """
