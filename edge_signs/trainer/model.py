@@ -9,11 +9,15 @@
 
 At 64x64x3 that is 23,600,006 parameters. Layer names follow the course
 ("res2a_branch2a", "bn3b_branch2c", ...), so stages can be found by name.
+
+Also here: the recipe's optimizer and loss (compile_model), freezing stages, and the one
+check that a .keras file is a trained SIGNS classifier (quantize, evaluate, --init).
 """
 
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -193,7 +197,9 @@ def load_keras_classifier(path: str | os.PathLike, option: str = ""):
     if not path.is_file():
         raise EdgeSignsError(f"{name}: model file not found (expected model.keras from 'edge-signs train')")
     if path.suffix != ".keras":
-        raise EdgeSignsError(f"{name}: not a Keras model (expected model.keras from 'edge-signs train'; .tflite files cannot be trained)")
+        raise EdgeSignsError(f"{name}: not a Keras model (expected model.keras from 'edge-signs train'; a .tflite file cannot be trained or converted again)")
+    if not zipfile.is_zipfile(path):  # Keras would call it "file not found"
+        raise EdgeSignsError(f"{name}: unreadable Keras model (not a .keras zip archive; expected model.keras from 'edge-signs train')")
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a damaged or foreign archive
@@ -209,13 +215,13 @@ def load_keras_classifier(path: str | os.PathLike, option: str = ""):
 def _check_signs_shapes(model, name: str) -> None:
     """One image of the configured size in, one probability per SIGNS class out."""
     expected_in = (config.IMAGE_SIZE, config.IMAGE_SIZE, config.CHANNELS)
-    shape_in = tuple(model.inputs[0].shape[1:]) if len(model.inputs) == 1 else None
-    if shape_in != expected_in:
-        given = "x".join(map(str, shape_in)) if shape_in is not None else f"{len(model.inputs)} inputs"
+    inputs = [tuple(t.shape[1:]) for t in model.inputs]
+    if inputs != [expected_in]:
+        given = "x".join(map(str, inputs[0])) if len(inputs) == 1 else f"{len(inputs)} inputs shaped {inputs}"
         raise EdgeSignsError(f"{name}: takes {given} input, expected {'x'.join(map(str, expected_in))}: not a SIGNS classifier")
-    shape_out = tuple(model.outputs[0].shape[1:]) if len(model.outputs) == 1 else None
-    if shape_out != (config.NUM_CLASSES,):
-        given = f"{shape_out[-1]} classes" if shape_out else f"{len(model.outputs)} outputs"
+    outputs = [tuple(t.shape[1:]) for t in model.outputs]
+    if outputs != [(config.NUM_CLASSES,)]:
+        given = f"{outputs[0][0]} classes" if len(outputs) == 1 and len(outputs[0]) == 1 else f"outputs shaped {outputs}"
         raise EdgeSignsError(f"{name}: predicts {given}, expected {config.NUM_CLASSES} (labels {', '.join(config.LABELS)}): not a SIGNS classifier")
 
 

@@ -107,7 +107,15 @@ class TrainingRun:
     precision: Precision
     train_split: tuple[np.ndarray, np.ndarray]  # SIGNS training images and labels (validation carved out)
     val_split: tuple[np.ndarray, np.ndarray]
+    train_ds: tf.data.Dataset
+    val_ds: tf.data.Dataset | None
+    steps_per_epoch: int  # for the learning-rate schedule
+    fit_steps: int | None  # given to fit when the training dataset is endless
+    what: str  # the data trained on, for the first log line
     model: keras.Model  # the one that trains, in the strategy's scope
+    guard: StopOnDivergence
+    wall_seconds: float
+    chosen: dict  # the epoch whose weights model.keras holds, and why
 
     def __init__(self, run_dir: Path, *, data, verbose: int | None, log: Log):
         self.run_dir, self.data, self.verbose, self.log = run_dir, data, verbose, log
