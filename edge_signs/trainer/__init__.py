@@ -1,10 +1,15 @@
 """The training side: what runs on a workstation or GPU box, with TensorFlow.
 
-    model        the ResNet50 of the course
+    model        the ResNet50 of the course; compiling, freezing, loading a trained one
     augment      camera-like augmentation inside tf.data
     datasets     the tf.data pipelines (SIGNS alone, or your images with SIGNS mixed in)
     precision    float32 / mixed_float16 / mixed_bfloat16: what `--precision auto` picks, and why
-    train        the training run: strategy, checkpoints, metrics
+    options      a run's options, their ranges, and which of them a resumed run keeps
+    devices      the tf.distribute strategy for the devices asked for or seen
+    splits       your own folders split for fine-tuning (held-out, validation, training)
+    callbacks    divergence guard, per-epoch checkpoints, the progress line
+    extra        --extra folders mixed into training; --select-on, the epoch kept
+    train        the training run, phase by phase: resolve, data, datasets, model, fit, export, score
     calibration  representative images for int8
     quantize     float32 / float16 / int8 TFLite conversion
     evaluate     the Keras half of `evaluate` and the int8 layer diagnosis

@@ -14,14 +14,11 @@ from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log
 from edge_signs.plots import training_curves_png
 from edge_signs.trainer import keras
+from edge_signs.trainer.model import nonfinite_layers
 
 
 class Diverged(EdgeSignsError):
     """The loss or the weights became NaN or infinite: the run cannot go on."""
-
-
-def weights_finite(model) -> bool:
-    return all(np.isfinite(w).all() for w in model.get_weights() if np.issubdtype(np.asarray(w).dtype, np.floating))
 
 
 class StopOnDivergence(keras.callbacks.Callback):
@@ -56,7 +53,7 @@ def make_checkpoint_callback(run_dir: Path, history: dict, timing: list, data_sh
 
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs or {})
-            if guard.where is not None or not all(math.isfinite(float(v)) for v in logs.values()) or not weights_finite(self.model):
+            if guard.where is not None or not all(math.isfinite(float(v)) for v in logs.values()) or nonfinite_layers(self.model):
                 # The last good checkpoint stays; this epoch is not saved and the run stops.
                 guard.where = guard.where or f"epoch {epoch + 1} (non-finite loss or weights)"
                 self.model.stop_training = True

@@ -9,13 +9,22 @@
 
 At 64x64x3 that is 23,600,006 parameters. Layer names follow the course
 ("res2a_branch2a", "bn3b_branch2c", ...), so stages can be found by name.
+
+Also here: the recipe's optimizer and loss (compile_model), freezing stages, and the one
+check that a .keras file is a trained SIGNS classifier (quantize, evaluate, --init).
 """
 
 from __future__ import annotations
 
+import os
+import zipfile
+from pathlib import Path
+
 import numpy as np
 
 from edge_signs import config
+from edge_signs.config import Recipe
+from edge_signs.errors import EdgeSignsError
 from edge_signs.trainer import keras
 
 # (filters, stride of the conv block, number of identity blocks) per stage
@@ -118,6 +127,36 @@ def build_resnet50(
     return keras.Model(inputs, outputs, name="ResNet50")
 
 
+def compile_model(model, recipe: Recipe, steps_per_epoch: int, *, jit_compile: bool | str = "auto"):
+    """Optimizer, schedule and loss of the recipe. ``jit_compile``: Keras' XLA switch ("auto": on a GPU only)."""
+    lr = recipe.learning_rate
+    if recipe.schedule == "cosine":
+        total = max(1, recipe.epochs * steps_per_epoch)
+        warmup = min(total - 1, recipe.warmup_epochs * steps_per_epoch)
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=lr / 10 if warmup else lr,
+            decay_steps=total - warmup,
+            alpha=0.01,
+            warmup_target=lr if warmup else None,
+            warmup_steps=warmup,
+        )
+    elif recipe.schedule != "constant":
+        raise EdgeSignsError(f"schedule '{recipe.schedule}': unknown (expected constant or cosine)")
+    if recipe.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=recipe.weight_decay)
+    elif recipe.optimizer == "adam":
+        optimizer = keras.optimizers.Adam(learning_rate=lr)
+    else:
+        raise EdgeSignsError(f"optimizer '{recipe.optimizer}': unknown (expected adam or adamw)")
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
+        metrics=["accuracy"],
+        jit_compile=jit_compile,
+    )
+    return model
+
+
 def nonfinite_layers(model) -> list[str]:
     """Names of the layers holding a NaN or infinite weight (a diverged run), in model order."""
     bad = []
@@ -148,33 +187,51 @@ def freeze_stages(model, stages: int) -> list[str]:
     return frozen
 
 
+def load_keras_classifier(path: str | os.PathLike, option: str = ""):
+    """A trained SIGNS classifier from a .keras file, or one line saying what the file is instead.
+
+    ``option``: the flag that named the file (``--init``), put before its path in messages.
+    """
+    path = Path(path)
+    name = f"{option} {path}" if option else str(path)
+    if not path.is_file():
+        raise EdgeSignsError(f"{name}: model file not found (expected model.keras from 'edge-signs train')")
+    if path.suffix != ".keras":
+        raise EdgeSignsError(f"{name}: not a Keras model (expected model.keras from 'edge-signs train'; a .tflite file cannot be trained or converted again)")
+    if not zipfile.is_zipfile(path):  # Keras would call it "file not found"
+        raise EdgeSignsError(f"{name}: unreadable Keras model (not a .keras zip archive; expected model.keras from 'edge-signs train')")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for a damaged or foreign archive
+        raise EdgeSignsError(f"{name}: unreadable Keras model ({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})") from None
+    _check_signs_shapes(model, name)
+    bad = nonfinite_layers(model)
+    if bad:
+        raise EdgeSignsError(f"{name}: NaN or infinite weights in {len(bad)} layer(s) ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): "
+                             f"a diverged training run; retrain it (lower --learning-rate)")
+    return model
+
+
+def _check_signs_shapes(model, name: str) -> None:
+    """One image of the configured size in, one probability per SIGNS class out."""
+    expected_in = (config.IMAGE_SIZE, config.IMAGE_SIZE, config.CHANNELS)
+    inputs = [tuple(t.shape[1:]) for t in model.inputs]
+    if inputs != [expected_in]:
+        given = "x".join(map(str, inputs[0])) if len(inputs) == 1 else f"{len(inputs)} inputs shaped {inputs}"
+        raise EdgeSignsError(f"{name}: takes {given} input, expected {'x'.join(map(str, expected_in))}: not a SIGNS classifier")
+    outputs = [tuple(t.shape[1:]) for t in model.outputs]
+    if outputs != [(config.NUM_CLASSES,)]:
+        given = f"{outputs[0][0]} classes" if len(outputs) == 1 and len(outputs[0]) == 1 else f"outputs shaped {outputs}"
+        raise EdgeSignsError(f"{name}: predicts {given}, expected {config.NUM_CLASSES} (labels {', '.join(config.LABELS)}): not a SIGNS classifier")
+
+
 def load_init(path, **build_kwargs):
     """A fresh classifier (``build_kwargs`` as for build_resnet50) holding the weights of a trained model file.
 
-    Refuses, in one line, a file that is not a Keras model, takes another input, has
-    another number of classes, or is another architecture: weights are matched by
-    layer name and shape, and every layer of this ResNet50 must find its own.
+    Weights are matched by layer name and shape, and every layer of this ResNet50 must
+    find its own: a SIGNS classifier of another architecture is refused in one line.
     """
-    from pathlib import Path
-
-    from edge_signs.errors import EdgeSignsError
-
-    path = Path(path)
-    if not path.is_file():
-        raise EdgeSignsError(f"--init {path}: model file not found (expected model.keras from 'edge-signs train')")
-    if path.suffix != ".keras":
-        raise EdgeSignsError(f"--init {path}: not a Keras model (expected model.keras from 'edge-signs train'; .tflite files cannot be trained)")
-    try:
-        source = keras.models.load_model(path, compile=False)
-    except Exception as exc:  # Keras raises many types for a damaged or foreign archive
-        raise EdgeSignsError(f"--init {path}: unreadable Keras model ({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})") from None
-    expected_in = (config.IMAGE_SIZE, config.IMAGE_SIZE, config.CHANNELS)
-    shape_in = tuple(source.inputs[0].shape[1:])
-    if shape_in != expected_in:
-        raise EdgeSignsError(f"--init {path}: takes {'x'.join(map(str, shape_in))} input, expected {'x'.join(map(str, expected_in))}")
-    classes = source.outputs[0].shape[-1]
-    if classes != config.NUM_CLASSES:
-        raise EdgeSignsError(f"--init {path}: predicts {classes} classes, expected {config.NUM_CLASSES} (labels {', '.join(config.LABELS)})")
+    source = load_keras_classifier(path, "--init")
     model = build_resnet50(**build_kwargs)
     theirs = {layer.name: layer for layer in source.layers}
     unmatched = []

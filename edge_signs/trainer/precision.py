@@ -106,3 +106,11 @@ def visible_gpus(tf) -> list[Gpu]:
         cc = details.get("compute_capability")
         found.append(Gpu(details.get("device_name", gpu.name), tuple(cc) if cc else None))
     return found
+
+
+def resumed_precision(model, chosen: Precision) -> Precision:
+    """A checkpoint keeps the dtype policy it was trained in: a resumed run goes on in it."""
+    policy = model.dtype_policy.name
+    if policy == chosen.policy:
+        return chosen
+    return Precision(policy, f"the checkpoint's ({chosen.policy} would be chosen now; a resumed run keeps the precision it started in)")

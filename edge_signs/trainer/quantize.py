@@ -36,7 +36,7 @@ from edge_signs.edge.model_files import write_pair
 from edge_signs.edge.runtime import FEATURES_OUTPUT, PROBS_OUTPUT, Classifier, find_backend
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
-from edge_signs.precheck import check_keras_file, quantize_targets
+from edge_signs.precheck import quantize_targets
 from edge_signs.trainer import keras, tf
 from edge_signs.trainer.calibration import (
     check_count,
@@ -44,7 +44,7 @@ from edge_signs.trainer.calibration import (
     images_from_folder,
     images_from_manifest,
 )
-from edge_signs.trainer.model import nonfinite_layers
+from edge_signs.trainer.model import load_keras_classifier  # evaluate imports it from here too
 
 
 @dataclass
@@ -87,25 +87,6 @@ def load_calibration(
     images = images_from_manifest(manifest, signs)
     check_count(len(images), str(manifest), minimum=minimum, log=log)
     return Calibration(images, str(manifest), sha256_file(manifest))
-
-
-def load_keras_classifier(path: str | os.PathLike):
-    """Load a .keras file and check that it is a SIGNS classifier."""
-    path = check_keras_file(path)
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as exc:  # Keras raises many types for a bad archive
-        raise EdgeSignsError(f"{path}: not a loadable Keras model ({str(exc).splitlines()[0][:200]})") from None
-    expected_in = (None, config.IMAGE_SIZE, config.IMAGE_SIZE, config.CHANNELS)
-    in_shape = tuple(model.inputs[0].shape) if len(model.inputs) == 1 else None
-    out_shape = tuple(model.outputs[0].shape) if len(model.outputs) == 1 else None
-    if in_shape != expected_in or out_shape != (None, config.NUM_CLASSES):
-        raise EdgeSignsError(f"{path}: takes {in_shape} and gives {out_shape}, expected {expected_in} -> (None, {config.NUM_CLASSES}): not a SIGNS classifier")
-    bad = nonfinite_layers(model)
-    if bad:
-        raise EdgeSignsError(f"{path}: NaN or infinite weights in {len(bad)} layer(s) ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): "
-                             f"a diverged training run; retrain it (lower --learning-rate)")
-    return model
 
 
 def with_features(model):
