@@ -263,15 +263,3 @@ def train_val_split(y: np.ndarray, val_fraction: float, seed: int, limit: int | 
         _, pool = stratified_split(y, min(1.0, limit / len(y)), seed)
     keep, held = stratified_split(y[pool], val_fraction, seed)
     return pool[keep], pool[held]
-
-
-# own_data's names, importable from here as well while trainer/ and some edge tests import them from data.
-from edge_signs.own_data import (  # noqa: E402, F401
-    Labelled,
-    check_own_classes,
-    group_of,
-    grouped_split,
-    load_labelled,
-    own_split,
-)
-

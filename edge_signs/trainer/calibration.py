@@ -23,10 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from edge_signs import config
-from edge_signs.data import IMAGE_SUFFIXES, Signs, load_labelled, own_split, read_image_bgr, stratified_split
-from edge_signs.preprocess import frame_to_rgb
+from edge_signs.data import Signs, stratified_split
 from edge_signs.errors import EdgeSignsError
+from edge_signs.images import is_image_name, read_image_bgr
 from edge_signs.log import Log, log_stderr
+from edge_signs.own_data import load_labelled, own_split
+from edge_signs.preprocess import frame_to_rgb
 
 FIELDS = ("index", "label", "file", "pixels_sha256")
 
@@ -44,7 +46,7 @@ def image_folder_names(signs_root: Path | None) -> list[str] | None:
         return None
     names = []
     for label in config.LABELS:
-        names += [f"train/{label}/{p.name}" for p in sorted((folder / label).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        names += [f"train/{label}/{p.name}" for p in sorted((folder / label).iterdir()) if is_image_name(p.name)]
     return names
 
 
@@ -123,7 +125,7 @@ def images_from_folder(folder: str | os.PathLike, *, log: Log = log_stderr) -> n
         rest = own_split(own, "train")
         log(f"calibrating on {len(rest)} of the {len(own)} images in {folder} (its held-out sessions/photos left out)")
         return rest.x
-    images = [frame_to_rgb(read_image_bgr(path)) for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)]
+    images = [frame_to_rgb(read_image_bgr(path)) for path in sorted(p for p in folder.rglob("*") if is_image_name(p.name))]
     return np.stack(images) if images else np.zeros((0, config.IMAGE_SIZE, config.IMAGE_SIZE, 3), np.uint8)
 
 

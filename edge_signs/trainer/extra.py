@@ -1,7 +1,7 @@
 """Beyond SIGNS: further labelled folders mixed into training, and a folder that chooses the checkpoint.
 
 ``--extra DIR`` (repeatable) adds a labelled folder (the layout of your own images,
-data.load_labelled) to the training images. Its held-out groups (the same hash-fixed
+own_data.load_labelled) to the training images. Its held-out groups (the same hash-fixed
 fifth that `evaluate --split heldout` scores) are never trained on: they are reported
 as the folder's in-domain accuracy.
 
@@ -22,9 +22,9 @@ import numpy as np
 
 from edge_signs import config
 from edge_signs.artifacts import atomic_path, write_json
-from edge_signs.data import Labelled, load_labelled, own_split
-from edge_signs.preprocess import to_model_input
 from edge_signs.log import Log
+from edge_signs.own_data import Labelled, load_labelled, own_split
+from edge_signs.preprocess import to_model_input
 from edge_signs.trainer import keras
 
 

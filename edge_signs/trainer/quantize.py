@@ -28,10 +28,9 @@ from typing import Callable, Iterable
 import numpy as np
 from tensorflow.lite.python import schema_py_generated as schema  # TFLite flatbuffer reader; the package guard ran first
 
-from edge_signs import __version__, config
+from edge_signs import __version__, config, preprocess
 from edge_signs.artifacts import folder_lock, sha256_file
 from edge_signs.data import Signs, resolve_data
-from edge_signs import preprocess
 from edge_signs.edge.model_files import write_pair
 from edge_signs.edge.runtime import FEATURES_OUTPUT, PROBS_OUTPUT, Classifier, find_backend
 from edge_signs.errors import EdgeSignsError

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_signs import config
-from edge_signs.data import Labelled, check_own_classes, grouped_split, load_labelled, own_split
 from edge_signs.log import Log
+from edge_signs.own_data import Labelled, check_own_classes, grouped_split, load_labelled, own_split
 
 
 @dataclass
@@ -35,7 +35,7 @@ def _concat(parts: list[Labelled], source: str) -> Labelled:
 
 
 def own_splits(folders: list[str], val_fraction: float, seed: int, log: Log) -> OwnSplits:
-    """Each folder's held-out groups (fixed by hash, see data.own_split) are never trained on;
+    """Each folder's held-out groups (fixed by hash, see own_data.own_split) are never trained on;
     of the rest, ``val_fraction`` of the groups validate (chosen by a seeded hash)."""
     trains, vals, helds = [], [], {}
     for folder in folders:

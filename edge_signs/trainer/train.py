@@ -30,10 +30,11 @@ import numpy as np
 from edge_signs import config, metrics
 from edge_signs.artifacts import atomic_path, check_outside_inputs, folder_lock, write_json
 from edge_signs.config import Recipe
-from edge_signs.data import Labelled, Signs, load_labelled, resolve_data, train_val_split
+from edge_signs.data import Signs, resolve_data, train_val_split
 from edge_signs.edge.cpu import cpu_info
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
+from edge_signs.own_data import Labelled, load_labelled
 from edge_signs.plots import training_curves_png
 from edge_signs.precheck import check_run_folder
 from edge_signs.preprocess import to_model_input
