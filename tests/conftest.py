@@ -14,9 +14,12 @@ every test that uses them is marked ``slow``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -65,30 +68,55 @@ def tiny_models() -> dict[str, Path]:
 # -- a real ResNet50: tests/trainer only, and only in tests marked slow ----------------------------------
 
 
+@contextlib.contextmanager
+def made_once(tmp_path_factory, name: str) -> Iterator[tuple[Path, bool]]:
+    """A folder for ``name`` that every xdist worker of this session shares, and whether it still has to be made.
+
+    The first worker to ask makes it while the others wait on the lock; they then read what it made.
+    Without xdist it is a fresh temporary folder. Whoever makes it must not raise for it to count as made."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield tmp_path_factory.mktemp(name), True
+        return
+    folder = tmp_path_factory.getbasetemp().parent / name  # the session's folder, above each worker's own
+    folder.mkdir(exist_ok=True)
+    with open(folder.parent / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        made = folder / ".made"
+        yield folder, not made.exists()
+        made.touch()
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, signs):
-    """A run folder from a real (one-epoch, 96-image) `train`: model.keras and friends."""
-    from edge_signs.trainer.train import TrainOptions, train
+    """A run folder from a real (one-epoch, 96-image) `train`: model.keras and friends. Read it, never write into it."""
+    with made_once(tmp_path_factory, "tiny") as (folder, to_make):
+        run_dir = folder / "run"
+        if to_make:
+            from edge_signs.trainer.train import TrainOptions, train
 
-    run_dir = tmp_path_factory.mktemp("tiny") / "run"
-    train(TrainOptions(recipe="seed", limit=96, overrides={"epochs": 1}), run_dir, data=signs, verbose=0, log=lambda m: None)
+            train(TrainOptions(recipe="seed", limit=96, overrides={"epochs": 1}), run_dir, data=signs, verbose=0, log=lambda m: None)
     return run_dir
 
 
 @pytest.fixture(scope="session")
-def tflite_models(tiny_run, signs) -> dict[str, Path]:
+def tflite_models(tmp_path_factory, tiny_run, signs) -> dict[str, Path]:
     """float32, float16 and int8 files of the one-epoch ResNet50, calibrated on the committed manifest."""
-    from edge_signs.trainer.quantize import quantize
+    formats = ["float32", "float16", "int8"]
+    with made_once(tmp_path_factory, "tiny-tflite") as (_, to_make):
+        if to_make:
+            from edge_signs.trainer.quantize import quantize
 
-    paths = quantize(tiny_run / "model.keras", ["float32", "float16", "int8"], data=signs, log=lambda m: None)
-    return {p.stem.rsplit("_", 1)[1]: p for p in paths}
+            quantize(tiny_run / "model.keras", formats, data=signs, log=lambda m: None)
+    return {fmt: tiny_run / f"model_{fmt}.tflite" for fmt in formats}
 
 
 HEAVY_FIXTURES = {"tiny_run", "tflite_models"}  # train or convert a real ResNet50
 
 
 def pytest_collection_modifyitems(config, items):
-    """Keep the layout honest: no heavy fixture on the Pi side, and every test that uses one is marked slow."""
+    """Keep the layout honest: no heavy fixture on the Pi side, and every test that uses one is marked slow.
+
+"""
     tf_free = (Path(__file__).parent / "edge", Path(__file__).parent / "shared")
     for item in items:
         heavy = HEAVY_FIXTURES & set(getattr(item, "fixturenames", ()))
