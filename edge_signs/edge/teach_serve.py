@@ -40,7 +40,7 @@ from edge_signs.edge.serve import HttpError, LiveServer, Request, parse_serve
 from edge_signs.edge.sources import SourceOptions
 from edge_signs.edge.teach import TeachOptions, check_teach_paths
 from edge_signs.edge.teach_live import run_teaching
-from edge_signs.edge.teach_window import Teaching, TaughtWithCrops, WindowTeachResult, open_teaching, render_teaching, write_taught
+from edge_signs.edge.teach_window import TaughtWithCrops, Teaching, WindowTeachResult, open_teaching, render_teaching, write_taught
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
 from edge_signs.preprocess import Roi
