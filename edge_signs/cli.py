@@ -253,7 +253,9 @@ def doctor(model, data):
 @click.option("--video", default=None, metavar="PATH", help="The same from a video; with --labels, headless: each labelled frame is classified, then taught.")
 @click.option("--labels", "labels_csv", type=click.Path(path_type=Path), default=None, help="With --video: start_frame,end_frame,label CSV (as live --labels).")
 @click.option("--roi", default=None, metavar="SIZE[,CX,CY]", help="The square classified, as live's --roi.")
-@click.option("--save", type=click.Path(path_type=Path), default=None, help="With a window: keep each taught frame's crop in this folder, as 'edge-signs collect' does.")
+@click.option("--save", type=click.Path(path_type=Path), default=None, help="With a window or --serve: keep each taught frame's crop in this folder, as 'edge-signs collect' does.")
+@click.option("--serve", default=None, metavar="[HOST:]PORT", help="Instead of a window (a headless Pi): live --serve's page, with buttons 0-5 that teach the frame shown and 'done' that writes --out.")
+@click.option("--token", default=None, envvar=config.SERVE_TOKEN_ENV, show_envvar=True, help="The token every --serve request must carry, as live's.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="The personal .tflite file to write (its .json beside it).")
 @click.option("--per-sign", type=click.IntRange(min=1), default=None, help="Fit on N frames of each sign drawn from the folder's training part (default: all of it).")
 @click.option("--l2", type=FiniteFloat(0), default=config.TEACH_L2, show_default=True, help="L2 penalty on the head's weights, in units of the features' mean square.")
@@ -264,12 +266,15 @@ def doctor(model, data):
 @click.option("--min-per-sign", type=click.IntRange(min=1), default=config.TEACH_MIN_PER_SIGN, show_default=True, help="Refuse to fit on fewer frames of any sign.")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=config.TEACH_SEED, show_default=True, help="Which frames --per-sign draws and which SIGNS images are mixed in.")
 @threads_option
+@click.pass_context
 @friendly_errors
-def teach(model, folder, camera, picamera, video, labels_csv, roi, save, out, per_sign, l2, prior, signs_dir, signs_per_sign, signs_share, min_per_sign, seed, threads):
+def teach(ctx, model, folder, camera, picamera, video, labels_csv, roi, save, serve, token, out, per_sign, l2, prior, signs_dir, signs_per_sign,
+          signs_share, min_per_sign, seed, threads):
     """Fit a personal head on your labelled images and write it into a copy of an int8 MODEL, on the Pi, in seconds.
 
     The folder's held-out sessions/photos are never fitted on and score the written
-    file (as 'edge-signs evaluate FILE --own FOLDER --split heldout' does).
+    file (as 'edge-signs evaluate FILE --own FOLDER --split heldout' does). From a
+    camera or video: keys 0-5 in a window, or the buttons of a browser page (--serve).
     """
     from edge_signs.edge.head import FitOptions
     from edge_signs.edge.teach import TeachOptions, teach_folder
@@ -279,12 +284,21 @@ def teach(model, folder, camera, picamera, video, labels_csv, roi, save, out, pe
     roi = roi_of(roi)
     if sum(x is not None and x is not False for x in (folder, camera, picamera or None, video)) != 1:
         raise click.UsageError("name one of --own FOLDER, --camera N, --picamera or --video PATH")
+    if serve is None and given(ctx, "token"):
+        raise click.UsageError("--token protects --serve; give --serve [HOST:]PORT too")
+    if serve is not None and (folder is not None or labels_csv is not None):
+        raise click.UsageError("--serve teaches with the page's buttons, from --camera N, --picamera or --video PATH (not --own or --labels)")
     if folder is not None:
         result = teach_folder(model, folder, out, options, log=log)
     elif video is not None and labels_csv is not None:
         from edge_signs.edge.teach_live import teach_video
 
         result = teach_video(model, video, labels_csv, out, options, roi=roi, log=log)
+    elif serve is not None:
+        from edge_signs.edge.teach_serve import teach_served
+
+        result = teach_served(model, SourceOptions(camera=camera, picamera=picamera, video=video), out, options, serve=serve, token=token,
+                              roi=roi, save=save, log=log)
     else:
         from edge_signs.edge.teach_window import teach_window
 

@@ -4,6 +4,11 @@ One self-contained document (no external assets: it works on a Pi with no intern
 shows ``stream.mjpg`` in an <img> and polls ``status`` every ``SERVE_STATUS_POLL_MS``; the
 token, when there is one, rides along on both. For tests and scripts the <body> carries
 what the page shows as data- attributes.
+
+When the status has a "teach" entry (`edge-signs teach --serve`, teach_serve.py), the
+page builds a button per sign and "done", which POST to ``teach`` and ``teach/done``
+(keys 0-5 on the page do what the buttons do); `live --serve` has no such entry, so
+its page has no buttons.
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ th{text-align:left;font-weight:400;color:#aaa;padding:2px 16px 2px 0}
 td{font-variant-numeric:tabular-nums}
 #state{margin-top:12px;color:#aaa}#state.bad{color:#ff7070}
 small{color:#888}
+#teach{margin-top:14px}
+#teach button{font:inherit;font-size:22px;min-width:72px;margin:0 6px 6px 0;padding:8px 10px;border:0;border-radius:6px;background:#2d5a2d;color:#eee;cursor:pointer}
+#teach button.short{background:#5a4a1d}#teach button#done{background:#3a3a3a}
+#teachnote{color:#aaa}#teachnote.bad{color:#ff7070}
 </style></head>
 <body><main>
 <img id="video" alt="annotated camera stream">
@@ -47,6 +56,7 @@ small{color:#888}
 <tr id="truthrow" hidden><th>truth</th><td id="truth"></td></tr>
 <tr><th>viewers</th><td id="viewers"></td></tr>
 </table>
+<div id="teach" hidden></div>
 <p><small>last events</small></p><ul id="events"></ul>
 <p id="state">connecting&hellip;</p>
 <p><small id="about">__ABOUT__</small></p>
@@ -90,15 +100,83 @@ function show(s) {
   document.body.dataset.label = s.label === null ? "" : s.label;
   document.body.dataset.events = events.map((e) => e.sign + ":" + e.event).join(" ");
   document.body.dataset.videoWidth = $("video").naturalWidth;
+  showTeach(s.teach, s.labels || []);
+}
+
+// Teaching (edge-signs teach --serve): built once the status says teaching is on, never for live.
+let teachButtons = null, teachLabels = [], ended = false;
+
+function note(text, bad) { $("teachnote").textContent = text; $("teachnote").className = bad ? "bad" : ""; }
+
+function buildTeach(labels) {
+  teachLabels = labels;
+  const buttons = labels.map((label) => {
+    const b = document.createElement("button");
+    b.dataset.label = label;
+    b.onclick = () => teach(label);
+    return b;
+  });
+  const done = document.createElement("button");
+  done.id = "done";
+  done.textContent = "done";
+  done.onclick = finish;
+  const p = document.createElement("p");
+  p.id = "teachnote";
+  $("teach").replaceChildren(...buttons, done, p);
+  document.addEventListener("keydown", (e) => { if (labels.includes(e.key) && !ended) teach(e.key); });
+  return buttons;
+}
+
+function showTeach(t, labels) {
+  $("teach").hidden = !t;
+  if (!t) return;
+  document.title = "edge-signs teach";
+  teachButtons = teachButtons || buildTeach(labels);
+  t.counts.forEach((n, k) => {
+    teachButtons[k].textContent = teachLabels[k] + " (" + n + ")";
+    teachButtons[k].className = n < t.min_per_sign ? "short" : "";
+  });
+  if (!$("teachnote").textContent) note("a button teaches the frame shown as that sign; done needs " + t.min_per_sign + " frames of each");
+  document.body.dataset.taught = t.counts.join(" ");
+  document.body.dataset.head = t.head;
+}
+
+async function post(path, body) {
+  const r = await fetch(path + (auth ? "?" + auth : ""), {method: "POST", cache: "no-store",
+    headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+  const text = await r.text();
+  if (!r.ok) throw new Error(text.trim());
+  return JSON.parse(text);
+}
+
+async function teach(label) {
+  try {
+    const a = await post("teach", {label: label});
+    showTeach(a.teach, teachLabels);
+    note("taught frame " + a.frame + " as " + a.taught + (a.teach.head === "taught" ? "; the taught head predicts" : ""));
+  } catch (e) { note(e.message, true); }
+}
+
+async function finish() {
+  try {
+    const a = await post("teach/done", {});
+    ended = true;
+    note("done: " + a.out + " is being written; the run ends");
+    state("ended");
+  } catch (e) { note(e.message, true); }
 }
 
 async function poll() {
+  if (ended) return;
   try {
     const r = await fetch("status" + (auth ? "?" + auth : ""), {cache: "no-store"});
     if (!r.ok) throw new Error(r.status + " " + (await r.text()).trim());
-    show(await r.json());
+    const s = await r.json();
+    if (ended) return;
+    show(s);
     state("live");
   } catch (e) {
+    if (ended) return;
     state("disconnected: " + e.message, true);
   }
   setTimeout(poll, CFG.poll_ms);
