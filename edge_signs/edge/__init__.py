@@ -17,7 +17,7 @@ The loop:
     results       a frame's result and the run's summary
     live          `live`: the loop with a classifier and its outputs
     collect       `collect`: the loop with a crop saver (collect_keys, crop_writer)
-    teach_live    teaching as a loop output (teach_window: a camera and keys 0-5)
+    teach_live    teaching as a loop output (teach_window: keys 0-5; teach_serve: --serve buttons)
 Outputs (loop.FrameOutput):
     loop_outputs  the window, the browser, events, a caller's callback
     display       overlay, window, recorder, snapshots

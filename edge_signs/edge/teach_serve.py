@@ -48,8 +48,6 @@ from edge_signs.preprocess import Roi
 TEACH_ROUTE = "/teach"
 DONE_ROUTE = "/teach/done"
 DONE = "done from the page"
-FRAME_WAIT_S = 10.0  # a click waits this long for the loop's next frame (a stalled camera), then is a 503
-ANSWER_WAIT_S = 2.0  # after the run, how long the server stays up for "done"'s answer to leave
 
 LoopCall = Callable[[LoopFrame, np.ndarray], Any]  # (the frame in hand, its features) -> a route's answer
 
@@ -62,7 +60,7 @@ class LoopCalls:
         self._lock = threading.Lock()
         self._closed = False
 
-    def call(self, fn: LoopCall, timeout: float = FRAME_WAIT_S) -> Any:
+    def call(self, fn: LoopCall, timeout: float = config.TEACH_CLICK_WAIT_S) -> Any:
         """``fn``'s answer (its errors raised here), from a server thread; a 503 when the run ends first or no frame comes."""
         future: Future = Future()
         with self._lock:  # a call queued after close would wait out its timeout for nothing
@@ -179,7 +177,7 @@ class TaughtByButtons(TaughtWithCrops):
 
         return self.calls.call(finish)
 
-    def wait_answered(self, timeout: float = ANSWER_WAIT_S) -> None:
+    def wait_answered(self, timeout: float = config.TEACH_ANSWER_WAIT_S) -> None:
         """Until "done"'s answer has been sent (its thread ended): closing the server first would cut it off."""
         if self._answering is not None:
             self._answering.join(timeout)
