@@ -27,7 +27,7 @@ from edge_signs.edge import evaluate as ev
 from edge_signs.edge.eval_sets import load_eval_sets, warn_trained_on
 from edge_signs.edge.runtime import is_installed
 from edge_signs.errors import EdgeSignsError
-from edge_signs.runners import Runners
+from edge_signs.runners import KERAS_EXPECTED, ModelKind, Runners
 from edge_signs.tfquiet import import_trainer
 
 name_option = click.option("--name", default=config.RUN_NAME, show_default=True, help="Without --out: the run folder's name, before its counter.")
@@ -250,13 +250,15 @@ def evaluate(models, signs, own, split, threads, runs, warmup, out, json_path, r
 
 
 def evaluate_runners(models) -> Runners:
-    """.tflite files; with a Keras file named, the trainer's Keras runner and int8 diagnosis (TensorFlow, or its install hint).
+    """.tflite files, and Keras files where TensorFlow is installed or one is named.
 
-    Without a Keras file, TensorFlow is imported only where it is installed and an int8 file loses accuracy.
+    A Keras file's cheap check needs no TensorFlow (precheck.check_keras_file), so every file
+    is checked first; the trainer (TensorFlow, or its install hint) is imported only when a
+    Keras file is opened or an int8 file loses accuracy.
     """
     runners = ev.edge_runners()
-    if any(Path(m).suffix in config.KERAS_SUFFIXES for m in models):
-        import_trainer("evaluate").register(runners)
-    elif is_installed("tensorflow"):
+    if is_installed("tensorflow") or any(Path(m).suffix in config.KERAS_SUFFIXES for m in models):
+        runners.register(ModelKind(config.KERAS_SUFFIXES, KERAS_EXPECTED, precheck.check_keras_file,
+                                   lambda path, threads, backend: import_trainer("evaluate").keras_runner(path, threads, backend)))
         runners.diagnose_int8 = lambda losses, signs, log: import_trainer("evaluate").diagnose_int8(losses, signs, log)
     return runners

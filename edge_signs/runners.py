@@ -41,6 +41,8 @@ class ModelKind:
     open: Callable[[Path, int, Any], Runner]  # (path, threads, interpreter backend or None)
 
 
+KERAS_EXPECTED = "model.keras from 'edge-signs train'"  # what a Keras kind asks for, said where a file is of no kind
+
 # For each int8 file that loses accuracy (its report, the drop), with the SIGNS it was scored on: which layers lose it.
 Int8Diagnosis = Callable[[list, Any, Callable[[str], None]], list[dict]]
 

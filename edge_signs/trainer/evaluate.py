@@ -17,7 +17,7 @@ from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log, log_stderr
 from edge_signs.precheck import check_keras_file
 from edge_signs.preprocess import to_model_input
-from edge_signs.runners import ModelKind, Runner, Runners
+from edge_signs.runners import KERAS_EXPECTED, ModelKind, Runner, Runners
 from edge_signs.trainer import tf
 from edge_signs.trainer.quantize import (
     layer_error_report,
@@ -76,7 +76,7 @@ def diagnose_int8(losses: list[tuple[ModelReport, float]], signs, log: Log = log
     return findings
 
 
-KERAS = ModelKind(config.KERAS_SUFFIXES, "model.keras from 'edge-signs train'", check_keras_file, keras_runner)
+KERAS = ModelKind(config.KERAS_SUFFIXES, KERAS_EXPECTED, check_keras_file, keras_runner)
 
 
 def register(runners: Runners) -> None:
