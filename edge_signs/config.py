@@ -118,15 +118,15 @@ RECIPES: dict[str, Recipe] = {
     # The deeplearning.ai project as published: 20 epochs of plain Adam, no augmentation.
     "seed": Recipe(epochs=20, learning_rate=1e-3),
     "default": _CAMERA_ROBUST,
+    # "varied": wider geometry and colour augmentation for other people's hands (other walls, skin, light; the hand
+    # upright, larger and off-centre); docs/training.md compares it with the default on sld-dev.
+    "varied": dataclasses.replace(_CAMERA_ROBUST, rotation=30.0, shift=0.1, zoom_in=0.25, zoom_out=0.15, background_swap=0.5,
+                                  hue=0.04, grayscale=0.1, erase=0.25),
     # `edge-signs finetune`: the default recipe, from a trained model, on a few hundred images of your
     # own (collect's output), in minutes on a CPU. A lower learning rate and a short schedule keep what
     # SIGNS taught; 40 % of each batch from SIGNS keeps its six signs from being forgotten; the stem and
     # stage 2 stay as they are (edges and textures carry over, and backward passes stop there).
     # Each value is the one that scored best on hands-webcam's held-out photos (docs/results.md: "Your hands").
-    # "varied": wider geometry and colour augmentation for other people's hands (other walls, skin, light; the hand
-    # upright, larger and off-centre); docs/results.md compares it with the default on sld-dev over seeds.
-    "varied": dataclasses.replace(_CAMERA_ROBUST, rotation=30.0, shift=0.1, zoom_in=0.25, zoom_out=0.15, background_swap=0.5,
-                                  hue=0.04, grayscale=0.1, erase=0.25),
     "finetune": dataclasses.replace(_CAMERA_ROBUST, epochs=10, learning_rate=3e-4, warmup_epochs=1, freeze_stages=2, signs_mix=0.4),
 }
 FINETUNE_RECIPE = "finetune"

@@ -100,12 +100,20 @@ def duration(seconds: float) -> str:
     return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-class ProgressLine(keras.callbacks.Callback):
-    """One line per epoch: epoch k/N, the epoch's loss and accuracy, its time, and the time left.
+def time_left(epoch_seconds: list[float], epochs_to_go: int) -> float:
+    """Seconds the remaining epochs should take, from the finished ones' times.
 
-    The time left is the mean epoch so far (this run's finished epochs, a resumed run's
-    included) times the epochs still to go.
+    The first epoch of a process also traces the train step (a minute or more on a CPU),
+    so once there are others the typical epoch is their median: a resumed run's first
+    epoch, in the middle of the list, is an outlier the median ignores too.
     """
+    typical = float(np.median(epoch_seconds[1:])) if len(epoch_seconds) > 1 else epoch_seconds[0]
+    return typical * epochs_to_go
+
+
+class ProgressLine(keras.callbacks.Callback):
+    """One line per epoch: epoch k/N, the epoch's loss and accuracy, its time, and the time left
+    (`time_left` of this run's finished epochs, a resumed run's included)."""
 
     def __init__(self, log: Log, epochs: int, timing: list[float]):
         super().__init__()
@@ -118,5 +126,5 @@ class ProgressLine(keras.callbacks.Callback):
         took = f"{self.timing[-1]:.0f} s" if self.timing else ""
         left = ""
         if self.timing and done < self.epochs:
-            left = f", about {duration(float(np.mean(self.timing)) * (self.epochs - done))} left"
+            left = f", about {duration(time_left(self.timing, self.epochs - done))} left"
         self.log(f"epoch {done}/{self.epochs}: {scores}  ({took}{left})")

@@ -13,7 +13,7 @@ from edge_signs.edge.cpu import CpuInfo  # noqa: E402
 from edge_signs.edge.runtime import Classifier  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
 from edge_signs.trainer import keras  # noqa: E402
-from edge_signs.trainer.callbacks import duration  # noqa: E402
+from edge_signs.trainer.callbacks import duration, time_left  # noqa: E402
 from edge_signs.trainer.precision import Gpu, choose_precision  # noqa: E402
 from edge_signs.trainer.quantize import quantize  # noqa: E402
 from edge_signs.trainer.train import TrainOptions, train  # noqa: E402
@@ -73,6 +73,13 @@ def test_precision_option_is_checked_and_the_old_flag_is_its_alias(tmp_path, sig
 
 def test_time_left_reads_as_a_person_would_say_it():
     assert [duration(s) for s in (4.4, 89, 91, 754, 3599, 3930)] == ["4 s", "89 s", "2 min", "13 min", "1 h 00 min", "1 h 06 min"]
+
+
+def test_time_left_is_not_inflated_by_the_epoch_that_traced_the_step():
+    assert time_left([237.0], 58) == 237.0 * 58  # nothing else to go by yet
+    assert time_left([237.0, 114.0, 110.0, 118.0], 56) == 114.0 * 56
+    # a resumed run: its own first epoch traced again, mid-list
+    assert time_left([230.0, 40.0, 41.0, 200.0, 39.0, 40.0], 10) == 40.0 * 10
 
 
 @pytest.mark.slow
