@@ -163,12 +163,37 @@ OLDEST_RUNTIME = "2.14.0"
 MAX_THREADS = 4  # a Pi 4 or 5 has four cores; XNNPACK gains little beyond four threads on a 64x64 model
 
 
-def available_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask, e.g. under taskset or a container's cpuset)."""
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cpu_quota_cores(cgroup_root: Path = CGROUP_ROOT) -> int | None:
+    """Whole cores a CPU quota allows (a container's `--cpus`: cgroup v2 cpu.max, v1 cfs quota), None without one.
+
+    A quota does not shrink the affinity mask, so without this a container limited to 2 of a
+    host's 64 cores would start 64 threads that the quota then throttles.
+    """
+    for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
+        try:
+            fields = (cgroup_root / quota_file).read_text().split()
+            if period_file:
+                fields.append((cgroup_root / period_file).read_text().strip())
+            quota, period = fields[0], fields[1]
+            if quota in ("max", "-1"):
+                return None
+            return max(1, -(-int(quota) // int(period)))  # 1.5 cores' worth of time keeps 2 cores busy part-time
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def available_cores(cgroup_root: Path = CGROUP_ROOT) -> int:
+    """The CPU cores this process may use: its affinity mask (taskset, a container's cpuset), capped by a CPU quota."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # macOS and Windows have no affinity call
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = cpu_quota_cores(cgroup_root)
+    return min(cores, quota) if quota else cores
 
 
 def default_threads() -> int:

@@ -39,6 +39,17 @@ from edge_signs.trainer import evaluate as trainer_evaluate  # noqa: E402
 FORMATS = (("float", "model.keras"), ("float16", "model_float16.tflite"), ("int8", "model_int8.tflite"))
 
 
+def recipe_label(options: dict) -> str:
+    """The recipe's name with what the run changed or added: runs group by it, so seeds of one
+    recipe meet and a run with extra data or another schedule is not averaged with them."""
+    parts = [options["recipe"]]
+    parts += [f"{key} {value}" for key, value in sorted(options.get("overrides", {}).items())]
+    parts += [f"+{Path(folder).name}" for folder in options.get("extra", [])]
+    if options.get("select_on"):
+        parts.append(f"kept by {Path(options['select_on']).name}")
+    return ", ".join(parts)
+
+
 def run_report(run_dir: Path, signs, folders: dict | None = None) -> dict:
     options = json.loads((run_dir / "options.json").read_text())
     train_metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -48,7 +59,7 @@ def run_report(run_dir: Path, signs, folders: dict | None = None) -> dict:
         "val": (signs.train.x[va], signs.train.y[va]),
         "test": (signs.test.x, signs.test.y),
     }
-    row = {"run": str(run_dir), "recipe": options["recipe"], "seed": options["seed"],
+    row = {"run": str(run_dir), "recipe": recipe_label(options), "seed": options["seed"],
            "seconds_per_epoch": train_metrics["seconds_per_epoch"], "wall_seconds": train_metrics.get("wall_seconds"),
            "epochs": train_metrics["epochs"], "formats": {}}
     runners = edge_runners()

@@ -20,6 +20,7 @@ TensorFlow into an install hint; every module of this package imports it from he
 
 import os
 
+from edge_signs.config import available_cores
 from edge_signs.errors import EdgeSignsError
 
 INSTALL_HINT = "pip install 'edge-signs[train]' on a workstation or GPU box (a Raspberry Pi only needs 'edge-signs[pi]')"
@@ -35,5 +36,25 @@ try:
     from tensorflow import keras
 except ImportError as exc:  # not installed, or installed for another Python / CPU
     raise EdgeSignsError(f"this needs TensorFlow, which cannot be imported here ({exc}): {INSTALL_HINT}") from None
+
+
+def _size_thread_pools() -> None:
+    """One intra-op thread per core this process may use, and as many inter-op threads.
+
+    TensorFlow counts the cores of the affinity mask, not a container's CPU quota: limited to 2
+    of a host's 64 cores it would start 64 threads per pool, which the quota then throttles.
+    A pool size the user set (TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS) is kept.
+    """
+    cores = available_cores()
+    try:
+        if "TF_NUM_INTRAOP_THREADS" not in os.environ:
+            tf.config.threading.set_intra_op_parallelism_threads(cores)
+        if "TF_NUM_INTEROP_THREADS" not in os.environ:
+            tf.config.threading.set_inter_op_parallelism_threads(cores)
+    except RuntimeError:  # TensorFlow already ran in this process (a notebook): its pools are fixed now
+        pass
+
+
+_size_thread_pools()
 
 __all__ = ["INSTALL_HINT", "keras", "tf"]

@@ -36,6 +36,7 @@ def _finish(ds, *, batch_size: int, augment: Recipe | None, seed: int):
         ds = ds.map(augmenter(seed, augment), num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.threading.private_threadpool_size = config.available_cores()  # not the host's count under a CPU quota
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 
+from edge_signs.config import available_cores
 from edge_signs.errors import EdgeSignsError
 from edge_signs.trainer import tf
 
@@ -40,5 +41,11 @@ def describe_device(strategy) -> str:
             names.append(tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name))
         except Exception:  # details are best-effort
             names.append(gpu.name)
-    where = f"GPU x{len(gpus)} ({', '.join(names)})" if gpus else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+    where = f"GPU x{len(gpus)} ({', '.join(names)})" if gpus else f"CPU ({_cores()}, {platform.processor() or platform.machine()})"
     return f"{where}; {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)"
+
+
+def _cores() -> str:
+    """'2 cores', or '2 of 64 cores' where an affinity mask or a CPU quota leaves this process fewer than the host has."""
+    usable, host = available_cores(), os.cpu_count() or 0
+    return f"{usable} of {host} cores" if host > usable else f"{usable} cores"

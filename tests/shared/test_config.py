@@ -34,6 +34,35 @@ def test_calibration_manifest_is_found():
     assert np.bincount(labels, minlength=config.NUM_CLASSES).tolist() == [config.CALIBRATION_PER_CLASS] * config.NUM_CLASSES
 
 
+def _cgroup(tmp_path, files: dict):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+@pytest.mark.parametrize("files, quota", [
+    ({"cpu.max": "max 100000\n"}, None),  # cgroup v2, no limit
+    ({"cpu.max": "200000 100000\n"}, 2),  # docker --cpus 2
+    ({"cpu.max": "150000 100000\n"}, 2),  # --cpus 1.5 keeps two cores partly busy
+    ({"cpu.max": "50000 100000\n"}, 1),
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # cgroup v1, no limit
+    ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),
+    ({"cpu.max": "garbage"}, None),
+    ({}, None),  # not Linux, or no cgroup file system
+])
+def test_a_containers_cpu_quota_is_read_from_either_cgroup_version(tmp_path, files, quota):
+    assert config.cpu_quota_cores(_cgroup(tmp_path, files)) == quota
+
+
+def test_the_cores_available_are_the_affinity_mask_capped_by_the_quota(tmp_path, monkeypatch):
+    monkeypatch.setattr(config.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert config.available_cores(_cgroup(tmp_path / "limited", {"cpu.max": "200000 100000"})) == 2
+    assert config.available_cores(_cgroup(tmp_path / "free", {"cpu.max": "max 100000"})) == 64
+    monkeypatch.setattr(config.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert config.available_cores(_cgroup(tmp_path / "limited", {})) == 1
+
+
 def test_default_threads_are_the_cores_available_at_most_four(monkeypatch):
     for cores, threads in ((1, 1), (2, 2), (4, 4), (8, 4), (64, 4)):
         monkeypatch.setattr(config.os, "sched_getaffinity", lambda pid, n=cores: set(range(n)), raising=False)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -69,6 +72,20 @@ def test_precision_option_is_checked_and_the_old_flag_is_its_alias(tmp_path, sig
     clash = run_cli("train", "--signs", signs_dir, "--out", tmp_path / "r", "--mixed-precision", "--precision", "float32")
     assert clash.returncode == 1 and clash.stderr.strip().splitlines() == [
         "edge-signs: error: --mixed-precision means --precision mixed_float16; it contradicts --precision float32"]
+
+
+def test_tensorflows_pools_are_sized_to_the_cores_this_process_may_use():
+    """In a fresh process, as a run starts; unset, TensorFlow reports 0 (its own choice, from the host's
+    cores). A size the user set in TensorFlow's own variable is kept."""
+    probe = ("from edge_signs.config import available_cores; from edge_signs.trainer import tf; "
+             "print(available_cores(), tf.config.threading.get_intra_op_parallelism_threads(), "
+             "tf.config.threading.get_inter_op_parallelism_threads())")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_NUM_")}
+    cores, intra, inter = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True).stdout.split()
+    assert intra == inter == cores
+    env["TF_NUM_INTRAOP_THREADS"] = "1"
+    _, intra, inter = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True).stdout.split()
+    assert (intra, inter) == ("0", cores)
 
 
 def test_time_left_reads_as_a_person_would_say_it():
