@@ -30,6 +30,9 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # The one place the tests look for SIGNS: $EDGE_SIGNS_DATA, else the shared copy beside the checkout.
 SIGNS_DIR = Path(os.environ.get(config.DATA_ENV_VAR) or REPO.parent / "shared" / "datasets" / "signs")
+# The other shared sets lie beside SIGNS (found so from a copy of the tests outside the checkout too).
+HANDS_DIR = Path(os.environ.get("EDGE_SIGNS_HANDS") or SIGNS_DIR.parent / "hands-webcam")
+SLD_DEV_DIR = SIGNS_DIR.parent / "sld-dev"
 
 
 def run_cli(*args, env=None, timeout=600, **kwargs) -> subprocess.CompletedProcess:

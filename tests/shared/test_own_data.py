@@ -12,9 +12,9 @@ from edge_signs import config
 from edge_signs.errors import EdgeSignsError
 from edge_signs.images import IMAGE_SUFFIXES
 from edge_signs.own_data import check_own_classes, count_images, group_of, grouped_split, labelled_root, load_labelled, own_split
-from tests.conftest import REPO
+from tests.conftest import HANDS_DIR
 
-HANDS = Path(__import__("os").environ.get("EDGE_SIGNS_HANDS", REPO.parent / "shared" / "datasets" / "hands-webcam"))
+HANDS = HANDS_DIR
 
 
 @pytest.mark.parametrize("name, group", [

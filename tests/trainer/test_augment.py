@@ -21,11 +21,11 @@ from edge_signs.trainer import tf  # noqa: E402
 from edge_signs.trainer.augment import augmenter, colour_fields, swap_background  # noqa: E402
 from edge_signs.trainer.segment import hand_mask, hand_masks  # noqa: E402
 from edge_signs.trainer.train import TrainOptions, train  # noqa: E402
-from tests.conftest import REPO, run_cli  # noqa: E402
+from tests.conftest import HANDS_DIR, SLD_DEV_DIR, run_cli  # noqa: E402
 
 VARIED = RECIPES["varied"]
-WEBCAM = REPO.parent / "shared" / "datasets" / "hands-webcam" / "train"
-SLD_DEV = REPO.parent / "shared" / "datasets" / "sld-dev"
+WEBCAM = HANDS_DIR / "train"
+SLD_DEV = SLD_DEV_DIR
 
 
 def test_the_hand_is_found_on_signs_walls(signs):
