@@ -319,7 +319,8 @@ class TrainingRun:
         best = read_best(ckpt_dir) if self.chooser is not None else None
         if best is not None:
             final.load_weights(best_weights(ckpt_dir))
-            self.chosen = {"by": f"accuracy on {best['folder']} (--select-on), from epoch {first_selection_epoch(epochs)} on", **best}
+            self.chosen = {"by": f"accuracy on {best['folder']} (--select-on), from epoch {first_selection_epoch(epochs)} on, "
+                                 f"among epochs with SIGNS validation accuracy >= {config.SELECT_MIN_VAL_ACCURACY}", **best}
             self.log(f"kept epoch {best['epoch']} of {epochs}: the best on {best['folder']} ({best['accuracy']:.3f})")
         with atomic_path(self.run_dir / "model.keras", suffix=".keras") as tmp:
             final.save(tmp)
