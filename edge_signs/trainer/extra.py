@@ -93,8 +93,8 @@ class ChooseBestEpoch(keras.callbacks.Callback):
 def replaces(candidate: dict, kept: dict | None, floor: float = config.SELECT_MIN_VAL_ACCURACY) -> bool:
     """Whether an epoch (its SIGNS validation accuracy and the folder's accuracy) is kept instead of ``kept``.
 
-    Chosen on the folder alone, a run kept an epoch at 0.93 on SIGNS validation (0.92 test) for a
-    0.77 on other hands, where later epochs held 0.99 for 0.76. So an epoch that still knows SIGNS
+    The folder's best epoch alone can be one that has half-forgotten SIGNS (a 60-epoch `varied` run:
+    0.77 on sld-dev at 0.93 SIGNS validation, later epochs 0.76 at 0.99). So an epoch that still knows SIGNS
     (validation accuracy >= ``floor``) beats one that does not; among those that do, the folder's
     accuracy decides; while none does, the validation accuracy. Choosing online needs no epoch's
     weights but the kept one's.
