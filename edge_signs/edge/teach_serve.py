@@ -36,6 +36,7 @@ from edge_signs.edge.crop_writer import check_out
 from edge_signs.edge.display import Canvas
 from edge_signs.edge.head import check_frames
 from edge_signs.edge.loop import LoopFrame
+from edge_signs.edge.results import FrameResult
 from edge_signs.edge.serve import HttpError, LiveServer, Request, parse_serve
 from edge_signs.edge.sources import SourceOptions
 from edge_signs.edge.teach import TeachOptions, check_teach_paths
@@ -142,9 +143,11 @@ class TaughtByButtons(TaughtWithCrops):
             self.server.publish_frame(render_teaching(self.canvas, f.frame, shown, self.teacher))
         k = int(np.argmax(shown))
         label, p = config.LABELS[k], float(shown[k])
-        # live's status keys (the page reads them) with the head's own top sign: teaching neither smooths nor thresholds.
-        self.server.publish_status({"frame": f.index, "label": label, "smoothed_confidence": p, "raw_label": label, "confidence": p,
-                                    "inference_ms": ms, "fps": round(f.fps, 2), "truth": None, "events": [], "teach": self.state()})
+        # live's status (the page reads it) with the head's own top sign: teaching neither smooths nor thresholds.
+        result = FrameResult(frame=f.index, label=label, index=k, smoothed_confidence=p, raw_label=label, raw_index=k, confidence=p, inference_ms=ms)
+        status = result.as_dict(config.LABELS, with_truth=True)
+        status.update(fps=round(f.fps, 2), events=[], teach=self.state())
+        self.server.publish_status(status)
         if self.hook is not None:
             self.hook(f)
         return DONE if self._done else None
