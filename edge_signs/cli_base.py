@@ -6,6 +6,7 @@ become one line on stderr and exit status 1, never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import sys
@@ -64,6 +65,34 @@ class FiniteFloat(click.ParamType):
         if self.high is not None and (x > self.high or (self.high_open and x == self.high)):
             self.fail(f"{value} must be {'<' if self.high_open else '<='} {self.high:g}", param, ctx)
         return x
+
+
+class RecipeSetting(click.ParamType):
+    """FIELD=VALUE for one field of config.Recipe, the value read as that field's type: ("rotation", 45.0)."""
+
+    name = "FIELD=VALUE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        field_name, sep, text = str(value).partition("=")
+        field_name = field_name.strip().replace("-", "_")
+        defaults = dataclasses.asdict(config.RECIPES[config.DEFAULT_RECIPE])
+        if not sep or field_name not in defaults:
+            self.fail(f"{value!r}: expected FIELD=VALUE with FIELD one of {', '.join(defaults)}", param, ctx)
+        kind = type(defaults[field_name])
+        text = text.strip()
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0"):
+                self.fail(f"{value!r}: {field_name} is true or false", param, ctx)
+            return field_name, text.lower() in ("true", "1")
+        try:
+            parsed = kind(text)
+        except ValueError:
+            self.fail(f"{value!r}: {field_name} takes {'an integer' if kind is int else 'a number' if kind is float else 'a word'}", param, ctx)
+        if kind is float and not math.isfinite(parsed):
+            self.fail(f"{value!r}: {field_name} must be finite", param, ctx)
+        return field_name, parsed
 
 
 def given(ctx: click.Context, name: str) -> bool:

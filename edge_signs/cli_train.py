@@ -14,6 +14,7 @@ from edge_signs.cli_base import (
     OWN_HELP,
     SIGNS_HELP,
     FiniteFloat,
+    RecipeSetting,
     data_option,
     friendly_errors,
     given,
@@ -55,6 +56,18 @@ def _precision(ctx: click.Context, precision: str, mixed_precision: bool) -> str
 # -- train -----------------------------------------------------------------------------
 
 
+def _merge_settings(settings: tuple[tuple[str, object], ...], flags: dict) -> dict:
+    """--set FIELD=VALUE pairs and the dedicated flags (--epochs ...) as one dict of recipe overrides."""
+    merged = dict(settings)
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if key in merged and merged[key] != value:
+            raise EdgeSignsError(f"--set {key}={merged[key]} contradicts --{key.replace('_', '-')} {value}")
+        merged[key] = value
+    return merged
+
+
 @main.command()
 @data_option
 @click.option("--out", type=click.Path(path_type=Path), default=None, help=f"Run folder for the model, history, curves and metrics [default: {config.RUNS_DIR}/train/NAME<N>, a new one].")
@@ -68,6 +81,9 @@ def _precision(ctx: click.Context, precision: str, mixed_precision: bool) -> str
 @click.option("--l2", type=FiniteFloat(0), default=None, help="L2 penalty on kernels (override).")
 @click.option("--label-smoothing", type=FiniteFloat(0, 1, high_open=True), default=None, help="Override.")
 @click.option("--augment/--no-augment", default=None, help="Override the recipe's augmentation.")
+@click.option("--set", "settings", multiple=True, type=RecipeSetting(),
+              help="Override any recipe field (config.Recipe), e.g. --set rotation=45 --set background_swap=0; repeatable. "
+                   "Recorded in options.json; recipe_report groups runs by it.")
 @click.option("--val-fraction", type=FiniteFloat(0, 1, high_open=True), default=config.VAL_FRACTION, show_default=True, help="Stratified validation split of the training set.")
 @click.option("--precision", type=click.Choice(config.PRECISIONS), default=config.DEFAULT_PRECISION, show_default=True,
               help="Compute precision. auto: mixed_float16 on an NVIDIA GPU with tensor cores, mixed_bfloat16 on a CPU with "
@@ -81,17 +97,18 @@ def _precision(ctx: click.Context, precision: str, mixed_precision: bool) -> str
 @click.pass_context
 @verbose_option
 @friendly_errors
-def train(ctx, data, out, name, recipe, epochs, batch_size, learning_rate, seed, dropout, l2, label_smoothing, augment, val_fraction, precision, mixed_precision, devices, limit, extra,
-          select_on, resume):
+def train(ctx, data, out, name, recipe, epochs, batch_size, learning_rate, seed, dropout, l2, label_smoothing, augment, settings, val_fraction, precision, mixed_precision, devices,
+          limit, extra, select_on, resume):
     """Train the ResNet50 on SIGNS and report train/test accuracy and loss."""
     precheck.check_training(out, resume, data, own=[*extra, *([select_on] if select_on else [])], own_option="--extra/--select-on")
     precision = _precision(ctx, precision, mixed_precision)
+    flags = {"epochs": epochs, "learning_rate": learning_rate, "dropout": dropout, "l2": l2, "label_smoothing": label_smoothing, "augment": augment}
+    overrides = _merge_settings(settings, flags)
     out = out or new_run("train", name, resume)
     # The trainer imports TensorFlow: only now, and its guard turns a missing one into an install hint.
     trainer = import_trainer("train")
     TrainOptions, saved_options, run_training = trainer.TrainOptions, trainer.saved_options, trainer.train
 
-    overrides = {"epochs": epochs, "learning_rate": learning_rate, "dropout": dropout, "l2": l2, "label_smoothing": label_smoothing, "augment": augment}
     fields = {
         "recipe": recipe,
         "seed": seed,
@@ -108,7 +125,7 @@ def train(ctx, data, out, name, recipe, epochs, batch_size, learning_rate, seed,
         base = saved_options(out) if out.is_dir() else None
         if base is not None:
             typed = {k: v for k, v in fields.items() if given(ctx, k)}
-            typed_overrides = {k: v for k, v in overrides.items() if given(ctx, k)}
+            typed_overrides = {k: v for k, v in overrides.items() if given(ctx, k) or k in dict(settings)}
             options = dataclasses.replace(base, **typed, overrides={**base.overrides, **typed_overrides})
         else:
             options = None

@@ -69,15 +69,19 @@ RUN_NAME = "run"  # --name's default
 PREDICT_BATCH = 128  # Keras inference batches (evaluation, final metrics)
 
 
+SCHEDULES = ("constant", "cosine")
+OPTIMIZERS = ("adam", "adamw")
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Everything that defines how a model is trained, apart from data and seed."""
 
     epochs: int
     learning_rate: float
-    schedule: str = "constant"  # "constant" or "cosine" (with linear warm-up)
+    schedule: str = "constant"  # one of SCHEDULES: "cosine" has a linear warm-up
     warmup_epochs: int = 0
-    optimizer: str = "adam"  # "adam" or "adamw"
+    optimizer: str = "adam"  # one of OPTIMIZERS
     weight_decay: float = 0.0  # decoupled (AdamW)
     l2: float = 0.0  # kernel L2 penalty
     dropout: float = 0.0  # before the classifier

@@ -141,13 +141,13 @@ def compile_model(model, recipe: Recipe, steps_per_epoch: int, *, jit_compile: b
             warmup_steps=warmup,
         )
     elif recipe.schedule != "constant":
-        raise EdgeSignsError(f"schedule '{recipe.schedule}': unknown (expected constant or cosine)")
+        raise EdgeSignsError(f"schedule '{recipe.schedule}': unknown (expected {' or '.join(config.SCHEDULES)})")
     if recipe.optimizer == "adamw":
         optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=recipe.weight_decay)
     elif recipe.optimizer == "adam":
         optimizer = keras.optimizers.Adam(learning_rate=lr)
     else:
-        raise EdgeSignsError(f"optimizer '{recipe.optimizer}': unknown (expected adam or adamw)")
+        raise EdgeSignsError(f"optimizer '{recipe.optimizer}': unknown (expected {' or '.join(config.OPTIMIZERS)})")
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),

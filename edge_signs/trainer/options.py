@@ -55,6 +55,12 @@ class TrainOptions:
         if not isinstance(recipe.freeze_stages, int) or not 0 <= recipe.freeze_stages <= config.STAGE_COUNT:
             raise EdgeSignsError(f"--freeze-stages must be an integer in 0..{config.STAGE_COUNT}, got {recipe.freeze_stages}")
         _check_fraction("--signs-mix", recipe.signs_mix, upper_open=True)
+        _check_fraction("bn_momentum", recipe.bn_momentum, upper_open=True)
+        if not isinstance(recipe.warmup_epochs, int) or recipe.warmup_epochs < 0:
+            raise EdgeSignsError(f"warmup_epochs must be an integer >= 0, got {recipe.warmup_epochs}")
+        for name, value, known in (("schedule", recipe.schedule, config.SCHEDULES), ("optimizer", recipe.optimizer, config.OPTIMIZERS)):
+            if value not in known:
+                raise EdgeSignsError(f"{name} '{value}': unknown (expected {' or '.join(known)})")
         if self.init is not None and (not isinstance(self.init, str) or not Path(self.init).is_file()):
             raise EdgeSignsError(f"--init {self.init}: model file not found (expected model.keras from 'edge-signs train')")
         for folder in [*self.extra, *([self.select_on] if self.select_on else [])]:

@@ -100,6 +100,12 @@ def _release(proc: subprocess.Popen) -> None:
     (["--learning-rate", "inf"], "--learning-rate"),
     (["--l2", "-inf"], "--l2"),
     (["--label-smoothing", "nan"], "--label-smoothing"),
+    (["--set", "rotation"], "--set"),
+    (["--set", "wings=2"], "--set"),
+    (["--set", "rotation=steep"], "--set"),
+    (["--set", "rotation=nan"], "--set"),
+    (["--set", "augment=maybe"], "--set"),
+    (["--set", "epochs=1.5"], "--set"),
 ])
 def test_train_options_out_of_range_or_not_finite_are_one_line(tmp_path, signs_dir, args, option):
     """Every CLI option is validated (finite numbers, ranges) before any work: one line naming the option."""
@@ -123,12 +129,23 @@ def test_train_options_out_of_range_or_not_finite_are_one_line(tmp_path, signs_d
     (dict(overrides={"label_smoothing": -0.1}), "--label-smoothing"),
     (dict(overrides={"l2": float("nan")}), "--l2"),
     (dict(overrides={"epochs": 0}), "--epochs"),
+    (dict(overrides={"rotation": 500.0}), "recipe rotation must be a number in"),
+    (dict(overrides={"schedule": "linear"}), "schedule 'linear': unknown"),
+    (dict(overrides={"optimizer": "sgd"}), "optimizer 'sgd': unknown"),
+    (dict(overrides={"bn_momentum": 1.0}), "bn_momentum"),
+    (dict(overrides={"warmup_epochs": -1}), "warmup_epochs"),
 ])
 def test_train_options_validate(options, words):
     """The same checks through the API (and so for a hand-edited options.json on --resume), naming the option."""
     with pytest.raises(EdgeSignsError, match=words):
         TrainOptions(**options).validate()
     TrainOptions(recipe="seed", seed=2**32 - 1, val_fraction=0.0, limit=12, overrides={"dropout": 0.0}).validate()  # the edges are fine
+
+
+def test_a_recipe_field_set_twice_with_two_values_is_one_line(tmp_path, signs_dir):
+    out = tmp_path / "run"
+    one_line_error(run_cli("train", "--set", "epochs=3", "--epochs", 4, "--out", out, "--signs", signs_dir), "--set epochs=3 contradicts --epochs 4")
+    assert not out.exists()
 
 
 def test_train_devices_that_do_not_exist_are_one_line(tmp_path, signs_dir):
@@ -279,8 +296,9 @@ def test_resume_with_other_options_is_refused_naming_what_differs(tmp_path, sign
     files = _unfinished_run(out, signs.checksum())
     before = digests(*files)
     proc = run_cli("train", "--resume", "--out", out, "--epochs", 3, "--learning-rate", 0.5, "--batch-size", 4, "--recipe", "default",
-                   "--signs", signs_dir)
-    line = one_line_error(proc, "differ", "batch-size: 8 -> 4", "recipe: 'seed' -> 'default'", "'learning_rate': 0.5", before_work=False)
+                   "--set", "rotation=20", "--signs", signs_dir)
+    line = one_line_error(proc, "differ", "batch-size: 8 -> 4", "recipe: 'seed' -> 'default'", "'learning_rate': 0.5", "'rotation': 20.0",
+                          before_work=False)
     assert "seed: " not in line and "limit: " not in line  # options not typed are the run's own, not the defaults
     assert digests(*files) == before and not (out / "model.keras").exists()
 

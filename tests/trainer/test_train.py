@@ -63,7 +63,7 @@ def _state_epoch(run_dir):
 @pytest.mark.slow
 def test_a_killed_run_resumes_from_its_last_finished_epoch_and_writes_every_output(tmp_path, signs_dir):
     out = tmp_path / "run"
-    args = ["train", "--signs", signs_dir, "--out", out, "--limit", 48, "--epochs", 3]
+    args = ["train", "--signs", signs_dir, "--out", out, "--limit", 48, "--epochs", 3, "--set", "rotation=40", "--set", "zoom_in=0.3"]
     proc = subprocess.Popen([sys.executable, "-m", "edge_signs", *map(str, args)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -91,6 +91,9 @@ def test_a_killed_run_resumes_from_its_last_finished_epoch_and_writes_every_outp
     metrics = json.loads((out / "metrics.json").read_text())
     assert METRIC_KEYS <= set(metrics) and metrics["epochs"] == 3
     assert metrics["params"] == 23_600_006 and metrics["recipe_name"] == DEFAULT_RECIPE and metrics["recipe"]["augment"]
+    # --set's fields reach the recipe, and the resumed run kept them without being told again
+    assert metrics["recipe"]["rotation"] == 40.0 and metrics["recipe"]["zoom_in"] == 0.3 and metrics["recipe"]["zoom_out"] == RECIPES[DEFAULT_RECIPE].zoom_out
+    assert json.loads((out / "options.json").read_text())["overrides"] == {"epochs": 3, "rotation": 40.0, "zoom_in": 0.3}
     assert metrics["dataset"]["test"] == 120 and len(metrics["dataset"]["sha256"]) == 64
     history = json.loads((out / "history.json").read_text())
     assert len(history["loss"]) == len(history["val_accuracy"]) == 3
