@@ -109,6 +109,23 @@ def replaces(candidate: dict, kept: dict | None, floor: float = config.SELECT_MI
     return (candidate["val_accuracy"], candidate["accuracy"]) > (kept.get("val_accuracy", 0.0), kept["accuracy"])
 
 
+def describe_choice(best: dict, epochs: int, floor: float = config.SELECT_MIN_VAL_ACCURACY) -> tuple[str, str]:
+    """(metrics.json's "by", the line the run ends with) for the epoch ``replaces`` kept.
+
+    When no epoch reached the floor, SIGNS validation chose, not the folder: saying so keeps
+    a run that never learnt SIGNS from passing for one chosen on other people's hands.
+    """
+    first, folder = first_selection_epoch(epochs), best["folder"]
+    if best.get("val_accuracy", 0.0) >= floor:
+        return (f"accuracy on {folder} (--select-on), from epoch {first} on, among epochs with SIGNS validation accuracy >= {floor}",
+                f"kept epoch {best['epoch']} of {epochs}: the best on {folder} ({best['accuracy']:.3f}) "
+                f"of those with SIGNS validation >= {floor}")
+    return (f"SIGNS validation accuracy, from epoch {first} on: no epoch reached {floor} there, so {folder} (--select-on) "
+            "only broke ties",
+            f"warning: no epoch from {first} on reached SIGNS validation accuracy {floor}; kept epoch {best['epoch']} of {epochs}, "
+            f"the best on SIGNS validation ({best.get('val_accuracy', 0.0):.3f}; {folder}: {best['accuracy']:.3f})")
+
+
 def best_weights(ckpt_dir: Path) -> Path:
     return ckpt_dir / "best.weights.h5"
 

@@ -42,7 +42,7 @@ from edge_signs.trainer import keras, tf
 from edge_signs.trainer.callbacks import Diverged, ProgressLine, StopOnDivergence, make_checkpoint_callback, read_checkpoint
 from edge_signs.trainer.datasets import make_dataset, mixed_dataset
 from edge_signs.trainer.devices import choose_strategy, describe_device
-from edge_signs.trainer.extra import ChooseBestEpoch, Extra, best_weights, first_selection_epoch, load_extra, read_best, with_extra
+from edge_signs.trainer.extra import ChooseBestEpoch, Extra, best_weights, describe_choice, first_selection_epoch, load_extra, read_best, with_extra
 from edge_signs.trainer.model import build_resnet50, compile_model, freeze_stages, load_init, nonfinite_layers
 from edge_signs.trainer.options import RESUME_FIXED, TrainOptions, differences, saved_options
 from edge_signs.trainer.precision import Precision, choose_precision, resumed_precision, visible_gpus
@@ -319,9 +319,9 @@ class TrainingRun:
         best = read_best(ckpt_dir) if self.chooser is not None else None
         if best is not None:
             final.load_weights(best_weights(ckpt_dir))
-            self.chosen = {"by": f"accuracy on {best['folder']} (--select-on), from epoch {first_selection_epoch(epochs)} on, "
-                                 f"among epochs with SIGNS validation accuracy >= {config.SELECT_MIN_VAL_ACCURACY}", **best}
-            self.log(f"kept epoch {best['epoch']} of {epochs}: the best on {best['folder']} ({best['accuracy']:.3f})")
+            by, line = describe_choice(best, epochs)
+            self.chosen = {"by": by, **best}
+            self.log(line)
         with atomic_path(self.run_dir / "model.keras", suffix=".keras") as tmp:
             final.save(tmp)
         return final

@@ -19,7 +19,7 @@ from edge_signs.errors import EdgeSignsError  # noqa: E402
 from edge_signs.preprocess import to_model_input  # noqa: E402
 from edge_signs.trainer import tf  # noqa: E402
 from edge_signs.trainer.augment import augmenter, colour_fields, swap_background  # noqa: E402
-from edge_signs.trainer.extra import replaces  # noqa: E402
+from edge_signs.trainer.extra import describe_choice, replaces  # noqa: E402
 from edge_signs.trainer.segment import hand_mask, hand_masks  # noqa: E402
 from edge_signs.trainer.train import TrainOptions, train  # noqa: E402
 from tests.conftest import HANDS_DIR, SLD_DEV_DIR, run_cli  # noqa: E402
@@ -133,6 +133,16 @@ def test_the_epoch_kept_for_other_hands_still_knows_signs():
     assert replaces({"epoch": 40, "accuracy": 0.1, "val_accuracy": 0.98}, {"epoch": 35, "accuracy": 0.9})
 
 
+def test_the_choice_says_what_chose_it():
+    by, line = describe_choice({"epoch": 48, "accuracy": 0.763, "val_accuracy": 0.991, "folder": "sld-dev"}, 60)
+    assert "accuracy on sld-dev (--select-on), from epoch 31 on" in by and ">= 0.97" in by
+    assert line == "kept epoch 48 of 60: the best on sld-dev (0.763) of those with SIGNS validation >= 0.97"
+    # a run that never reached the floor: SIGNS validation chose, and the run says so rather than crediting the folder
+    by, line = describe_choice({"epoch": 56, "accuracy": 0.680, "val_accuracy": 0.935, "folder": "sld-dev"}, 60)
+    assert by.startswith("SIGNS validation accuracy, from epoch 31 on: no epoch reached 0.97") and "only broke ties" in by
+    assert line.startswith("warning: no epoch from 31 on reached") and "kept epoch 56 of 60, the best on SIGNS validation (0.935; sld-dev: 0.680)" in line
+
+
 @pytest.mark.slow
 def test_a_run_with_extra_folders_and_the_epoch_chosen_on_other_hands(tmp_path, signs):
     extra = _copy_some(WEBCAM, tmp_path / "webcam", 12)
@@ -143,7 +153,8 @@ def test_a_run_with_extra_folders_and_the_epoch_chosen_on_other_hands(tmp_path, 
     result = train(options, run, data=signs, verbose=0, log=lines.append)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["checkpoint"]["epoch"] == 2 and "--select-on" in metrics["checkpoint"]["by"]
-    assert "validation accuracy >= 0.97" in metrics["checkpoint"]["by"] and 0 <= metrics["checkpoint"]["val_accuracy"] <= 1
+    assert 0 <= metrics["checkpoint"]["val_accuracy"] <= 1
+    assert (metrics["checkpoint"]["val_accuracy"] >= 0.97) == ("among epochs with SIGNS validation accuracy >= 0.97" in metrics["checkpoint"]["by"])
     assert 0 <= metrics["checkpoint"]["accuracy"] <= 1 and metrics["options"]["extra"] == [str(extra)]
     assert "webcam" in result["extra_heldout"] and result["extra_heldout"]["webcam"]["images"] > 0
     assert any(line.startswith("finding the hand in ") for line in lines)
