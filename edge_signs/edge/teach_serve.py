@@ -77,21 +77,32 @@ class LoopCalls:
         except CancelledError:
             raise HttpError(503, "the teaching run has ended") from None
 
-    def run_pending(self, f: LoopFrame, features: np.ndarray) -> None:
-        """In the loop's thread: every call queued since the last frame, on this frame."""
+    def run_pending(self, f: LoopFrame, features: np.ndarray) -> list[tuple[Future, Any]]:
+        """In the loop's thread: every call queued since the last frame, on this frame.
+
+        Their answers are returned, for ``answer`` to send once the frame's status shows what they
+        did: a page that asks for the status as soon as its click is answered sees the new counts.
+        """
+        answers: list[tuple[Future, Any]] = []
         while True:
             try:
                 fn, future = self._queue.get_nowait()
             except queue.Empty:
-                return
+                return answers
             if not future.set_running_or_notify_cancel():
                 continue
             try:
-                future.set_result(fn(f, features))
+                answers.append((future, fn(f, features)))
             except BaseException as exc:  # the server thread waiting on it raises it; Ctrl-C still ends the loop
                 future.set_exception(exc)
                 if not isinstance(exc, Exception):
+                    self.answer(answers)
                     raise
+
+    @staticmethod
+    def answer(answers: list[tuple[Future, Any]]) -> None:
+        for future, result in answers:
+            future.set_result(result)
 
     def close(self) -> None:
         with self._lock:
@@ -138,16 +149,19 @@ class TaughtByButtons(TaughtWithCrops):
         t0 = time.perf_counter()
         feats, shown = self.classify(f)
         ms = (time.perf_counter() - t0) * 1e3
-        self.calls.run_pending(f, feats)  # the clicks since the last frame teach this one, in this thread
-        if self.server.wants_frame():
-            self.server.publish_frame(render_teaching(self.canvas, f.frame, shown, self.teacher))
-        k = int(np.argmax(shown))
-        label, p = config.LABELS[k], float(shown[k])
-        # live's status (the page reads it) with the head's own top sign: teaching neither smooths nor thresholds.
-        result = FrameResult(frame=f.index, label=label, index=k, smoothed_confidence=p, raw_label=label, raw_index=k, confidence=p, inference_ms=ms)
-        status = result.as_dict(config.LABELS, with_truth=True)
-        status.update(fps=round(f.fps, 2), events=[], teach=self.state())
-        self.server.publish_status(status)
+        answers = self.calls.run_pending(f, feats)  # the clicks since the last frame teach this one, in this thread
+        try:
+            if self.server.wants_frame():
+                self.server.publish_frame(render_teaching(self.canvas, f.frame, shown, self.teacher))
+            k = int(np.argmax(shown))
+            label, p = config.LABELS[k], float(shown[k])
+            # live's status (the page reads it) with the head's own top sign: teaching neither smooths nor thresholds.
+            result = FrameResult(frame=f.index, label=label, index=k, smoothed_confidence=p, raw_label=label, raw_index=k, confidence=p, inference_ms=ms)
+            status = result.as_dict(config.LABELS, with_truth=True)
+            status.update(fps=round(f.fps, 2), events=[], teach=self.state())
+            self.server.publish_status(status)
+        finally:
+            self.calls.answer(answers)
         if self.hook is not None:
             self.hook(f)
         return DONE if self._done else None

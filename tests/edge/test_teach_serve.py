@@ -24,7 +24,7 @@ from edge_signs import config
 from edge_signs.edge.runtime import Classifier, read_sidecar
 from edge_signs.edge.sources import SourceOptions
 from edge_signs.edge.teach import TeachOptions
-from edge_signs.edge.teach_serve import teach_served
+from edge_signs.edge.teach_serve import LoopCalls, teach_served
 from tests.conftest import run_cli
 from tests.edge.test_serve import BROWSER, WAIT_S, served, wait_until
 from tests.faults import one_line_error
@@ -112,6 +112,20 @@ def _has_frame(run: TeachRun) -> bool:
     with contextlib.suppress(OSError, AssertionError):
         return run.status()["frame"] is not None
     return False
+
+
+def test_a_click_is_answered_once_its_frame_has_run_it_and_not_before():
+    """The loop sends a click's answer after publishing the frame's status, so the page never reads counts older than its answer."""
+    calls, answered = LoopCalls(), {}
+    clicker = threading.Thread(target=lambda: answered.setdefault("answer", calls.call(lambda f, feats: f"taught on {f}", timeout=WAIT_S)))
+    clicker.start()
+    answers: list = []
+    wait_until(lambda: bool(answers.extend(calls.run_pending("frame 7", None)) or answers), "the click to reach the loop")
+    clicker.join(timeout=0.2)
+    assert clicker.is_alive() and not answered  # run, but not yet answered
+    calls.answer(answers)
+    clicker.join(timeout=WAIT_S)
+    assert answered == {"answer": "taught on frame 7"}
 
 
 def test_buttons_teach_the_frame_in_hand_and_done_writes_the_file(tiny_models, held_video, signs, tmp_path):
