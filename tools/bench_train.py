@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Seconds per training step and per epoch of the default recipe, for each precision and switch.
 
-    python tools/bench_train.py [--configs float32,mixed_bfloat16] [--onednn on,off] [--xla off]
+    python tools/bench_train.py [--configs float32,mixed_bfloat16] [--onednn on,off] [--xla off] [--adam fused,keras]
                                 [--steps 10] [--rounds 2] [--data DIR]
 
 Each configuration runs in a fresh process (oneDNN and XLA are chosen when TensorFlow
@@ -35,7 +35,7 @@ from edge_signs.edge.cpu import cpu_info  # noqa: E402
 WARMUP_STEPS = 3
 
 
-def child(precision: str, xla: bool, steps: int, data: str | None) -> dict:
+def child(precision: str, xla: bool, fused: bool, steps: int, data: str | None) -> dict:
     """One configuration, in this process: the median step and the cores' busy share."""
     import numpy as np
 
@@ -55,7 +55,7 @@ def child(precision: str, xla: bool, steps: int, data: str | None) -> dict:
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
     model = build_resnet50(dropout=recipe.dropout, bn_momentum=recipe.bn_momentum)
-    compile_model(model, recipe, steps_per_epoch, jit_compile=xla)
+    compile_model(model, recipe, steps_per_epoch, jit_compile=xla, fused=fused)
     times: list[float] = []
 
     class Timer(keras.callbacks.Callback):
@@ -75,50 +75,59 @@ def child(precision: str, xla: bool, steps: int, data: str | None) -> dict:
             "busy": cpu_s / (wall1 - wall0) / cores, "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS"), "tf": tf.__version__}
 
 
-def run_child(precision: str, onednn: str, xla: bool, steps: int, data: str | None) -> dict:
+def run_child(precision: str, onednn: str, xla: bool, fused: bool, steps: int, data: str | None) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1" if onednn == "on" else "0"}
-    cmd = [sys.executable, __file__, "--child", precision, "--steps", str(steps)] + (["--xla", "on"] if xla else [])
+    cmd = [sys.executable, __file__, "--child", precision, "--steps", str(steps), "--xla", "on" if xla else "off",
+           "--adam", "fused" if fused else "keras"]
     if data:
         cmd += ["--data", data]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        raise SystemExit(f"{precision} oneDNN {onednn}: child failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+        raise SystemExit(f"{precision} oneDNN {onednn} XLA {xla} Adam {'fused' if fused else 'keras'}: child failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     return json.loads(lines[-1])
+
+
+def label(config: tuple) -> str:
+    precision, onednn, xla, fused = config
+    return f"{precision} / {onednn} / {'on' if xla else 'off'} / {'fused' if fused else 'keras'}"
 
 
 @click.command()
 @click.option("--configs", default="float32,mixed_bfloat16", show_default=True, help="Precisions (Keras policies), comma-separated.")
 @click.option("--onednn", default="on", show_default=True, help="oneDNN switch values to try: on, off or on,off.")
 @click.option("--xla", default="off", show_default=True, help="XLA jit_compile values to try: off, on or off,on.")
+@click.option("--adam", default="fused", show_default=True,
+              help="Adam's update: fused (TensorFlow's one-pass kernel, what train uses), keras (Keras' own operations) or fused,keras.")
 @click.option("--steps", type=click.IntRange(min=2), default=10, show_default=True, help="Timed steps per configuration and round.")
 @click.option("--rounds", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--data", default=None, help="SIGNS folder (default: as `edge-signs train`).")
 @click.option("--child", "child_precision", default=None, hidden=True)
-def main(configs, onednn, xla, steps, rounds, data, child_precision):
+def main(configs, onednn, xla, adam, steps, rounds, data, child_precision):
     if child_precision:
-        print(json.dumps(child(child_precision, xla == "on", steps, data)), flush=True)
+        print(json.dumps(child(child_precision, xla == "on", adam == "fused", steps, data)), flush=True)
         return
     cpu = cpu_info()
     print(f"CPU: {cpu.describe()}")
     print(f"flags: {' '.join(sorted(f for f in cpu.flags if f.startswith(('avx', 'amx', 'fma', 'f16c', 'asimd', 'bf16', 'sve'))))}")
     print(f"cores: {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()}; "
           f"{time.strftime('%Y-%m-%d %H:%M')}; {steps} steps x {rounds} rounds, alternated")
-    grid = list(itertools.product(configs.split(","), onednn.split(","), [x == "on" for x in xla.split(",")]))
+    grid = list(itertools.product(configs.split(","), onednn.split(","), [x == "on" for x in xla.split(",")],
+                                  [a == "fused" for a in adam.split(",")]))
     results: dict[tuple, list[dict]] = {g: [] for g in grid}
     for r in range(rounds):
         for g in grid:
             results[g].append(run_child(*g, steps, data))
-            print(f"  round {r + 1}/{rounds}: {g[0]} oneDNN {g[1]} XLA {'on' if g[2] else 'off'}: {results[g][-1]['step_s']:.3f} s/step", flush=True)
+            print(f"  round {r + 1}/{rounds}: {label(g)}: {results[g][-1]['step_s']:.3f} s/step", flush=True)
     base = None
-    print("\n| precision | oneDNN | XLA | s/step (median of rounds) | s/epoch | vs first row | cores busy |")
-    print("|---|---|---|---:|---:|---:|---:|")
+    print("\n| precision | oneDNN | XLA | Adam | s/step (median of rounds) | s/epoch | vs first row | cores busy |")
+    print("|---|---|---|---|---:|---:|---:|---:|")
     for g in grid:
         step = statistics.median(r["step_s"] for r in results[g])
         epoch = step * results[g][0]["steps_per_epoch"]
         base = base or step
         busy = statistics.median(r["busy"] for r in results[g])
-        print(f"| {g[0]} | {g[1]} | {'on' if g[2] else 'off'} | {step:.3f} | {epoch:.1f} | {base / step:.2f}x | {busy:.0%} |")
+        print(f"| {' | '.join(label(g).split(' / '))} | {step:.3f} | {epoch:.1f} | {base / step:.2f}x | {busy:.0%} |")
 
 
 if __name__ == "__main__":

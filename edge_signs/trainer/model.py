@@ -26,6 +26,7 @@ from edge_signs import config
 from edge_signs.config import Recipe
 from edge_signs.errors import EdgeSignsError
 from edge_signs.trainer import keras
+from edge_signs.trainer.fused import FusedAdam, FusedAdamW, FusedBatchNormalization
 
 # (filters, stride of the conv block, number of identity blocks) per stage
 STAGES = (
@@ -44,24 +45,27 @@ def _layers_kwargs(l2: float):
     return {"kernel_regularizer": keras.regularizers.L2(l2)} if l2 > 0 else {}
 
 
-def _bn(name: str, momentum: float):
-    return keras.layers.BatchNormalization(axis=3, momentum=momentum, name=name)
+def batch_norm(momentum: float = 0.99, *, fused: bool = False):
+    """name -> the batch norm layer over channels. ``fused``: trained by TensorFlow's fused kernel (fused.py);
+    the weights and inference are the same either way."""
+    layer = FusedBatchNormalization if fused else keras.layers.BatchNormalization
+    return lambda name: layer(axis=3, momentum=momentum, name=name)
 
 
-def _main_path(x, f: int, filters, stage: int, block: str, stride: int, l2: float, bn_momentum: float):
+def _main_path(x, f: int, filters, stage: int, block: str, stride: int, l2: float, norm):
     """1x1 (stride ``stride``) -> fxf 'same' -> 1x1, each followed by batch norm, ReLU between."""
     L = keras.layers
     f1, f2, f3 = filters
     conv, bn = f"res{stage}{block}_branch", f"bn{stage}{block}_branch"
     kw = _layers_kwargs(l2)
     x = L.Conv2D(f1, 1, strides=stride, padding="valid", name=conv + "2a", **kw)(x)
-    x = _bn(bn + "2a", bn_momentum)(x)
+    x = norm(bn + "2a")(x)
     x = L.Activation("relu", name=conv + "2a_relu")(x)
     x = L.Conv2D(f2, f, strides=1, padding="same", name=conv + "2b", **kw)(x)
-    x = _bn(bn + "2b", bn_momentum)(x)
+    x = norm(bn + "2b")(x)
     x = L.Activation("relu", name=conv + "2b_relu")(x)
     x = L.Conv2D(f3, 1, strides=1, padding="valid", name=conv + "2c", **kw)(x)
-    return _bn(bn + "2c", bn_momentum)(x)
+    return norm(bn + "2c")(x)
 
 
 def _merge(main, shortcut, stage: int, block: str):
@@ -70,16 +74,17 @@ def _merge(main, shortcut, stage: int, block: str):
     return keras.layers.Activation("relu", name=f"res{stage}{block}_relu")(x)
 
 
-def identity_block(x, f: int, filters, stage: int, block: str, *, l2=0.0, bn_momentum=0.99):
-    """The main path, with the input added before the last ReLU."""
-    return _merge(_main_path(x, f, filters, stage, block, 1, l2, bn_momentum), x, stage, block)
+def identity_block(x, f: int, filters, stage: int, block: str, *, l2=0.0, norm=None):
+    """The main path, with the input added before the last ReLU. ``norm``: a batch_norm() (default: Keras', momentum 0.99)."""
+    return _merge(_main_path(x, f, filters, stage, block, 1, l2, norm or batch_norm()), x, stage, block)
 
 
-def convolutional_block(x, f: int, filters, stage: int, block: str, s: int, *, l2=0.0, bn_momentum=0.99):
+def convolutional_block(x, f: int, filters, stage: int, block: str, s: int, *, l2=0.0, norm=None):
     """The main path with stride s on its first 1x1, and a 1x1/s conv + batch norm on the shortcut."""
-    main = _main_path(x, f, filters, stage, block, s, l2, bn_momentum)
+    norm = norm or batch_norm()
+    main = _main_path(x, f, filters, stage, block, s, l2, norm)
     shortcut = keras.layers.Conv2D(filters[2], 1, strides=s, padding="valid", name=f"res{stage}{block}_branch1", **_layers_kwargs(l2))(x)
-    shortcut = _bn(f"bn{stage}{block}_branch1", bn_momentum)(shortcut)
+    shortcut = norm(f"bn{stage}{block}_branch1")(shortcut)
     return _merge(main, shortcut, stage, block)
 
 
@@ -90,9 +95,13 @@ def build_resnet50(
     dropout: float = 0.0,
     l2: float = 0.0,
     bn_momentum: float = 0.99,
+    fused_bn: bool = False,
     seed: int | None = None,
 ):
     """Build (not compile) the classifier. Its output is float32 softmax even under mixed precision.
+
+    ``fused_bn``: batch norms trained by TensorFlow's fused kernel, for a training run; a model
+    to save or convert is built without it (the same weights, Keras' own layer class).
 
     ``seed``: when given, the global RNG is seeded first (``keras.utils.set_random_seed``),
     so one seed always builds the same initial weights; a training run seeds once itself
@@ -104,10 +113,11 @@ def build_resnet50(
     inputs = keras.Input(shape=input_shape, name="image")
     x = L.ZeroPadding2D((3, 3), name="conv1_pad")(inputs)
     x = L.Conv2D(64, 7, strides=2, name="conv1", **_layers_kwargs(l2))(x)
-    x = _bn("bn_conv1", bn_momentum)(x)
+    norm = batch_norm(bn_momentum, fused=fused_bn)
+    x = norm("bn_conv1")(x)
     x = L.Activation("relu", name="conv1_relu")(x)
     x = L.MaxPooling2D(3, strides=2, name="pool1")(x)
-    kw = {"l2": l2, "bn_momentum": bn_momentum}
+    kw = {"l2": l2, "norm": norm}
     for stage, (filters, stride, n_identity) in enumerate(STAGES, start=2):
         x = convolutional_block(x, 3, filters, stage, "a", stride, **kw)
         for i in range(n_identity):
@@ -127,8 +137,9 @@ def build_resnet50(
     return keras.Model(inputs, outputs, name="ResNet50")
 
 
-def compile_model(model, recipe: Recipe, steps_per_epoch: int, *, jit_compile: bool | str = "auto"):
-    """Optimizer, schedule and loss of the recipe. ``jit_compile``: Keras' XLA switch ("auto": where every layer supports it)."""
+def compile_model(model, recipe: Recipe, steps_per_epoch: int, *, jit_compile: bool | str = "auto", fused: bool = True):
+    """Optimizer, schedule and loss of the recipe. ``jit_compile``: Keras' XLA switch ("auto": where every layer supports it);
+    ``fused``: Adam's update by TensorFlow's one-pass kernel (fused.py), else by Keras' own operations."""
     lr = recipe.learning_rate
     if recipe.schedule == "cosine":
         total = max(1, recipe.epochs * steps_per_epoch)
@@ -143,9 +154,9 @@ def compile_model(model, recipe: Recipe, steps_per_epoch: int, *, jit_compile: b
     elif recipe.schedule != "constant":
         raise EdgeSignsError(f"schedule '{recipe.schedule}': unknown (expected {' or '.join(config.SCHEDULES)})")
     if recipe.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=recipe.weight_decay)
+        optimizer = (FusedAdamW if fused else keras.optimizers.AdamW)(learning_rate=lr, weight_decay=recipe.weight_decay)
     elif recipe.optimizer == "adam":
-        optimizer = keras.optimizers.Adam(learning_rate=lr)
+        optimizer = (FusedAdam if fused else keras.optimizers.Adam)(learning_rate=lr)
     else:
         raise EdgeSignsError(f"optimizer '{recipe.optimizer}': unknown (expected {' or '.join(config.OPTIMIZERS)})")
     model.compile(

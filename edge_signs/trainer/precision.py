@@ -3,9 +3,12 @@
 ``auto`` picks what is fast *and* native on the device that trains:
 
     NVIDIA GPU, compute capability >= 7.0   mixed_float16 (tensor cores)
-    CPU with AMX-BF16 or AVX512-BF16 (x86),
-    or BF16 (arm64)                          mixed_bfloat16 (oneDNN's bf16 kernels)
+    CPU with AMX-BF16 (x86) or BF16 (arm64)  mixed_bfloat16 (oneDNN's bf16 kernels)
     anything else                            float32
+
+AVX512-BF16 alone (Cooper Lake, Zen 4) is not enough: with oneDNN held to those kernels
+(ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16) a ResNet50 step took 0.68 s in bfloat16 against 0.58 s
+in float32 on the same CPU (docs/training.md); only AMX's tile multiplies make it pay.
 
 Emulated low precision is slower than float32 (bfloat16 on an AVX2-only CPU ran a
 ResNet50 step 3.8x slower, docs/results.md), so ``auto`` never picks it; asking for
@@ -27,6 +30,7 @@ from edge_signs.errors import EdgeSignsError
 
 FAST_FLOAT16_CAPABILITY = (7, 0)  # Volta: the first NVIDIA GPUs with tensor cores
 X86_BF16 = ("amx_bf16", "avx512_bf16")
+X86_FAST_BF16 = ("amx_bf16",)  # what auto needs on x86 (module docstring)
 ARM_BF16 = ("bf16",)  # /proc/cpuinfo "Features" on Armv8.6 cores (Graviton3, Neoverse V1/V2)
 
 
@@ -40,7 +44,7 @@ class Gpu:
 class Precision:
     policy: str  # a Keras dtype policy name
     reason: str
-    native: bool = True  # False: the device emulates it (slower than float32)
+    native: bool = True  # False: slower than float32 on this device (emulated, or bf16 without AMX)
 
     def as_dict(self) -> dict:
         return {"policy": self.policy, "reason": self.reason, "native": self.native}
@@ -68,8 +72,11 @@ def choose_precision(requested: str, *, gpus: list[Gpu], cpu: CpuInfo) -> Precis
     if requested == "mixed_bfloat16":
         if gpus:
             return Precision("mixed_bfloat16", f"asked for, on {_gpu_names(gpus)}", native=bool(fast_gpus))
-        if bf16:
+        if _fast_bf16(cpu):
             return Precision("mixed_bfloat16", f"asked for; the CPU has {', '.join(bf16)}")
+        if bf16:
+            return Precision("mixed_bfloat16", f"asked for; the CPU has {', '.join(bf16)} but not amx_bf16: "
+                                               "slower than float32", native=False)
         return Precision("mixed_bfloat16", f"asked for, but the CPU has no bfloat16 instructions ({_wanted(cpu)}); "
                                            "emulated, slower than float32", native=False)
     # auto
@@ -77,9 +84,17 @@ def choose_precision(requested: str, *, gpus: list[Gpu], cpu: CpuInfo) -> Precis
         if len(fast_gpus) == len(gpus):
             return Precision("mixed_float16", f"auto: {_gpu_names(gpus)} have fast float16 (compute capability >= 7.0)")
         return Precision("float32", f"auto: {_gpu_names(gpus)} lack fast float16 (compute capability < 7.0 or unknown)")
-    if bf16:
+    if _fast_bf16(cpu):
         return Precision("mixed_bfloat16", f"auto: training on the CPU, which has {', '.join(bf16)}")
+    if bf16:
+        return Precision("float32", f"auto: training on the CPU, whose {', '.join(bf16)} without amx_bf16 is slower than float32")
     return Precision("float32", f"auto: training on the CPU, which has no bfloat16 instructions ({_wanted(cpu)})")
+
+
+def _fast_bf16(cpu: CpuInfo) -> bool:
+    if cpu.machine.lower() in ("aarch64", "arm64"):
+        return bool(bf16_flags(cpu))
+    return any(f in cpu.flags for f in X86_FAST_BF16)
 
 
 def _gpu_names(gpus: list[Gpu]) -> str:

@@ -246,7 +246,8 @@ class TrainingRun:
                 self._restore()
                 return
             init = self.options.init
-            model = load_init(init, **self.model_kwargs) if init else build_resnet50(**self.model_kwargs)
+            # Trained with fused batch norms; export() saves the same weights in Keras' own layers.
+            model = load_init(init, **self.model_kwargs, fused_bn=True) if init else build_resnet50(**self.model_kwargs, fused_bn=True)
             freeze_stages(model, self.recipe.freeze_stages)
             self.model = compile_model(model, self.recipe, self.steps_per_epoch)
 
@@ -295,7 +296,7 @@ class TrainingRun:
         frozen = f", first {recipe.freeze_stages} stage(s) frozen" if recipe.freeze_stages else ""
         self.log(f"{start} ({self.model.count_params():,} parameters) on {self.what}; "
                  f"recipe '{options.recipe}', {recipe.epochs} epochs, batch {options.batch_size}{frozen}; {self.device}")
-        self.log(f"precision: {precision.policy} ({precision.reason})" + ("" if precision.native else "; warning: emulated here, slower than float32"))
+        self.log(f"precision: {precision.policy} ({precision.reason})" + ("" if precision.native else "; warning: slower than float32 here"))
 
     def check_finite(self) -> None:
         """A diverged run is never a success: nothing is written as its result."""

@@ -37,7 +37,7 @@ A100, T4, P100 = Gpu("NVIDIA A100", (8, 0)), Gpu("Tesla T4", (7, 5)), Gpu("Tesla
     ([A100, P100], AVX2, "float32"),  # mirrored replicas compute alike: the slowest decides
     ([Gpu("unknown", None)], AVX2, "float32"),
     ([], SAPPHIRE_RAPIDS, "mixed_bfloat16"),
-    ([], COOPER_LAKE, "mixed_bfloat16"),
+    ([], COOPER_LAKE, "float32"),  # AVX512-BF16 without AMX: measured slower than float32
     ([], GRAVITON3, "mixed_bfloat16"),
     ([], AVX2, "float32"),
     ([], PI5, "float32"),  # half floats, but no bfloat16
@@ -52,6 +52,7 @@ def test_auto_says_why():
     assert "amx_bf16, avx512_bf16" in choose_precision("auto", gpus=[], cpu=SAPPHIRE_RAPIDS).reason
     assert "no bfloat16 instructions (none of amx_bf16, avx512_bf16)" in choose_precision("auto", gpus=[], cpu=AVX2).reason
     assert "Tesla P100 6.0" in choose_precision("auto", gpus=[P100], cpu=AVX2).reason
+    assert "avx512_bf16 without amx_bf16 is slower than float32" in choose_precision("auto", gpus=[], cpu=COOPER_LAKE).reason
 
 
 def test_asked_for_precisions_are_applied_and_emulation_is_flagged():
@@ -62,6 +63,8 @@ def test_asked_for_precisions_are_applied_and_emulation_is_flagged():
     emulated = choose_precision("mixed_bfloat16", gpus=[], cpu=AVX2)
     assert emulated.policy == "mixed_bfloat16" and not emulated.native
     assert choose_precision("mixed_bfloat16", gpus=[], cpu=GRAVITON3).native
+    without_amx = choose_precision("mixed_bfloat16", gpus=[], cpu=COOPER_LAKE)
+    assert without_amx.policy == "mixed_bfloat16" and not without_amx.native and "not amx_bf16" in without_amx.reason
     with pytest.raises(EdgeSignsError, match="--precision float8: unknown"):
         choose_precision("float8", gpus=[], cpu=AVX2)
 
