@@ -110,8 +110,7 @@ class TrainingRun:
     val_split: tuple[np.ndarray, np.ndarray]
     train_ds: tf.data.Dataset
     val_ds: tf.data.Dataset | None
-    steps_per_epoch: int  # for the learning-rate schedule
-    fit_steps: int | None  # given to fit when the training dataset is endless
+    steps_per_epoch: int  # fit's epoch (both training datasets are endless) and the learning-rate schedule
     what: str  # the data trained on, for the first log line
     model: keras.Model  # the one that trains, in the strategy's scope
     guard: StopOnDivergence
@@ -215,10 +214,12 @@ class TrainingRun:
         (x_tr, y_tr), (x_val, y_val) = self.train_split, self.val_split
         masks = hand_masks(x_tr, self.log) if augment and self.recipe.background_swap > 0 else None
         x_fit, y_fit, masks = with_extra(x_tr, y_tr, masks, extra)
-        self.train_ds = make_dataset(x_fit, y_fit, batch_size=options.batch_size, training=True, augment=augment, seed=options.seed, masks=masks)
+        # Endless, with fit told the steps: Keras otherwise makes a new iterator each epoch, and on a 2-core CPU
+        # every second epoch or so then waited about 9 s for its first batch (12 s epochs took 20; docs/training.md).
+        self.train_ds = make_dataset(x_fit, y_fit, batch_size=options.batch_size, training=True, augment=augment, seed=options.seed,
+                                     masks=masks).repeat()
         self.val_ds = make_dataset(x_val, y_val, batch_size=options.batch_size, training=False, augment=None, seed=options.seed) if len(y_val) else None
         self.steps_per_epoch = int(np.ceil(len(y_fit) / options.batch_size))
-        self.fit_steps = None  # the dataset ends with the epoch
         self.what = (f"{len(y_tr)} images" + (f" and {extra.images} from {', '.join(options.extra)}" if extra.train else "")
                      + f", validating on {len(y_val)}")
 
@@ -230,7 +231,6 @@ class TrainingRun:
                                                             batch_size=options.batch_size, augment=augment, seed=options.seed)
         self.val_ds = (make_dataset(own.val.x, own.val.y, batch_size=options.batch_size, training=False, augment=None, seed=options.seed)
                        if len(own.val) else None)
-        self.fit_steps = self.steps_per_epoch  # the mixed dataset is endless
         self.what = f"{own.describe()}; SIGNS makes {self.recipe.signs_mix:.0%} of each batch"
 
     # -- the model ----------------------------------------------------------------------------------
@@ -278,7 +278,7 @@ class TrainingRun:
                     validation_data=self.val_ds,
                     epochs=recipe.epochs,
                     initial_epoch=self.initial_epoch,
-                    steps_per_epoch=self.fit_steps,
+                    steps_per_epoch=self.steps_per_epoch,  # both training datasets are endless
                     shuffle=False,  # tf.data shuffles (seeded) before batching and augmenting
                     callbacks=[self.guard, *chooser, checkpoint, ProgressLine(self.log, recipe.epochs, self.timing)],
                     # Keras' bar shows progress within an epoch on a terminal; ProgressLine says epoch k/N and the time left.
