@@ -314,12 +314,14 @@ class TrainingRun:
         final = build_resnet50(**self.model_kwargs)
         for layer in self.model.layers:  # frozen stages thaw in the saved model: a later fine-tune chooses its own
             layer.trainable = True
-        final.set_weights(self.model.get_weights())
         epochs, ckpt_dir = self.recipe.epochs, self.run_dir / "checkpoint"
         self.chosen = {"by": "the last epoch", "epoch": epochs}
         best = read_best(ckpt_dir) if self.chooser is not None else None
         if best is not None:
-            final.load_weights(best_weights(ckpt_dir))
+            # Into the model that saved them: a weights file names its groups by layer class (fused or Keras' batch norm).
+            self.model.load_weights(best_weights(ckpt_dir))
+        final.set_weights(self.model.get_weights())
+        if best is not None:
             by, line = describe_choice(best, epochs)
             self.chosen = {"by": by, **best}
             self.log(line)
