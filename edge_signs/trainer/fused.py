@@ -54,11 +54,9 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
                  or self.axis not in (3, -1) or self.renorm or self.synchronized or not (self.scale and self.center))
         if plain:
             return super().call(inputs, training=training, mask=mask)
-        x = tf.convert_to_tensor(inputs)
-        if x.dtype not in (tf.float32, tf.bfloat16, tf.float16):
-            x = tf.cast(x, tf.float32)
+        # Keras has already cast the inputs to the layer's compute dtype (float32, bfloat16 or float16).
         outputs, moving_mean, moving_variance, *_ = tf.raw_ops.FusedBatchNormV3(
-            x=x, scale=self.gamma.value, offset=self.beta.value,
+            x=inputs, scale=self.gamma.value, offset=self.beta.value,
             mean=self.moving_mean.value, variance=self.moving_variance.value,
             epsilon=self.epsilon, exponential_avg_factor=1.0 - self.momentum,
             data_format="NHWC", is_training=True,
