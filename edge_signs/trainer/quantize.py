@@ -175,9 +175,13 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(".") if part.isdigit())
 
 
-def _sidecar(tflite_path: Path, fmt: str, source: Path, source_sha: str, calibration: Calibration | None) -> dict:
+def _sidecar(tflite_path: Path, fmt: str, source: Path, source_sha: str, calibration: Calibration | None, reference: np.ndarray | None) -> dict:
     clf = Classifier(tflite_path, check_metadata=False)  # read back what the file really is
     q = clf.input_quant
+    agreement = None
+    if reference is not None:
+        classes = clf.predict_batch(calibration.images).argmax(axis=1)
+        agreement = {"images": int(len(reference)), "share": float(np.mean(classes == reference)), "on": "the calibration images"}
     return {
         "format": fmt,
         "detected_format": clf.format,
@@ -194,6 +198,7 @@ def _sidecar(tflite_path: Path, fmt: str, source: Path, source_sha: str, calibra
         "preprocessing": preprocess.describe(),
         "source_model": {"file": source.name, "sha256": source_sha},
         "calibration": None if calibration is None else {"source": calibration.source, "sha256": calibration.sha256, "images": int(len(calibration.images))},
+        "float_agreement": agreement,
         "converter": {"tensorflow": tf.__version__, "edge_signs": __version__},
         "runtime": runtime_requirements(tflite_path.read_bytes()),
         "tflite_sha256": sha256_file(tflite_path),
@@ -223,13 +228,17 @@ def quantize(
     if "int8" in formats:
         calibration = load_calibration(folder=calibration_dir, manifest=manifest, data=data, minimum=min_calibration, log=log)
     source_sha = sha256_file(model_path)
+    # What the float model says of the calibration images: each written file is compared with it, so a
+    # conversion that lost the model (int8 of a model with a few huge activation channels) is told at once.
+    reference = None if calibration is None else float_classes(model, calibration.images)
     written = []
     with folder_lock(out, f"quantize into {out}"):
         for fmt, path in targets.items():
             log(f"converting {model_path.name} to {fmt}" + (f" (calibrating on {len(calibration.images)} images from {calibration.source})" if fmt == "int8" else ""))
-            meta = _write_pair(convert(model, fmt, calibration), path, fmt, model_path, source_sha, calibration)
+            meta = _write_pair(convert(model, fmt, calibration), path, fmt, model_path, source_sha, calibration, reference)
             needs = meta["runtime"]
             log(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; runs on TFLite runtimes from {needs['min_runtime_version'] or 'any version'})")
+            _report_agreement(path, model_path, meta["float_agreement"], log)
             if not needs["runs_on_oldest"]:
                 log(f"warning: {path.name} needs a TFLite runtime >= {needs['min_runtime_version']}: tflite-runtime {needs['oldest_supported_runtime']} "
                     f"(older Pi images) cannot load it; use ai-edge-litert there")
@@ -237,8 +246,25 @@ def quantize(
     return written
 
 
-def _write_pair(blob: bytes, path: Path, fmt: str, source: Path, source_sha: str, calibration: Calibration | None) -> dict:
-    return write_pair(blob, path, f"converted {fmt}", lambda tmp: _sidecar(tmp, fmt, source, source_sha, calibration))
+def _write_pair(blob: bytes, path: Path, fmt: str, source: Path, source_sha: str, calibration: Calibration | None, reference: np.ndarray | None) -> dict:
+    return write_pair(blob, path, f"converted {fmt}", lambda tmp: _sidecar(tmp, fmt, source, source_sha, calibration, reference))
+
+
+def float_classes(model, images: np.ndarray) -> np.ndarray:
+    """The Keras model's top class for each uint8 RGB image, through the one preprocessing definition."""
+    return np.asarray(model.predict(preprocess.to_model_input(images), batch_size=config.PREDICT_BATCH, verbose=0)).argmax(axis=1)
+
+
+def _report_agreement(path: Path, source: Path, agreement: dict | None, log: Log) -> None:
+    if agreement is None:
+        return
+    share, images = agreement["share"], agreement["images"]
+    log(f"{path.name} gives the float model's class on {share:.3f} of the {images} calibration images")
+    if share < config.QUANTIZE_MIN_AGREEMENT:
+        log(f"warning: {path.name} agrees with {source.name} on only {share:.0%} of the {images} calibration images "
+            f"(expected at least {config.QUANTIZE_MIN_AGREEMENT:.0%}): the conversion lost what the model learnt, most often "
+            f"because a few activation channels are far larger than the rest; 'edge-signs evaluate {source.name} {path.name}' "
+            f"names the layers that lose it; use another format, or train again (another seed)")
 
 
 # -- where int8 loses accuracy ----------------------------------------------------------------

@@ -102,6 +102,60 @@ def test_int8_agrees_with_float32_on_real_images(tflite_models, signs):
     assert np.abs(p32 - p8).max() < 0.25  # dequantized probabilities stay close
 
 
+@pytest.mark.slow
+def test_each_file_records_how_often_it_gives_the_float_models_class(tflite_models, tiny_run, signs):
+    import keras
+
+    from edge_signs.preprocess import to_model_input
+
+    images = load_calibration(data=signs).images
+    float_classes = keras.models.load_model(tiny_run / "model.keras", compile=False).predict(to_model_input(images), verbose=0).argmax(1)
+    for fmt in ("float16", "int8"):
+        recorded = read_sidecar(tflite_models[fmt])["float_agreement"]
+        own = Classifier(tflite_models[fmt]).predict_batch(images).argmax(1)
+        assert recorded["images"] == len(images)
+        assert recorded["share"] == pytest.approx(float(np.mean(own == float_classes)))
+
+
+def _small_classifier(path, loud: float):
+    """A small SIGNS-shaped classifier whose class comes from three quiet channels; a fourth, which the head
+    ignores, is ``loud`` for every image. Beside a channel ~1,000x larger, per-tensor int8 ranges round the quiet ones away."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    inputs = keras.Input((config.IMAGE_SIZE, config.IMAGE_SIZE, config.CHANNELS))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(config.NUM_CLASSES, activation="softmax", name="head")(x)
+    model = keras.Model(inputs, outputs)
+    kernel = rng.normal(0, 0.3, (3, 3, 3, 4)).astype("float32")
+    kernel[..., 0] = loud
+    head = rng.normal(0, 3.0, (4, config.NUM_CLASSES)).astype("float32")
+    head[0] = 0.0
+    model.get_layer("conv").set_weights([kernel, np.full(4, 0.5, "float32")])
+    model.get_layer("head").set_weights([head, np.zeros(config.NUM_CLASSES, "float32")])
+    model.save(path)
+
+
+def test_quantize_says_when_int8_lost_the_model(tmp_path, signs):
+    _small_classifier(tmp_path / "model.keras", loud=300.0)
+    lines = []
+    int8, = quantize(tmp_path / "model.keras", ["int8"], data=signs, log=lines.append)
+    agreement = read_sidecar(int8)["float_agreement"]
+    assert agreement["share"] < config.QUANTIZE_MIN_AGREEMENT
+    warning = [line for line in lines if line.startswith("warning: model_int8.tflite agrees with model.keras on only")]
+    assert len(warning) == 1 and "edge-signs evaluate model.keras model_int8.tflite" in warning[0]
+
+
+def test_quantize_is_quiet_when_int8_keeps_the_model(tmp_path, signs):
+    _small_classifier(tmp_path / "model.keras", loud=0.3)
+    lines = []
+    int8, = quantize(tmp_path / "model.keras", ["int8"], data=signs, log=lines.append)
+    assert read_sidecar(int8)["float_agreement"]["share"] >= config.QUANTIZE_MIN_AGREEMENT
+    assert any(line.startswith("model_int8.tflite gives the float model's class on") for line in lines)
+    assert not any(line.startswith("warning") for line in lines)
+
+
 # -- calibration data -----------------------------------------------------------------------
 
 
