@@ -32,6 +32,7 @@ from edge_signs import config, metrics  # noqa: E402
 from edge_signs.artifacts import write_json  # noqa: E402
 from edge_signs.data import resolve_data, train_val_split  # noqa: E402
 from edge_signs.edge.evaluate import edge_runners, robustness  # noqa: E402
+from edge_signs.errors import EdgeSignsError  # noqa: E402
 from edge_signs.log import quiet  # noqa: E402
 from edge_signs.own_data import load_labelled, own_split  # noqa: E402
 from edge_signs.trainer import evaluate as trainer_evaluate  # noqa: E402
@@ -120,6 +121,13 @@ def markdown(rows: list[dict]) -> str:
 @click.option("--dev", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="A labelled folder scored whole (repeatable).")
 @click.option("--heldout", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="A labelled folder scored on its held-out fifth (repeatable).")
 def main(runs, data, json_out, dev, heldout):
+    try:
+        report(runs, data, json_out, dev, heldout)
+    except EdgeSignsError as exc:  # a run folder without a file it needs: one line, not a traceback
+        raise click.ClickException(str(exc)) from None
+
+
+def report(runs, data, json_out, dev, heldout):
     signs = resolve_data(data)
     folders = {folder.name: load_labelled(folder) for folder in dev}
     folders.update({f"{folder.name} held out": own_split(load_labelled(folder), "heldout") for folder in heldout})

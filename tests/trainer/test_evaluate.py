@@ -7,6 +7,7 @@ The end-to-end table uses the one-epoch ResNet50 (slow); the rest a tiny Keras m
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -113,3 +114,20 @@ def test_evaluation_attaches_the_diagnosis_to_its_model(tiny_keras, signs, monke
     assert "int8_layer_errors" not in float32
     assert int8["int8_layer_errors"]["accuracy_drop"] == 0.3 and int8["int8_layer_errors"]["layers"]
     assert "## Where int8 loses accuracy" in result["markdown"] and "tiny_int8.tflite: 0.300 below float" in result["markdown"]
+
+
+@pytest.mark.slow
+def test_recipe_report_names_a_missing_file_in_one_line(tiny_run, tmp_path, signs):
+    import shutil
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("model.keras", "options.json", "metrics.json"):
+        shutil.copy(tiny_run / name, run / name)  # quantize never ran here
+    tool = Path(__file__).resolve().parents[2] / "tools" / "recipe_report.py"
+    proc = subprocess.run([sys.executable, str(tool), str(run), "--data", str(signs.source)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert f"{run / 'model_float16.tflite'}: model file not found" in proc.stderr.strip().splitlines()[-1]
