@@ -162,7 +162,7 @@ FORMATS = ("float32", "float16", "int8")
 KERAS_SUFFIXES = (".keras",)  # the Keras model files `evaluate` runs (through the trainer, with TensorFlow)
 INT8_TOLERANCE = 0.01  # int8 accuracy lost against float beyond which evaluate says which layers lose it
 # quantize: a written file that gives the float model's class on fewer calibration images than this is reported
-# as broken (a healthy int8 file of the default recipe agrees on 0.97-1.0 of them, docs/results.md).
+# as broken (healthy int8 files of the default and varied recipes agree on 0.987-1.000 of them, docs/cli.md).
 QUANTIZE_MIN_AGREEMENT = 0.9
 DEBUG_IMAGES = 64  # images the quantization debugger runs
 
