@@ -175,7 +175,7 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(".") if part.isdigit())
 
 
-def _sidecar(tflite_path: Path, fmt: str, source: Path, source_sha: str, calibration: Calibration | None, reference: np.ndarray | None) -> dict:
+def _sidecar(tflite_path: Path, fmt: str, source: Path, source_sha: str, calibration: Calibration | None, reference: np.ndarray | None = None) -> dict:
     clf = Classifier(tflite_path, check_metadata=False)  # read back what the file really is
     q = clf.input_quant
     agreement = None
