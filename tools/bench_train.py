@@ -45,6 +45,7 @@ def child(precision: str, xla: bool, fused_adam: bool, fused_bn: bool, steps: in
     from edge_signs.trainer import keras, tf
     from edge_signs.trainer.datasets import make_dataset
     from edge_signs.trainer.model import build_resnet50
+    from edge_signs.trainer.segment import hand_masks
     from edge_signs.trainer.train import compile_model
 
     signs = resolve_data(data, log=quiet)
@@ -52,7 +53,8 @@ def child(precision: str, xla: bool, fused_adam: bool, fused_bn: bool, steps: in
     train_idx, _ = train_val_split(signs.train.y, config.VAL_FRACTION, config.SEED, None)
     x, y = signs.train.x[train_idx], signs.train.y[train_idx]
     steps_per_epoch = int(np.ceil(len(y) / config.BATCH_SIZE))
-    ds = make_dataset(x, y, batch_size=config.BATCH_SIZE, training=True, augment=recipe if recipe.augment else None, seed=0).repeat()
+    masks = hand_masks(x, quiet) if recipe.augment and recipe.background_swap > 0 else None
+    ds = make_dataset(x, y, batch_size=config.BATCH_SIZE, training=True, augment=recipe if recipe.augment else None, seed=0, masks=masks).repeat()
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
     model = build_resnet50(dropout=recipe.dropout, bn_momentum=recipe.bn_momentum, fused_bn=fused_bn)

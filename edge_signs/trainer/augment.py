@@ -10,10 +10,8 @@ from edge_signs import config
 from edge_signs.config import Recipe
 from edge_signs.trainer import keras, tf
 
-CAMERA_ROBUST = config.RECIPES[config.DEFAULT_RECIPE]
 
-
-def augmenter(seed: int, recipe: Recipe = CAMERA_ROBUST):
+def augmenter(seed: int, recipe: Recipe):
     """Augmentation for float images in [0, 1], batched (B, 64, 64, C) -> (B, 64, 64, 3).
 
     Always: mirrored hands, a hand off-centre, tilted, nearer or farther (the recipe's

@@ -39,6 +39,7 @@ from edge_signs.plots import training_curves_png
 from edge_signs.precheck import check_run_folder
 from edge_signs.preprocess import to_model_input
 from edge_signs.trainer import keras, tf
+from edge_signs.trainer.batchnorm import recalibrate_batchnorm
 from edge_signs.trainer.callbacks import Diverged, ProgressLine, StopOnDivergence, make_checkpoint_callback, read_checkpoint
 from edge_signs.trainer.datasets import make_dataset, mixed_dataset
 from edge_signs.trainer.devices import choose_strategy, describe_device
@@ -325,13 +326,15 @@ class TrainingRun:
             by, line = describe_choice(best, epochs)
             self.chosen = {"by": by, **best}
             self.log(line)
+        self.batchnorm = (recalibrate_batchnorm(final, self.train_ds, self.steps_per_epoch * config.BN_RECALIBRATION_EPOCHS, log=self.log)
+                          if self.recipe.recalibrate_bn else None)  # what metrics.json records of it
         with atomic_path(self.run_dir / "model.keras", suffix=".keras") as tmp:
             final.save(tmp)
         return final
 
     def score(self, final) -> dict:
         """metrics.json: the saved model's scores on every split, then what made the run."""
-        return {**self._scores(final), "checkpoint": self.chosen, **self._record(final)}
+        return {**self._scores(final), "checkpoint": self.chosen, "batchnorm_recalibrated": self.batchnorm, **self._record(final)}
 
     def _scores(self, final) -> dict:
         result: dict = {}

@@ -15,9 +15,11 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from edge_signs import config  # noqa: E402
 from edge_signs.config import DEFAULT_RECIPE, RECIPES  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
 from edge_signs.trainer.datasets import make_dataset  # noqa: E402
+from edge_signs.trainer.segment import hand_masks  # noqa: E402
 from edge_signs.trainer.train import TrainOptions, train  # noqa: E402
 from tests.conftest import REPO, run_cli  # noqa: E402
 
@@ -28,7 +30,7 @@ METRIC_KEYS = {"train_accuracy", "train_loss", "val_accuracy", "val_loss", "test
 def test_augmentation_is_on_by_default_and_keeps_labels_and_ranges(signs):
     assert TrainOptions().recipe == DEFAULT_RECIPE and RECIPES[DEFAULT_RECIPE].augment
     x, y = signs.train.x[:64], signs.train.y[:64]
-    ds = make_dataset(x, y, batch_size=64, training=False, augment=RECIPES[DEFAULT_RECIPE], seed=0)
+    ds = make_dataset(x, y, batch_size=64, training=False, augment=RECIPES[DEFAULT_RECIPE], seed=0, masks=hand_masks(x, lambda m: None))
     images, onehot = next(iter(ds))
     images, onehot = images.numpy(), onehot.numpy()
     assert images.shape == (64, 64, 64, 3) and images.dtype == np.float32
@@ -95,6 +97,10 @@ def test_a_killed_run_resumes_from_its_last_finished_epoch_and_writes_every_outp
     assert metrics["recipe"]["rotation"] == 40.0 and metrics["recipe"]["zoom_in"] == 0.3 and metrics["recipe"]["zoom_out"] == RECIPES[DEFAULT_RECIPE].zoom_out
     assert json.loads((out / "options.json").read_text())["overrides"] == {"epochs": 3, "rotation": 40.0, "zoom_in": 0.3}
     assert metrics["dataset"]["test"] == 120 and len(metrics["dataset"]["sha256"]) == 64
+    # the default recipe recomputes batch-norm statistics over a few epochs of training batches at the end
+    steps = -(-metrics["dataset"]["train"] // metrics["options"]["batch_size"])
+    assert metrics["batchnorm_recalibrated"]["batches"] == config.BN_RECALIBRATION_EPOCHS * steps
+    assert metrics["batchnorm_recalibrated"]["layers"] == 53
     history = json.loads((out / "history.json").read_text())
     assert len(history["loss"]) == len(history["val_accuracy"]) == 3
     assert cv2.imread(str(out / "training_curves.png")) is not None
