@@ -7,11 +7,12 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from edge_signs.log import quiet  # noqa: E402
 from edge_signs.preprocess import to_model_input  # noqa: E402
 from edge_signs.trainer import keras  # noqa: E402
 from edge_signs.trainer.batchnorm import recalibrate_batchnorm  # noqa: E402
 
-QUIET = {"log": lambda message: None}
+QUIET = {"log": quiet}
 
 
 def _model(frozen_second: bool = False):

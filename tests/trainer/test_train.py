@@ -18,6 +18,7 @@ pytest.importorskip("tensorflow")
 from edge_signs import config  # noqa: E402
 from edge_signs.config import DEFAULT_RECIPE, RECIPES  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
+from edge_signs.log import quiet  # noqa: E402
 from edge_signs.trainer.datasets import make_dataset  # noqa: E402
 from edge_signs.trainer.segment import hand_masks  # noqa: E402
 from edge_signs.trainer.train import TrainOptions, train  # noqa: E402
@@ -30,7 +31,7 @@ METRIC_KEYS = {"train_accuracy", "train_loss", "val_accuracy", "val_loss", "test
 def test_augmentation_is_on_by_default_and_keeps_labels_and_ranges(signs):
     assert TrainOptions().recipe == DEFAULT_RECIPE and RECIPES[DEFAULT_RECIPE].augment
     x, y = signs.train.x[:64], signs.train.y[:64]
-    ds = make_dataset(x, y, batch_size=64, training=False, augment=RECIPES[DEFAULT_RECIPE], seed=0, masks=hand_masks(x, lambda m: None))
+    ds = make_dataset(x, y, batch_size=64, training=False, augment=RECIPES[DEFAULT_RECIPE], seed=0, masks=hand_masks(x, quiet))
     images, onehot = next(iter(ds))
     images, onehot = images.numpy(), onehot.numpy()
     assert images.shape == (64, 64, 64, 3) and images.dtype == np.float32
