@@ -105,6 +105,9 @@ class Recipe:
     # After the last epoch, batch-norm statistics recomputed over a few epochs' batches with the weights fixed
     # (trainer/batchnorm.py), in place of the running ones, which mostly hold the last few dozen batches.
     recalibrate_bn: bool = False
+    # The last share of the epochs whose weights are averaged into the saved model (trainer/average.py; 0: the last
+    # step's weights). Batch-norm statistics are then recomputed for the average, as recalibrate_bn does.
+    average_last: float = 0.0
 
 
 DEFAULT_RECIPE = "default"

@@ -1,0 +1,101 @@
+"""The trained weights averaged over the last part of the run (stochastic weight averaging).
+
+With heavy augmentation and batch 32, the weights at the last step are one noisy point
+of a trajectory that still wanders: accuracy on other people's hands moved by 0.3 from
+epoch to epoch of one run, and by 0.15 between seeds (docs/training.md). The average of
+many points along the end of the trajectory lies nearer the middle of the flat region
+they wander in, which is what generalises to photos unlike the training set (Izmailov
+et al. 2018; Cha et al. 2021, "SWAD", for domain shift). Batch-norm statistics no longer
+match averaged weights, so they are recomputed afterwards (trainer/batchnorm.py).
+
+The running sum is written beside each epoch's checkpoint, so a resumed run goes on
+with the average it had.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edge_signs.artifacts import atomic_path
+from edge_signs.trainer import keras, tf
+
+EVERY_STEPS = 4  # a snapshot every few steps: dense enough, and the sum's pass over 94 MB stays a few percent of a step
+
+
+def first_average_epoch(epochs: int, share: float) -> int:
+    """The first epoch (1-based) whose weights join the average: the last ``share`` of the run."""
+    return max(1, epochs - max(1, round(epochs * share)) + 1)
+
+
+def average_file(ckpt_dir: Path, epoch: int) -> Path:
+    return ckpt_dir / f"average-{epoch:04d}.npz"
+
+
+class WeightAverage(keras.callbacks.Callback):
+    """Every ``EVERY_STEPS`` training steps from ``first_epoch`` on, the trainable weights are added to a sum.
+
+    After each epoch in that range the sum is written as checkpoint/average-NNNN.npz (before the
+    epoch's checkpoint names it, so a resumed run finds the one of the epoch it resumes after).
+    """
+
+    def __init__(self, first_epoch: int, ckpt_dir: Path, resumed_epoch: int = 0):
+        super().__init__()
+        self.first_epoch, self.ckpt_dir, self.resumed_epoch = first_epoch, ckpt_dir, resumed_epoch
+        self.count = 0
+        self.active = False
+
+    def on_train_begin(self, logs=None):
+        weights = self._start(self.model)
+
+        @tf.function
+        def add():
+            for total, w in zip(self.sums, weights):
+                total.assign_add(tf.cast(w.value, tf.float32))
+
+        self._add = add
+
+    def _start(self, model) -> list:
+        """The sums, zero or as the resumed epoch left them (once: fit may never run for a run resumed at its end)."""
+        weights = model.trainable_weights
+        if not hasattr(self, "sums"):
+            self.sums = [tf.Variable(tf.zeros(w.shape, tf.float32), trainable=False) for w in weights]
+            saved = average_file(self.ckpt_dir, self.resumed_epoch)
+            if self.resumed_epoch and saved.is_file():
+                with np.load(saved) as kept:
+                    self.count = int(kept["count"])
+                    for i, total in enumerate(self.sums):
+                        total.assign(kept[f"w{i}"])
+        return weights
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.active = epoch + 1 >= self.first_epoch
+        self._step = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        if self.active and self._step % EVERY_STEPS == 0:
+            self._add()
+            self.count += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.active or self.model.stop_training or not self.count:
+            return
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        path = average_file(self.ckpt_dir, epoch + 1)
+        with atomic_path(path, suffix=".npz") as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, count=self.count, **{f"w{i}": total.numpy() for i, total in enumerate(self.sums)})
+        for old in self.ckpt_dir.glob("average-*.npz"):
+            if old.name != path.name and old.name != average_file(self.ckpt_dir, epoch).name:
+                old.unlink()  # this epoch's and the one before: the checkpoint names one of them
+
+    def apply(self, model) -> dict:
+        """Set ``model``'s trainable weights (the model trained, or one of the same layers) to the average."""
+        self._start(model)
+        if not self.count:
+            return {"snapshots": 0}
+        for w, total in zip(model.trainable_weights, self.sums):
+            w.assign((total / self.count).numpy())
+        return {"from_epoch": self.first_epoch, "every_steps": EVERY_STEPS, "snapshots": self.count}
