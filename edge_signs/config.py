@@ -89,6 +89,7 @@ class Recipe:
     augment: bool = False
     # The augmentation's geometry (trainer/augment.py): degrees of tilt, shift as a share of the side, zoom in/out.
     rotation: float = 15.0
+    upright: float = 0.0  # the share of images also turned from their own lean to upright (the hand mask's long axis)
     shift: float = 0.06
     zoom_in: float = 0.08
     zoom_out: float = 0.12
@@ -108,6 +109,11 @@ class Recipe:
     # The last share of the epochs whose weights are averaged into the saved model (trainer/average.py; 0: the last
     # step's weights). Batch-norm statistics are then recomputed for the average, as recalibrate_bn does.
     average_last: float = 0.0
+
+    @property
+    def needs_masks(self) -> bool:
+        """Whether the augmentation needs each SIGNS image's hand mask (trainer/segment.py)."""
+        return self.augment and (self.background_swap > 0 or self.upright > 0)
 
 
 DEFAULT_RECIPE = "default"

@@ -6,6 +6,8 @@ the model through edge_signs/preprocess.py and never pass through here.
 
 from __future__ import annotations
 
+import math
+
 from edge_signs import config
 from edge_signs.config import Recipe
 from edge_signs.trainer import keras, tf
@@ -14,11 +16,12 @@ from edge_signs.trainer import keras, tf
 def augmenter(seed: int, recipe: Recipe):
     """Augmentation for float images in [0, 1], batched (B, 64, 64, C) -> (B, 64, 64, 3).
 
+    C = 4 where the recipe needs the hand (``Recipe.needs_masks``): the 4th channel is its mask (segment.py).
+
     Always: mirrored hands, a hand off-centre, tilted, nearer or farther (the recipe's
-    ranges), and on about half of the images other light, white balance, contrast,
+    ranges; ``upright``: that share also turned from its own lean to upright), and on about half of the images other light, white balance, contrast,
     sensor noise and defocus. Each of the recipe's further switches adds one step:
-    ``background_swap`` (C = 4: the 4th channel is the hand's mask from segment.py;
-    the wall is replaced by a random colour field), ``hue`` (skin tone and tint),
+    ``background_swap`` (the wall is replaced by a random colour field), ``hue`` (skin tone and tint),
     ``grayscale`` and ``erase`` (a random patch covered). Labels are untouched.
     """
     gen = tf.random.Generator.from_seed(seed + 4)
@@ -29,6 +32,7 @@ def augmenter(seed: int, recipe: Recipe):
         images = geometry(images, training=True)
         if recipe.background_swap > 0:
             images = swap_background(gen, images, recipe.background_swap)
+        images = images[..., :3]  # the mask, where it rode along, has done its work
         # Half of the images keep their colours: the camera is often fine, and clean
         # images keep learning fast.
         keep = gen.uniform((tf.shape(images)[0], 1, 1, 1)) < 0.5
@@ -44,16 +48,66 @@ def augmenter(seed: int, recipe: Recipe):
     return augment
 
 
+# A turn to upright is only trusted for a hand that leans at most this far: a fist or an O seen from the side
+# has no long axis to speak of, and a mask that is all ones (no wall found) none at all.
+MAX_LEAN_DEGREES = 45.0
+
+
 def _geometry(seed: int, recipe: Recipe):
-    return keras.Sequential(
-        [
-            keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomRotation(recipe.rotation / 360, fill_mode="nearest", seed=seed + 1),
-            keras.layers.RandomTranslation(recipe.shift, recipe.shift, fill_mode="nearest", seed=seed + 2),
-            keras.layers.RandomZoom((-recipe.zoom_in, recipe.zoom_out), fill_mode="nearest", seed=seed + 3),
-        ],
-        name="augment_geometry",
-    )
+    flip = [keras.layers.RandomFlip("horizontal", seed=seed)]
+    shift_zoom = [
+        keras.layers.RandomTranslation(recipe.shift, recipe.shift, fill_mode="nearest", seed=seed + 2),
+        keras.layers.RandomZoom((-recipe.zoom_in, recipe.zoom_out), fill_mode="nearest", seed=seed + 3),
+    ]
+    if recipe.upright == 0:
+        return keras.Sequential([*flip, keras.layers.RandomRotation(recipe.rotation / 360, fill_mode="nearest", seed=seed + 1), *shift_zoom],
+                                name="augment_geometry")
+    gen = tf.random.Generator.from_seed(seed + 1)
+    flip, shift_zoom = keras.Sequential(flip, name="augment_flip"), keras.Sequential(shift_zoom, name="augment_shift_zoom")
+
+    def geometry(images, training=True):
+        """RGB + the hand's mask (B, H, W, 4): mirrored, turned (``upright`` of them from their own lean to upright), moved, zoomed."""
+        images = flip(images, training=training)
+        batch = tf.shape(images)[0]
+        turn = tf.where(gen.uniform((batch,)) < recipe.upright, to_upright(images[..., 3]), 0.0)
+        images = rotate(images, turn + gen.uniform((batch,), -recipe.rotation, recipe.rotation))
+        return shift_zoom(images, training=training)
+
+    return geometry
+
+
+def to_upright(masks):
+    """Degrees (counter-clockwise as seen) that turn each mask's hand and forearm upright (B, H, W) -> (B,).
+
+    The long axis of the mask (its second moments) is the forearm's and the hand's direction. SIGNS'
+    hands lean up to the left, about 30 degrees (or to the right, mirrored); people facing a camera hold
+    them upright. 0 where the mask has no trusted long axis.
+    """
+    size_y, size_x = tf.shape(masks)[1], tf.shape(masks)[2]
+    y = tf.cast(tf.range(size_y), tf.float32)[None, :, None]
+    x = tf.cast(tf.range(size_x), tf.float32)[None, None, :]
+    area = tf.reduce_sum(masks, axis=[1, 2])
+    safe = tf.maximum(area, 1.0)[:, None, None]
+    cx, cy = tf.reduce_sum(masks * x, axis=[1, 2])[:, None, None] / safe, tf.reduce_sum(masks * y, axis=[1, 2])[:, None, None] / safe
+    mu20, mu02 = tf.reduce_sum(masks * (x - cx) ** 2, axis=[1, 2]), tf.reduce_sum(masks * (y - cy) ** 2, axis=[1, 2])
+    mu11 = tf.reduce_sum(masks * (x - cx) * (y - cy), axis=[1, 2])
+    # The axis's angle from the image's x axis, toward +y (down): clockwise as seen, in (-90, 90].
+    axis = 0.5 * tf.atan2(2.0 * mu11, mu20 - mu02) * (180.0 / math.pi)
+    lean = 90.0 - tf.abs(axis)
+    trusted = (lean <= MAX_LEAN_DEGREES) & (area < tf.cast(size_x * size_y, tf.float32))
+    return tf.where(trusted, -tf.sign(axis) * lean, 0.0)
+
+
+def rotate(images, degrees):
+    """Each image (B, H, W, C) turned about its centre by its angle, counter-clockwise as seen; edge pixels fill the corners."""
+    theta = degrees * (math.pi / 180.0)
+    cos, sin = tf.cos(theta), tf.sin(theta)
+    cy = (tf.cast(tf.shape(images)[1], tf.float32) - 1) / 2
+    cx = (tf.cast(tf.shape(images)[2], tf.float32) - 1) / 2
+    # Output pixel (x, y) reads the input at (a0 x + a1 y + a2, b0 x + b1 y + b2): Keras' RandomRotation's matrix.
+    zeros = tf.zeros_like(theta)
+    transform = tf.stack([cos, -sin, cx - cx * cos + cy * sin, sin, cos, cy - cx * sin - cy * cos, zeros, zeros], axis=1)
+    return keras.ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="nearest")
 
 
 def _per_image(images):

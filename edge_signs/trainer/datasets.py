@@ -19,12 +19,12 @@ from edge_signs.trainer.augment import augmenter
 
 
 def _examples(x_uint8: np.ndarray, y: np.ndarray, augment: Recipe | None, masks: np.ndarray | None):
-    """(model input, one-hot) pairs; the hand's mask rides along as a 4th channel when the recipe swaps backgrounds."""
+    """(model input, one-hot) pairs; the hand's mask rides along as a 4th channel when the recipe needs it."""
     onehot = np.eye(config.NUM_CLASSES, dtype=np.float32)[y]
     x = to_model_input(x_uint8)
-    if augment is not None and augment.background_swap > 0:
+    if augment is not None and augment.needs_masks:
         if masks is None:
-            raise ValueError("a recipe with background_swap needs the images' hand masks (segment.hand_masks)")
+            raise ValueError("a recipe with background_swap or upright needs the images' hand masks (segment.hand_masks)")
         x = np.concatenate([x, masks.astype(np.float32)], axis=-1)
     return tf.data.Dataset.from_tensor_slices((x, onehot))
 
@@ -45,7 +45,7 @@ def make_dataset(x_uint8: np.ndarray, y: np.ndarray, *, batch_size: int, trainin
     """uint8 RGB + int labels -> tf.data of (model input, one-hot labels).
 
     ``augment``: the recipe whose augmentation applies (None: none); ``masks`` (N, H, W, 1):
-    the hands, for a recipe that swaps backgrounds (1 everywhere keeps an image's own).
+    the hands, for a recipe that swaps backgrounds or turns hands upright (1 everywhere keeps an image as it is).
     """
     ds = _examples(x_uint8, y, augment, masks)
     if training:

@@ -214,7 +214,7 @@ class TrainingRun:
     def _signs_datasets(self, augment: Recipe | None) -> None:
         options, extra = self.options, self.extra
         (x_tr, y_tr), (x_val, y_val) = self.train_split, self.val_split
-        masks = hand_masks(x_tr, self.log) if augment and self.recipe.background_swap > 0 else None
+        masks = hand_masks(x_tr, self.log) if augment and self.recipe.needs_masks else None
         x_fit, y_fit, masks = with_extra(x_tr, y_tr, masks, extra)
         # Endless, with fit told the steps: Keras otherwise makes a new iterator each epoch, and on a 2-core CPU
         # every second epoch or so then waited about 9 s for its first batch (12 s epochs took 20; docs/training.md).

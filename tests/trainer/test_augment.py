@@ -18,7 +18,7 @@ from edge_signs.config import RECIPES  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
 from edge_signs.preprocess import to_model_input  # noqa: E402
 from edge_signs.trainer import tf  # noqa: E402
-from edge_signs.trainer.augment import augmenter, colour_fields, swap_background  # noqa: E402
+from edge_signs.trainer.augment import augmenter, colour_fields, rotate, swap_background  # noqa: E402
 from edge_signs.trainer.extra import describe_choice, replaces  # noqa: E402
 from edge_signs.trainer.segment import hand_mask, hand_masks  # noqa: E402
 from edge_signs.trainer.train import TrainOptions, train  # noqa: E402
@@ -43,6 +43,34 @@ def test_the_hand_is_found_on_signs_walls(signs):
     inside = masks[trusted][..., 0] == 1
     warmth = rgb[..., 0] - rgb[..., 2]
     assert warmth[inside].mean() > warmth[~inside].mean() + 10
+
+
+def _lean_degrees(mask: np.ndarray) -> float:
+    """How far the hand-and-arm mask's long axis is from upright, in degrees (0: upright, 90: level)."""
+    m = cv2.moments(mask.astype(np.uint8))
+    axis = 0.5 * np.degrees(np.arctan2(2 * m["mu11"], m["mu20"] - m["mu02"]))  # from the x axis, either way
+    return 90 - abs(axis)
+
+
+def test_upright_turns_signs_leaning_hands_upright_mirrored_or_not(signs):
+    x = signs.train.x[np.isin(signs.train.y, [1, 2])][:48]
+    masks = hand_masks(x)
+    before = np.array([_lean_degrees(m) for m in masks[..., 0]])
+    only_upright = dataclasses.replace(RECIPES["camera"], rotation=0.0, shift=0.0, zoom_in=0.0, zoom_out=0.0, upright=1.0)
+    assert only_upright.needs_masks
+    out, _ = augmenter(0, only_upright)(tf.constant(np.concatenate([to_model_input(x), masks], -1)), tf.zeros(len(x)))
+    out = out.numpy()
+    assert out.shape == (48, 64, 64, 3) and 0 <= out.min() and out.max() <= 1
+    after = np.array([_lean_degrees(m) for m in hand_masks(np.round(out * 255).astype(np.uint8))[..., 0]])
+    leaning = before > 20
+    assert leaning.mean() > 0.3  # many of SIGNS' 1s and 2s lean
+    # each turned its own way (the mirrored ones too), and one already upright is left so
+    assert np.median(after[leaning]) < 12 and np.median(after[~leaning]) < 12
+    # rotate() turns counter-clockwise as seen: a vertical bar turned 90 degrees is level
+    bar = np.zeros((1, 64, 64, 1), np.float32)
+    bar[0, 8:56, 30:34] = 1
+    level = rotate(tf.constant(bar), tf.constant([90.0])).numpy()[0, ..., 0]
+    assert level[30:34, 8:56].mean() > 0.9 and level[8:28, 30:34].mean() < 0.1
 
 
 def test_a_photo_without_a_wall_keeps_its_own_background():
