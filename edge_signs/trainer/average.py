@@ -8,8 +8,8 @@ they wander in, which is what generalises to photos unlike the training set (Izm
 et al. 2018; Cha et al. 2021, "SWAD", for domain shift). Batch-norm statistics no longer
 match averaged weights, so they are recomputed afterwards (trainer/batchnorm.py).
 
-The running sum is written beside each epoch's checkpoint, so a resumed run goes on
-with the average it had.
+The running sum is written beside each checkpoint, so a resumed run goes on with the
+average it had.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_signs.artifacts import atomic_path
+from edge_signs.config import Recipe
 from edge_signs.trainer import keras, tf
 
 EVERY_STEPS = 4  # a snapshot every few steps: dense enough, and the sum's pass over 94 MB stays a few percent of a step
@@ -29,6 +30,13 @@ def first_average_epoch(epochs: int, share: float) -> int:
     return max(1, epochs - max(1, round(epochs * share)) + 1)
 
 
+def weight_average(recipe: Recipe, ckpt_dir: Path, resumed_epoch: int) -> WeightAverage | None:
+    """The callback that averages a run's weights, where its recipe asks for it (``average_last`` > 0)."""
+    if recipe.average_last <= 0:
+        return None
+    return WeightAverage(first_average_epoch(recipe.epochs, recipe.average_last), ckpt_dir, resumed_epoch)
+
+
 def average_file(ckpt_dir: Path, epoch: int) -> Path:
     return ckpt_dir / f"average-{epoch:04d}.npz"
 
@@ -36,8 +44,8 @@ def average_file(ckpt_dir: Path, epoch: int) -> Path:
 class WeightAverage(keras.callbacks.Callback):
     """Every ``EVERY_STEPS`` training steps from ``first_epoch`` on, the trainable weights are added to a sum.
 
-    After each epoch in that range the sum is written as checkpoint/average-NNNN.npz (before the
-    epoch's checkpoint names it, so a resumed run finds the one of the epoch it resumes after).
+    With each checkpoint of the run the sum is written as checkpoint/average-NNNN.npz (before state.json
+    names the epoch, so a resumed run finds the one of the epoch it resumes after).
     """
 
     def __init__(self, first_epoch: int, ckpt_dir: Path, resumed_epoch: int = 0):
@@ -79,17 +87,18 @@ class WeightAverage(keras.callbacks.Callback):
             self._add()
             self.count += 1
 
-    def on_epoch_end(self, epoch, logs=None):
-        if not self.active or self.model.stop_training or not self.count:
+    def save_checkpoint(self, ckpt_dir: Path, epoch: int) -> None:
+        """The sum so far, beside the run's checkpoint of ``epoch`` (which calls this before state.json names it)."""
+        if not self.count:
             return
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        path = average_file(self.ckpt_dir, epoch + 1)
-        with atomic_path(path, suffix=".npz") as tmp:
+        with atomic_path(average_file(ckpt_dir, epoch), suffix=".npz") as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, count=self.count, **{f"w{i}": total.numpy() for i, total in enumerate(self.sums)})
-        for old in self.ckpt_dir.glob("average-*.npz"):
-            if old.name != path.name and old.name != average_file(self.ckpt_dir, epoch).name:
-                old.unlink()  # this epoch's and the one before: the checkpoint names one of them
+
+    def drop_checkpoints(self, ckpt_dir: Path, keep_epoch: int) -> None:
+        for old in ckpt_dir.glob("average-*.npz"):
+            if old.name != average_file(ckpt_dir, keep_epoch).name:
+                old.unlink()
 
     def apply(self, model) -> dict:
         """Set ``model``'s trainable weights (the model trained, or one of the same layers) to the average."""

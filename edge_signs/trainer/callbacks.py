@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_signs import config
 from edge_signs.artifacts import atomic_path, write_json
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import Log
@@ -38,15 +39,21 @@ class StopOnDivergence(keras.callbacks.Callback):
         self._epoch = epoch
 
 
-def make_checkpoint_callback(run_dir: Path, history: dict, timing: list, data_sha256: str, guard: StopOnDivergence):
+def make_checkpoint_callback(run_dir: Path, history: dict, timing: list, data_sha256: str, guard: StopOnDivergence, extras=()):
+    """``extras``: objects whose ``save_checkpoint(ckpt_dir, epoch)`` writes their own state beside each checkpoint
+    (before state.json names it) and whose ``drop_checkpoints(ckpt_dir, keep_epoch)`` removes the older ones."""
     ckpt_dir = run_dir / "checkpoint"
 
     class EpochCheckpoint(keras.callbacks.Callback):
-        """After each epoch: model + optimizer state, then state.json naming it, then history.
+        """After the first epoch, the last, and any epoch ending ``config.CHECKPOINT_SECONDS`` or more after the
+        last checkpoint: model + optimizer state, the extras' state, then state.json naming them. History and
+        curves after every epoch.
 
         state.json is written last, so it always names a complete checkpoint; a kill at any
-        moment loses at most the epoch in progress.
+        moment loses at most the epochs since it (about a minute's work).
         """
+
+        saved_at: float | None = None  # when this process last wrote a checkpoint
 
         def on_epoch_begin(self, epoch, logs=None):
             self._t0 = time.perf_counter()
@@ -62,17 +69,31 @@ def make_checkpoint_callback(run_dir: Path, history: dict, timing: list, data_sh
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             for key, value in logs.items():
                 history.setdefault(key, []).append(float(value))
+            if self._due(epoch + 1):
+                self._save(epoch + 1)
+            write_json(run_dir / "history.json", history)
+            training_curves_png(history, run_dir / "training_curves.png", title=f"{run_dir.name}: ResNet50 on SIGNS")
+
+        def _due(self, epoch: int) -> bool:
+            # A checkpoint is 280 MB (the optimizer's state is twice the model): seconds of every epoch, if written after each.
+            last = (self.params or {}).get("epochs")
+            return self.saved_at is None or epoch == last or time.perf_counter() - self.saved_at >= config.CHECKPOINT_SECONDS
+
+        def _save(self, epoch: int) -> None:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
-            name = f"epoch-{epoch + 1:04d}.keras"
+            name = f"epoch-{epoch:04d}.keras"
             with atomic_path(ckpt_dir / name, suffix=".keras") as tmp:
                 self.model.save(tmp)
-            write_json(ckpt_dir / "state.json", {"epoch": epoch + 1, "model": name, "history": history, "epoch_seconds": timing,
+            for extra in extras:
+                extra.save_checkpoint(ckpt_dir, epoch)
+            write_json(ckpt_dir / "state.json", {"epoch": epoch, "model": name, "history": history, "epoch_seconds": timing,
                                                  "data_sha256": data_sha256})
             for old in ckpt_dir.glob("epoch-*.keras"):
                 if old.name != name:
                     old.unlink()
-            write_json(run_dir / "history.json", history)
-            training_curves_png(history, run_dir / "training_curves.png", title=f"{run_dir.name}: ResNet50 on SIGNS")
+            for extra in extras:
+                extra.drop_checkpoints(ckpt_dir, epoch)
+            self.saved_at = time.perf_counter()
 
     return EpochCheckpoint()
 

@@ -6,13 +6,12 @@ A run folder holds, each written atomically:
     history.json        per-epoch loss/accuracy (train and validation) and learning rate
     training_curves.png accuracy and loss by epoch
     metrics.json        final train/val/test accuracy and loss, timing, device, options
-    checkpoint/         the last finished epoch (model with optimizer state + state.json);
-                        `--resume` continues from it after Ctrl-C or a killed process.
-                        Kept after the run ends (it is the only copy of the optimizer state).
+    checkpoint/         the last finished epoch (model with optimizer state + state.json; the running weight
+                        average, where the recipe asks for one); `--resume` continues from it after Ctrl-C or a
+                        killed process. Kept after the run ends (it is the only copy of the optimizer state).
 
-``TrainingRun`` goes through a run phase by phase: resolve the options (or the run to
-resume), load the data, choose the devices, make the datasets, build or restore the
-model, fit, export model.keras, score it and write the results.
+``TrainingRun`` goes through a run phase by phase: resolve the options (or the run to resume), load the data, choose
+the devices, make the datasets, build or restore the model, fit, export model.keras, score it and write the results.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ from edge_signs.plots import training_curves_png
 from edge_signs.precheck import check_run_folder
 from edge_signs.preprocess import to_model_input
 from edge_signs.trainer import keras, tf
-from edge_signs.trainer.average import WeightAverage, first_average_epoch
+from edge_signs.trainer.average import weight_average
 from edge_signs.trainer.batchnorm import recalibrate_batchnorm
 from edge_signs.trainer.callbacks import Diverged, ProgressLine, StopOnDivergence, make_checkpoint_callback, read_checkpoint
 from edge_signs.trainer.datasets import make_dataset, mixed_dataset
@@ -271,9 +270,8 @@ class TrainingRun:
         recipe, run_dir = self.recipe, self.run_dir
         self.guard = StopOnDivergence()
         chooser = [ChooseBestEpoch(self.chooser, first_selection_epoch(recipe.epochs), run_dir / "checkpoint", self.log)] if self.chooser else []
-        checkpoint = make_checkpoint_callback(run_dir, self.history, self.timing, self.data_sha256, self.guard)
-        self.averager = (WeightAverage(first_average_epoch(recipe.epochs, recipe.average_last), run_dir / "checkpoint", self.initial_epoch)
-                         if recipe.average_last > 0 else None)
+        self.averager = weight_average(recipe, run_dir / "checkpoint", self.initial_epoch)
+        checkpoint = make_checkpoint_callback(run_dir, self.history, self.timing, self.data_sha256, self.guard, list(filter(None, [self.averager])))
         wall_start = time.perf_counter()
         if self.initial_epoch < recipe.epochs:
             try:
@@ -284,8 +282,7 @@ class TrainingRun:
                     initial_epoch=self.initial_epoch,
                     steps_per_epoch=self.steps_per_epoch,  # both training datasets are endless
                     shuffle=False,  # tf.data shuffles (seeded) before batching and augmenting
-                    callbacks=[self.guard, *chooser, *([self.averager] if self.averager else []), checkpoint,
-                               ProgressLine(self.log, recipe.epochs, self.timing)],
+                    callbacks=[self.guard, *chooser, *filter(None, [self.averager]), checkpoint, ProgressLine(self.log, recipe.epochs, self.timing)],
                     # Keras' bar shows progress within an epoch on a terminal; ProgressLine says epoch k/N and the time left.
                     verbose=self.verbose if self.verbose is not None else (1 if sys.stderr.isatty() else 0),
                 )
@@ -325,13 +322,12 @@ class TrainingRun:
         if best is not None:
             # Into the model that saved them: a weights file names its groups by layer class (fused or Keras' batch norm).
             self.model.load_weights(best_weights(ckpt_dir))
-        elif self.averager is not None:
-            self.chosen = {"by": "the average of the weights", **self.averager.apply(self.model), "epoch": epochs}
-        final.set_weights(self.model.get_weights())
-        if best is not None:
             by, line = describe_choice(best, epochs)
             self.chosen = {"by": by, **best}
             self.log(line)
+        elif self.averager is not None:
+            self.chosen = {"by": "the average of the weights", **self.averager.apply(self.model), "epoch": epochs}
+        final.set_weights(self.model.get_weights())
         self.batchnorm = (recalibrate_batchnorm(final, self.train_ds, self.steps_per_epoch * config.BN_RECALIBRATION_EPOCHS, log=self.log)
                           if self.recipe.recalibrate_bn or self.averager else None)  # what metrics.json records of it
         with atomic_path(self.run_dir / "model.keras", suffix=".keras") as tmp:

@@ -9,11 +9,15 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from edge_signs import config  # noqa: E402
+from edge_signs.data import train_val_split  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
 from edge_signs.log import quiet  # noqa: E402
 from edge_signs.trainer import keras  # noqa: E402
+from edge_signs.trainer import train as train_module  # noqa: E402
 from edge_signs.trainer.average import EVERY_STEPS, first_average_epoch  # noqa: E402
 from edge_signs.trainer.train import TrainOptions, train  # noqa: E402
+from tests.fixtures.make_tiny_model import build  # noqa: E402
 
 
 def test_the_averaged_epochs_are_the_last_share_of_the_run():
@@ -48,3 +52,38 @@ def test_a_run_saves_the_average_of_its_last_epochs_weights(tmp_path, signs):
         assert np.allclose(weight.numpy(), average, atol=1e-6)
     # and not the last step's weights: averaging changed the model
     assert any(not np.allclose(w.numpy(), f.numpy(), atol=1e-6) for w, f in zip(saved.trainable_weights, last.trainable_weights))
+
+
+def test_an_interrupted_run_resumes_with_the_average_it_had(tmp_path, signs, monkeypatch):
+    """Ctrl-C inside the averaged epochs, then --resume: the saved model averages every snapshot of both processes."""
+    monkeypatch.setattr(train_module, "build_resnet50", lambda **_kwargs: build(keras))  # a tiny model: seconds, not minutes
+    monkeypatch.setattr(config, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint after every epoch
+    make_checkpoint = train_module.make_checkpoint_callback
+
+    def interrupt_after_second_epoch(*args):
+        callback = make_checkpoint(*args)
+        epoch_end = callback.on_epoch_end
+
+        def on_epoch_end(epoch, logs=None):
+            epoch_end(epoch, logs)
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+        callback.on_epoch_end = on_epoch_end
+        return callback
+
+    run = tmp_path / "run"
+    options = TrainOptions(recipe="seed", limit=24, batch_size=2, overrides={"epochs": 3, "average_last": 0.67})
+    monkeypatch.setattr(train_module, "make_checkpoint_callback", interrupt_after_second_epoch)
+    with pytest.raises(train_module.TrainingInterrupted):
+        train(options, run, data=signs, verbose=0, log=quiet)
+    train_idx, _ = train_val_split(signs.train.y, options.val_fraction, options.seed, options.limit)
+    per_epoch = -(-len(train_idx) // 2) // EVERY_STEPS
+    with np.load(run / "checkpoint" / "average-0002.npz") as kept:
+        assert int(kept["count"]) == per_epoch  # epoch 2 is the first averaged
+
+    monkeypatch.setattr(train_module, "make_checkpoint_callback", make_checkpoint)
+    train(None, run, data=signs, resume=True, verbose=0, log=quiet)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["checkpoint"]["from_epoch"] == 2 and metrics["checkpoint"]["snapshots"] == 2 * per_epoch
+    assert sorted(p.name for p in (run / "checkpoint").glob("average-*.npz")) == ["average-0003.npz"]

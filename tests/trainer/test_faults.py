@@ -408,6 +408,25 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path):
     assert strict_json((tmp_path / "history.json").read_text()) == {"loss": [1.7], "accuracy": [0.2], "learning_rate": [pytest.approx(1e-3)]}
 
 
+def test_checkpoints_after_the_first_and_last_epoch_and_otherwise_at_most_each_interval(tmp_path, monkeypatch):
+    model = build(keras)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
+    history, timing = {}, []
+    checkpoint = train_module.make_checkpoint_callback(tmp_path, history, timing, "sha", train_module.StopOnDivergence())
+    checkpoint.set_model(model)
+    checkpoint.set_params({"epochs": 4})
+    state = tmp_path / "checkpoint" / "state.json"
+    saved = []
+    for k, interval in enumerate((3600.0, 3600.0, 0.0, 3600.0)):  # epoch 3 ends after the interval (0 s here)
+        monkeypatch.setattr(config, "CHECKPOINT_SECONDS", interval)
+        checkpoint.on_epoch_begin(k)
+        checkpoint.on_epoch_end(k, {"loss": 1.0, "accuracy": 0.5})
+        saved.append(strict_json(state.read_text())["epoch"])
+        assert len(strict_json((tmp_path / "history.json").read_text())["loss"]) == k + 1  # the history after every epoch
+    assert saved == [1, 1, 3, 4]
+    assert [p.name for p in (tmp_path / "checkpoint").glob("*.keras")] == ["epoch-0004.keras"]
+
+
 def test_ctrl_c_exits_130_with_a_complete_resume_command(tmp_path, signs_dir, monkeypatch):
     """The hint after Ctrl-C is a complete command (data included): the command it prints finishes the run."""
     monkeypatch.setattr(train_module, "build_resnet50", _tiny_builder())
