@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -22,7 +24,7 @@ from edge_signs.trainer.augment import augmenter, colour_fields, rotate, swap_ba
 from edge_signs.trainer.extra import describe_choice, replaces  # noqa: E402
 from edge_signs.trainer.segment import hand_mask, hand_masks  # noqa: E402
 from edge_signs.trainer.train import TrainOptions, train  # noqa: E402
-from tests.conftest import HANDS_DIR, SLD_DEV_DIR, run_cli  # noqa: E402
+from tests.conftest import HANDS_DIR, REPO, SLD_DEV_DIR, run_cli  # noqa: E402
 
 VARIED = RECIPES["varied"]
 WEBCAM = HANDS_DIR / "train"
@@ -187,3 +189,17 @@ def test_a_run_with_extra_folders_and_the_epoch_chosen_on_other_hands(tmp_path, 
     assert "webcam" in result["extra_heldout"] and result["extra_heldout"]["webcam"]["images"] > 0
     assert any(line.startswith("finding the hand in ") for line in lines)
     assert any("and " in line and "from " + str(extra) in line for line in lines)
+
+
+def test_show_augmentation_draws_the_recipe_on_signs_images(tmp_path, signs_dir):
+    out = tmp_path / "seen.png"
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "show_augmentation.py"), "--data", str(signs_dir), "--per-sign", "1",
+                           "--draws", "2", "--set", "upright=1", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    grid = cv2.imread(str(out))
+    assert grid.shape == (3 * 64, 6 * 64, 3)
+    originals, first, second = grid[:64], grid[64:128], grid[128:]
+    assert np.abs(first.astype(int) - originals).mean() > 5 and np.abs(first.astype(int) - second).mean() > 5  # each draw its own
+    bad = subprocess.run([sys.executable, str(REPO / "tools" / "show_augmentation.py"), "--set", "upright=2", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 1 and "upright must be a number in [0, 1]" in bad.stderr and "Traceback" not in bad.stderr
