@@ -81,9 +81,14 @@ class WeightAverage(keras.callbacks.Callback):
         self.active = epoch + 1 >= self.first_epoch
         self._step = 0
 
+    @property
+    def every(self) -> int:
+        """EVERY_STEPS, or each step of an epoch shorter than that (a smoke run still averages)."""
+        return max(1, min(EVERY_STEPS, (self.params or {}).get("steps") or EVERY_STEPS))
+
     def on_train_batch_end(self, batch, logs=None):
         self._step += 1
-        if self.active and self._step % EVERY_STEPS == 0:
+        if self.active and self._step % self.every == 0:
             self._add()
             self.count += 1
 
@@ -100,11 +105,12 @@ class WeightAverage(keras.callbacks.Callback):
             if old.name != average_file(ckpt_dir, keep_epoch).name:
                 old.unlink()
 
-    def apply(self, model) -> dict:
-        """Set ``model``'s trainable weights (the model trained, or one of the same layers) to the average."""
+    def apply(self, model) -> dict | None:
+        """Set ``model``'s trainable weights (the model trained, or one of the same layers) to the average;
+        what metrics.json records of it (None, and the weights unchanged, when nothing was averaged)."""
         self._start(model)
         if not self.count:
-            return {"snapshots": 0}
+            return None
         for w, total in zip(model.trainable_weights, self.sums):
             w.assign((total / self.count).numpy())
-        return {"from_epoch": self.first_epoch, "every_steps": EVERY_STEPS, "snapshots": self.count}
+        return {"by": "the average of the weights", "from_epoch": self.first_epoch, "every_steps": self.every, "snapshots": self.count}

@@ -325,8 +325,8 @@ class TrainingRun:
             by, line = describe_choice(best, epochs)
             self.chosen = {"by": by, **best}
             self.log(line)
-        elif self.averager is not None:
-            self.chosen = {"by": "the average of the weights", **self.averager.apply(self.model), "epoch": epochs}
+        elif self.averager is not None and (averaged := self.averager.apply(self.model)):
+            self.chosen = {**averaged, "epoch": epochs}
         final.set_weights(self.model.get_weights())
         self.batchnorm = (recalibrate_batchnorm(final, self.train_ds, self.steps_per_epoch * config.BN_RECALIBRATION_EPOCHS, log=self.log)
                           if self.recipe.recalibrate_bn or self.averager else None)  # what metrics.json records of it
