@@ -19,10 +19,11 @@ def augmenter(seed: int, recipe: Recipe):
     C = 4 where the recipe needs the hand (``Recipe.needs_masks``): the 4th channel is its mask (segment.py).
 
     Always: mirrored hands, a hand off-centre, tilted, nearer or farther (the recipe's
-    ranges; ``upright``: that share also turned from its own lean to upright), and on about half of the images other light, white balance, contrast,
-    sensor noise and defocus. Each of the recipe's further switches adds one step:
-    ``background_swap`` (the wall is replaced by a random colour field), ``hue`` (skin tone and tint),
-    ``grayscale`` and ``erase`` (a random patch covered). Labels are untouched.
+    ranges; ``upright``: that share also turned from its own lean to upright), and on about
+    half of the images other light, white balance, contrast, sensor noise and defocus. Each
+    of the recipe's further switches adds one step: ``background_swap`` (the wall is replaced
+    by a random colour field), ``hue`` (skin tone and tint), ``grayscale`` and ``erase`` (a
+    random patch covered). Labels are untouched.
     """
     gen = tf.random.Generator.from_seed(seed + 4)
     geometry = _geometry(seed, recipe)
