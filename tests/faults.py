@@ -23,6 +23,24 @@ def strict_json(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
+def interrupted_after(make_checkpoint, epoch_index: int):
+    """A make_checkpoint_callback whose callback raises KeyboardInterrupt (what Ctrl-C raises) once epoch
+    ``epoch_index`` (0-based) has ended and been checkpointed."""
+    def make(*args):
+        callback = make_checkpoint(*args)
+        epoch_end = callback.on_epoch_end
+
+        def on_epoch_end(epoch, logs=None):
+            epoch_end(epoch, logs)
+            if epoch == epoch_index:
+                raise KeyboardInterrupt
+
+        callback.on_epoch_end = on_epoch_end
+        return callback
+
+    return make
+
+
 def hidden_files(folder: Path) -> list[str]:
     """Hidden files anywhere under ``folder`` (temporary files are hidden), the lock file aside."""
     return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob(".*") if p.name != ".edge-signs.lock")

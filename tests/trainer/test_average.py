@@ -17,6 +17,7 @@ from edge_signs.trainer import keras  # noqa: E402
 from edge_signs.trainer import train as train_module  # noqa: E402
 from edge_signs.trainer.average import EVERY_STEPS, first_average_epoch  # noqa: E402
 from edge_signs.trainer.train import TrainOptions, train  # noqa: E402
+from tests.faults import interrupted_after  # noqa: E402
 from tests.fixtures.make_tiny_model import build  # noqa: E402
 
 
@@ -59,22 +60,9 @@ def test_an_interrupted_run_resumes_with_the_average_it_had(tmp_path, signs, mon
     monkeypatch.setattr(train_module, "build_resnet50", lambda **_kwargs: build(keras))  # a tiny model: seconds, not minutes
     monkeypatch.setattr(config, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint after every epoch
     make_checkpoint = train_module.make_checkpoint_callback
-
-    def interrupt_after_second_epoch(*args):
-        callback = make_checkpoint(*args)
-        epoch_end = callback.on_epoch_end
-
-        def on_epoch_end(epoch, logs=None):
-            epoch_end(epoch, logs)
-            if epoch == 1:
-                raise KeyboardInterrupt
-
-        callback.on_epoch_end = on_epoch_end
-        return callback
-
     run = tmp_path / "run"
     options = TrainOptions(recipe="seed", limit=24, batch_size=2, overrides={"epochs": 3, "average_last": 0.67})
-    monkeypatch.setattr(train_module, "make_checkpoint_callback", interrupt_after_second_epoch)
+    monkeypatch.setattr(train_module, "make_checkpoint_callback", interrupted_after(make_checkpoint, 1))
     with pytest.raises(train_module.TrainingInterrupted):
         train(options, run, data=signs, verbose=0, log=quiet)
     train_idx, _ = train_val_split(signs.train.y, options.val_fraction, options.seed, options.limit)

@@ -39,7 +39,7 @@ from edge_signs.trainer import quantize as quantize_module  # noqa: E402
 from edge_signs.trainer import train as train_module  # noqa: E402
 from edge_signs.trainer.train import RESUME_FIXED, TrainOptions, differences, train  # noqa: E402
 from tests.conftest import REPO, run_cli  # noqa: E402
-from tests.faults import digests, hidden_files, nan_float32_tflite, one_line_error, strict_json  # noqa: E402
+from tests.faults import digests, hidden_files, interrupted_after, nan_float32_tflite, one_line_error, strict_json  # noqa: E402
 from tests.fixtures.make_tiny_model import build  # noqa: E402
 
 
@@ -431,20 +431,7 @@ def test_ctrl_c_exits_130_with_a_complete_resume_command(tmp_path, signs_dir, mo
     """The hint after Ctrl-C is a complete command (data included): the command it prints finishes the run."""
     monkeypatch.setattr(train_module, "build_resnet50", _tiny_builder())
     make_checkpoint = train_module.make_checkpoint_callback
-
-    def interrupt_after_first_epoch(*args):
-        callback = make_checkpoint(*args)
-        epoch_end = callback.on_epoch_end
-
-        def on_epoch_end(epoch, logs=None):
-            epoch_end(epoch, logs)
-            if epoch == 0:
-                raise KeyboardInterrupt  # what Ctrl-C raises, after the epoch-1 checkpoint
-
-        callback.on_epoch_end = on_epoch_end
-        return callback
-
-    monkeypatch.setattr(train_module, "make_checkpoint_callback", interrupt_after_first_epoch)
+    monkeypatch.setattr(train_module, "make_checkpoint_callback", interrupted_after(make_checkpoint, 0))  # after the epoch-1 checkpoint
     out = tmp_path / "my run"  # a space: the command must quote it
     runner = CliRunner()
     first = runner.invoke(cli.main, ["train", "--out", str(out), "--signs", str(signs_dir), "--recipe", "seed", "--limit", "24",
