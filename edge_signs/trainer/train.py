@@ -6,7 +6,7 @@ A run folder holds, each written atomically:
     history.json        per-epoch loss/accuracy (train and validation) and learning rate
     training_curves.png accuracy and loss by epoch
     metrics.json        final train/val/test accuracy and loss, timing, device, options
-    checkpoint/         the last finished epoch (model with optimizer state + state.json; the running weight
+    checkpoint/         the last checkpointed epoch (model with optimizer state + state.json; the running weight
                         average, where the recipe asks for one); `--resume` continues from it after Ctrl-C or a
                         killed process. Kept after the run ends (it is the only copy of the optimizer state).
 
@@ -56,7 +56,7 @@ __all__ = ["RESUME_FIXED", "Diverged", "TrainOptions", "TrainingInterrupted", "T
 
 
 class TrainingInterrupted(EdgeSignsError):
-    """Ctrl-C: the last finished epoch is checkpointed; the message is the command that resumes."""
+    """Ctrl-C: the run resumes from its last checkpoint (at most about a minute old); the message is the command that resumes."""
 
     exit_code = 130
 
@@ -78,7 +78,7 @@ def train(
 ) -> dict:
     """Train the classifier into ``out_dir`` and return the metrics (also in metrics.json).
 
-    ``resume``: continue the unfinished run in ``out_dir`` from its last finished epoch.
+    ``resume``: continue the unfinished run in ``out_dir`` from its last checkpointed epoch.
     ``options`` None means the run's saved options; options that change what the run
     computes (``RESUME_FIXED``), or other data, are refused with what differs.
     One run per folder at a time; a diverged run raises ``Diverged`` and saves nothing
