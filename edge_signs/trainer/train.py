@@ -287,8 +287,9 @@ class TrainingRun:
                     verbose=self.verbose if self.verbose is not None else (1 if sys.stderr.isatty() else 0),
                 )
             except KeyboardInterrupt:
-                done = read_checkpoint(run_dir)
-                raise TrainingInterrupted(f"interrupted after epoch {done['epoch'] if done else 0} of {recipe.epochs}; "
+                finished, kept = len(self.history.get("loss", [])), (read_checkpoint(run_dir) or {"epoch": 0})["epoch"]
+                since = f" (it goes on from the checkpoint of epoch {kept})" if kept < finished else ""
+                raise TrainingInterrupted(f"interrupted after epoch {finished} of {recipe.epochs}{since}; "
                                           f"continue with: {resume_command(run_dir, self.signs.source, self.options)}") from None
         self.wall_seconds = time.perf_counter() - wall_start
 
@@ -312,15 +313,14 @@ class TrainingRun:
     # -- export, score, write -------------------------------------------------------------------------
 
     def export(self) -> keras.Model:
-        """model.keras: float32, no optimizer state, built outside any strategy; the --select-on epoch's weights if one was chosen."""
+        """model.keras: float32, no optimizer state, built outside any strategy; weights of the --select-on epoch, else averaged, else the last."""
         final = build_resnet50(**self.model_kwargs)
         for layer in self.model.layers:  # frozen stages thaw in the saved model: a later fine-tune chooses its own
             layer.trainable = True
         epochs, ckpt_dir = self.recipe.epochs, self.run_dir / "checkpoint"
         self.chosen = {"by": "the last epoch", "epoch": epochs}
         best = read_best(ckpt_dir) if self.chooser is not None else None
-        if best is not None:
-            # Into the model that saved them: a weights file names its groups by layer class (fused or Keras' batch norm).
+        if best is not None:  # into the model that saved them: a weights file names its groups by layer class (fused or Keras' batch norm)
             self.model.load_weights(best_weights(ckpt_dir))
             by, line = describe_choice(best, epochs)
             self.chosen = {"by": by, **best}

@@ -453,6 +453,17 @@ def test_ctrl_c_exits_130_with_a_complete_resume_command(tmp_path, signs_dir, mo
     assert metrics["options"]["limit"] == 24 and metrics["options"]["batch_size"] == 8 and metrics["recipe_name"] == "seed"
 
 
+def test_ctrl_c_between_checkpoints_says_which_epoch_the_run_goes_on_from(tmp_path, signs, monkeypatch):
+    monkeypatch.setattr(train_module, "build_resnet50", _tiny_builder())
+    monkeypatch.setattr(config, "CHECKPOINT_SECONDS", 3600.0)  # after epoch 1 no other checkpoint is due before the last
+    monkeypatch.setattr(train_module, "make_checkpoint_callback", interrupted_after(train_module.make_checkpoint_callback, 1))
+    options = TrainOptions(recipe="seed", limit=24, batch_size=8, overrides={"epochs": 3})
+    with pytest.raises(train_module.TrainingInterrupted, match=r"interrupted after epoch 2 of 3 \(it goes on from the checkpoint of epoch 1\); "
+                                                              r"continue with: edge-signs train"):
+        train(options, tmp_path / "run", data=signs, verbose=0, log=quiet)
+    assert strict_json((tmp_path / "run" / "checkpoint" / "state.json").read_text())["epoch"] == 1
+
+
 # -- the same with a real ResNet50 (slow) ------------------------------------------------------------------
 
 
