@@ -100,6 +100,7 @@ class Recipe:
     hue: float = 0.0
     grayscale: float = 0.0
     erase: float = 0.0
+    vignette: float = 0.0  # the share of images with lens shading: darker corners, a brighter middle
     bn_momentum: float = 0.99
     freeze_stages: int = 0  # leading stages kept as they are: 1 the stem, 2 stem + stage 2, ... 5 every conv layer
     signs_mix: float = 0.0  # with your own images: the fraction of each batch drawn from SIGNS, so its signs are not forgotten

@@ -22,8 +22,8 @@ def augmenter(seed: int, recipe: Recipe):
     ranges; ``upright``: that share also turned from its own lean to upright), and on about
     half of the images other light, white balance, contrast, sensor noise and defocus. Each
     of the recipe's further switches adds one step: ``background_swap`` (the wall is replaced
-    by a random colour field), ``hue`` (skin tone and tint), ``grayscale`` and ``erase`` (a
-    random patch covered). Labels are untouched.
+    by a random colour field), ``hue`` (skin tone and tint), ``grayscale``, ``vignette`` (lens
+    shading) and ``erase`` (a random patch covered). Labels are untouched.
     """
     gen = tf.random.Generator.from_seed(seed + 4)
     geometry = _geometry(seed, recipe)
@@ -42,6 +42,8 @@ def augmenter(seed: int, recipe: Recipe):
             images = _shift_hue(gen, tf.clip_by_value(images, 0.0, 1.0), recipe.hue)
         if recipe.grayscale > 0:
             images = _grayscale(gen, images, recipe.grayscale)
+        if recipe.vignette > 0:
+            images = _vignette(gen, images, recipe.vignette)
         if recipe.erase > 0:
             images = _erase(gen, images, recipe.erase)
         return tf.clip_by_value(images, 0.0, 1.0), labels
@@ -174,6 +176,19 @@ def _shift_hue(gen, images, max_shift: float):
 def _grayscale(gen, images, probability: float):
     gray = tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(images))
     return tf.where(gen.uniform(_per_image(images)) < probability, gray, images)
+
+
+def _vignette(gen, images, probability: float):
+    """Lens shading and a lamp's spot: brightness falling off from a point near the centre toward the corners
+    (by 15-50 % at a corner), the frame's middle brighter to match, on ``probability`` of the images."""
+    batch, size = tf.shape(images)[0], tf.shape(images)[1]
+    ones = (batch, 1, 1, 1)
+    coords = (tf.cast(tf.range(size), tf.float32) + 0.5) / tf.cast(size, tf.float32) * 2.0 - 1.0  # -1 .. 1 across
+    cy, cx = gen.uniform(ones, -0.3, 0.3), gen.uniform(ones, -0.3, 0.3)
+    r2 = (tf.reshape(coords, (1, -1, 1, 1)) - cy) ** 2 + (tf.reshape(coords, (1, 1, -1, 1)) - cx) ** 2  # 2 at a corner
+    strength = gen.uniform(ones, 0.15, 0.5)
+    shaded = images * (1.0 - strength * tf.minimum(r2, 2.0) / 2.0) * (1.0 + strength / 2.0)
+    return tf.where(gen.uniform(ones) < probability, shaded, images)
 
 
 def _erase(gen, images, probability: float):

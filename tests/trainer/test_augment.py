@@ -203,3 +203,17 @@ def test_show_augmentation_draws_the_recipe_on_signs_images(tmp_path, signs_dir)
     bad = subprocess.run([sys.executable, str(REPO / "tools" / "show_augmentation.py"), "--set", "upright=2", "--out", str(out)],
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 1 and "upright must be a number in [0, 1]" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_vignette_darkens_the_corners_against_the_middle(signs):
+    x = to_model_input(signs.test.x[:32])
+    shaded_only = dataclasses.replace(RECIPES["camera"], rotation=0.0, shift=0.0, zoom_in=0.0, zoom_out=0.0, vignette=1.0)
+    plain_only = dataclasses.replace(shaded_only, vignette=0.0)
+    shaded, _ = augmenter(0, shaded_only)(tf.constant(x), tf.zeros(32))
+    plain, _ = augmenter(0, plain_only)(tf.constant(x), tf.zeros(32))  # the same draws of everything else
+    shaded, plain = shaded.numpy(), plain.numpy()
+    assert shaded.shape == (32, 64, 64, 3) and 0 <= shaded.min() and shaded.max() <= 1
+    corners = np.concatenate([shaded[:, :8, :8], shaded[:, :8, -8:], shaded[:, -8:, :8], shaded[:, -8:, -8:]], 1) - \
+        np.concatenate([plain[:, :8, :8], plain[:, :8, -8:], plain[:, -8:, :8], plain[:, -8:, -8:]], 1)
+    middle = shaded[:, 24:40, 24:40] - plain[:, 24:40, 24:40]
+    assert corners.mean() < -0.03 and middle.mean() > 0.0  # the light falls off toward the edge
