@@ -67,6 +67,6 @@ def hand_masks(images: np.ndarray, log: Log | None = None) -> np.ndarray:
     """Masks of a stack of uint8 RGB images (N, H, W, 3) -> float32 (N, H, W, 1)."""
     cores = config.available_cores()
     if log:
-        log(f"finding the hand in {len(images)} images for the background swap (about {len(images) * 0.045 / cores:.0f} s)")
+        log(f"finding the hand in {len(images)} images for the augmentation (about {len(images) * 0.045 / cores:.0f} s)")
     with ThreadPoolExecutor(cores) as pool:
         return np.stack(list(pool.map(hand_mask, images)))[..., None]
