@@ -10,8 +10,8 @@ is never cut off (a cut finger changes the label). A mask whose size is not a
 hand's (the wall was not plain, or the hand fills the frame) is all ones, and that
 image keeps its own background.
 
-numpy and OpenCV only; about 45 ms per 64x64 image on one core, computed once per run,
-on every core (GrabCut releases the GIL).
+numpy and OpenCV only; computed once per run, on every core (GrabCut releases the GIL):
+972 SIGNS images took 5.5 s on one core of a 2-core AMX Xeon and 2.9 s on both (docs/training.md).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ HAND_FRACTION = (0.06, 0.75)  # a mask outside this share of the image is not tr
 LIGHTNESS_WEIGHT = 0.15  # shadows differ from the wall in lightness, skin in colour
 BORDER_PX = 3
 WALL_ROWS = 0.75  # the side strips that sample the wall stop above the arm
+SECONDS_PER_IMAGE = 0.006  # on one core, for the time the progress line announces (measured as above)
 
 
 def wall_distance(rgb: np.ndarray) -> np.ndarray:
@@ -67,6 +68,6 @@ def hand_masks(images: np.ndarray, log: Log | None = None) -> np.ndarray:
     """Masks of a stack of uint8 RGB images (N, H, W, 3) -> float32 (N, H, W, 1)."""
     cores = config.available_cores()
     if log:
-        log(f"finding the hand in {len(images)} images for the augmentation (about {len(images) * 0.045 / cores:.0f} s)")
+        log(f"finding the hand in {len(images)} images for the augmentation (about {len(images) * SECONDS_PER_IMAGE / cores:.0f} s)")
     with ThreadPoolExecutor(cores) as pool:
         return np.stack(list(pool.map(hand_mask, images)))[..., None]
