@@ -110,6 +110,9 @@ class Recipe:
     # The last share of the epochs whose weights are averaged into the saved model (trainer/average.py; 0: the last
     # step's weights). Batch-norm statistics are then recomputed for the average, as recalibrate_bn does.
     average_last: float = 0.0
+    # The first share of the epochs over which the augmentation grows from none to full (trainer/augment.py,
+    # AugmentationRamp): every switch's share, the tilt, the colour ranges. 0: full from the first step.
+    augment_ramp: float = 0.0
 
     @property
     def needs_masks(self) -> bool:

@@ -15,7 +15,9 @@ from edge_signs import config
 from edge_signs.config import Recipe
 from edge_signs.preprocess import to_model_input
 from edge_signs.trainer import tf
-from edge_signs.trainer.augment import augmenter
+from edge_signs.trainer.augment import AugmentationRamp, augmentation_ramp, augmenter
+
+__all__ = ["augmentation_ramp", "make_dataset", "mixed_dataset"]
 
 
 def _examples(x_uint8: np.ndarray, y: np.ndarray, augment: Recipe | None, masks: np.ndarray | None):
@@ -29,11 +31,11 @@ def _examples(x_uint8: np.ndarray, y: np.ndarray, augment: Recipe | None, masks:
     return tf.data.Dataset.from_tensor_slices((x, onehot))
 
 
-def _finish(ds, *, batch_size: int, augment: Recipe | None, seed: int):
+def _finish(ds, *, batch_size: int, augment: Recipe | None, seed: int, ramp: AugmentationRamp | None = None):
     """Batch, augment whole batches in parallel, shard by data under tf.distribute, prefetch."""
     ds = ds.batch(batch_size)
     if augment is not None:
-        ds = ds.map(augmenter(seed, augment), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(augmenter(seed, augment, ramp), num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     options.threading.private_threadpool_size = config.available_cores()  # not the host's count under a CPU quota
@@ -41,20 +43,21 @@ def _finish(ds, *, batch_size: int, augment: Recipe | None, seed: int):
 
 
 def make_dataset(x_uint8: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool, augment: Recipe | None, seed: int,
-                 masks: np.ndarray | None = None):
+                 masks: np.ndarray | None = None, ramp: AugmentationRamp | None = None):
     """uint8 RGB + int labels -> tf.data of (model input, one-hot labels).
 
     ``augment``: the recipe whose augmentation applies (None: none); ``masks`` (N, H, W, 1):
-    the hands, for a recipe that swaps backgrounds or turns hands upright (1 everywhere keeps an image as it is).
+    the hands, for a recipe that swaps backgrounds or turns hands upright (1 everywhere keeps an image as it is);
+    ``ramp``: the callback that sets the augmentation's strength epoch by epoch (augment.augmentation_ramp).
     """
     ds = _examples(x_uint8, y, augment, masks)
     if training:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-    return _finish(ds, batch_size=batch_size, augment=augment, seed=seed)
+    return _finish(ds, batch_size=batch_size, augment=augment, seed=seed, ramp=ramp)
 
 
 def mixed_dataset(own_x: np.ndarray, own_y: np.ndarray, signs_x: np.ndarray, signs_y: np.ndarray, *, signs_mix: float,
-                  batch_size: int, augment: Recipe | None, seed: int):
+                  batch_size: int, augment: Recipe | None, seed: int, ramp: AugmentationRamp | None = None):
     """Batches drawn from your own images and SIGNS at ``signs_mix`` (endless; one epoch = your images once).
 
     Returns (dataset, steps per epoch). Each example is drawn from SIGNS with probability
@@ -72,4 +75,4 @@ def mixed_dataset(own_x: np.ndarray, own_y: np.ndarray, signs_x: np.ndarray, sig
     else:
         ds = endless(own_x, own_y, 0)
         steps = int(np.ceil(len(own_y) / batch_size))
-    return _finish(ds, batch_size=batch_size, augment=augment, seed=seed), steps
+    return _finish(ds, batch_size=batch_size, augment=augment, seed=seed, ramp=ramp), steps

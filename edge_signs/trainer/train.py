@@ -41,7 +41,7 @@ from edge_signs.trainer import keras, tf
 from edge_signs.trainer.average import weight_average
 from edge_signs.trainer.batchnorm import recalibrate_batchnorm
 from edge_signs.trainer.callbacks import Diverged, ProgressLine, StopOnDivergence, make_checkpoint_callback, read_checkpoint
-from edge_signs.trainer.datasets import make_dataset, mixed_dataset
+from edge_signs.trainer.datasets import augmentation_ramp, make_dataset, mixed_dataset
 from edge_signs.trainer.devices import choose_strategy, describe_device
 from edge_signs.trainer.extra import ChooseBestEpoch, Extra, best_weights, describe_choice, first_selection_epoch, load_extra, read_best, with_extra
 from edge_signs.trainer.model import build_resnet50, compile_model, freeze_stages, load_init, nonfinite_layers
@@ -204,7 +204,7 @@ class TrainingRun:
         train_idx, val_idx = train_val_split(signs.train.y, options.val_fraction, options.seed, options.limit)
         self.train_split = signs.train.x[train_idx], signs.train.y[train_idx]
         self.val_split = signs.train.x[val_idx], signs.train.y[val_idx]
-        augment = self.recipe if self.recipe.augment else None
+        augment, self.ramp = (self.recipe if self.recipe.augment else None), augmentation_ramp(self.recipe)
         if self.own is None:
             self._signs_datasets(augment)
         else:
@@ -218,7 +218,7 @@ class TrainingRun:
         # Endless, with fit told the steps: Keras otherwise makes a new iterator each epoch, and on a 2-core CPU
         # every second epoch or so then waited about 9 s for its first batch (12 s epochs took 20; docs/training.md).
         self.train_ds = make_dataset(x_fit, y_fit, batch_size=options.batch_size, training=True, augment=augment, seed=options.seed,
-                                     masks=masks).repeat()
+                                     masks=masks, ramp=self.ramp).repeat()
         self.val_ds = make_dataset(x_val, y_val, batch_size=options.batch_size, training=False, augment=None, seed=options.seed) if len(y_val) else None
         self.steps_per_epoch = int(np.ceil(len(y_fit) / options.batch_size))
         self.what = (f"{len(y_tr)} images" + (f" and {extra.images} from {', '.join(options.extra)}" if extra.train else "")
@@ -229,7 +229,7 @@ class TrainingRun:
         options, own = self.options, self.own
         x_tr, y_tr = self.train_split
         self.train_ds, self.steps_per_epoch = mixed_dataset(own.train.x, own.train.y, x_tr, y_tr, signs_mix=self.recipe.signs_mix,
-                                                            batch_size=options.batch_size, augment=augment, seed=options.seed)
+                                                            batch_size=options.batch_size, augment=augment, seed=options.seed, ramp=self.ramp)
         self.val_ds = (make_dataset(own.val.x, own.val.y, batch_size=options.batch_size, training=False, augment=None, seed=options.seed)
                        if len(own.val) else None)
         self.what = f"{own.describe()}; SIGNS makes {self.recipe.signs_mix:.0%} of each batch"
@@ -282,7 +282,7 @@ class TrainingRun:
                     initial_epoch=self.initial_epoch,
                     steps_per_epoch=self.steps_per_epoch,  # both training datasets are endless
                     shuffle=False,  # tf.data shuffles (seeded) before batching and augmenting
-                    callbacks=[self.guard, *chooser, *filter(None, [self.averager]), checkpoint, ProgressLine(self.log, recipe.epochs, self.timing)],
+                    callbacks=[self.guard, *chooser, *filter(None, [self.averager, self.ramp]), checkpoint, ProgressLine(self.log, recipe.epochs, self.timing)],
                     # Keras' bar shows progress within an epoch on a terminal; ProgressLine says epoch k/N and the time left.
                     verbose=self.verbose if self.verbose is not None else (1 if sys.stderr.isatty() else 0),
                 )
