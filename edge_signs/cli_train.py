@@ -72,7 +72,7 @@ def _merge_settings(settings: tuple[tuple[str, object], ...], flags: dict) -> di
 @data_option
 @click.option("--out", type=click.Path(path_type=Path), default=None, help=f"Run folder for the model, history, curves and metrics [default: {config.RUNS_DIR}/train/NAME<N>, a new one].")
 @name_option
-@click.option("--recipe", type=click.Choice(tuple(config.RECIPES)), default=config.DEFAULT_RECIPE, show_default=True, help="'seed': the original 20-epoch Adam run; 'default': wide augmentation for other people's hands, batch-norm statistics recomputed at the end; 'camera': camera-like augmentation only, more regularized (the best on SIGNS); 'varied': the default's augmentation with camera's regularization; 'finetune': what the finetune command uses.")
+@click.option("--recipe", type=click.Choice(tuple(config.RECIPES)), default=config.DEFAULT_RECIPE, show_default=True, help="'seed': the original 20-epoch Adam run; 'default': wide augmentation for other people's hands, grown over the first quarter of the epochs, weights averaged over the last third; 'camera': camera-like augmentation only, more regularized (the best on SIGNS); 'varied': the default's augmentation with camera's regularization; 'finetune': what the finetune command uses.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the recipe's epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=config.BATCH_SIZE, show_default=True, help="Global batch size (split across replicas).")
 @click.option("--learning-rate", type=FiniteFloat(0, low_open=True), default=None, help="Override the recipe's peak learning rate.")
