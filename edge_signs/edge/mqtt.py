@@ -142,6 +142,8 @@ class MqttOutput(EventOutput):
         self.event_topic, self.state_topic, self.availability_topic = f"{t}/event", f"{t}/state", f"{t}/availability"
         self.delivered = self.dropped = self.connections = self.refused = 0
         self.state = NO_SIGN
+        self._state_sent_on = 0  # the connection the state last went out on (0: none yet)
+        self._state_sent: Optional[str] = None  # and what it was
         self.refusal: Optional[str] = None  # the broker's reason, when it refused a connection
         self._queue: collections.deque[str] = collections.deque(maxlen=queue_size)  # event payloads not yet handed to paho
         self._sent: collections.deque = collections.deque()  # paho's MQTTMessageInfo of events not yet acknowledged
@@ -177,7 +179,7 @@ class MqttOutput(EventOutput):
         client.publish(self.availability_topic, ONLINE, qos=1, retain=True)
         if self.ha_discovery:
             client.publish(*discovery_config(self.target), qos=1, retain=True)
-        client.publish(self.state_topic, self.state, qos=1, retain=True)
+        # The state goes out from the loop's thread (_hand_over): read here, a sign held meanwhile could be lost.
         self._down_said = False
         self._connected = True
         self._up.set()
@@ -202,19 +204,25 @@ class MqttOutput(EventOutput):
         if len(self._queue) == self._queue.maxlen:
             self.dropped += 1  # the deque drops its oldest on append
         self._queue.append(dumps(finite_or_none(event.as_dict())))
-        if self._connected:
-            self._client.publish(self.state_topic, self.state, qos=1, retain=True)
         self._hand_over()
 
     def on_frame(self, result) -> None:
-        if self._queue or self._sent:
+        if self._queue or self._sent or self._state_stale():
             self._hand_over()
+
+    def _state_stale(self) -> bool:
+        """Connected, and the broker lacks the sign held now: it changed, or this is a new connection (a restarted broker forgot it)."""
+        return self._connected and (self._state_sent != self.state or self._state_sent_on != self.connections)
 
     def _hand_over(self) -> None:
         """Count what the broker acknowledged; give paho what waits while connected (paho writes it from its thread)."""
         while self._sent and self._sent[0].is_published():
             self._sent.popleft()
             self.delivered += 1
+        if self._state_stale():
+            connection = self.connections  # read before publishing: a reconnection meanwhile sends it again
+            if self._client.publish(self.state_topic, self.state, qos=1, retain=True).rc == 0:
+                self._state_sent, self._state_sent_on = self.state, connection
         while self._queue and self._connected:
             info = self._client.publish(self.event_topic, self._queue[0], qos=1)
             if info.rc != 0:  # paho's queue is full, or the connection just went: it waits for the next frame

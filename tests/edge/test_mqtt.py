@@ -151,8 +151,15 @@ def test_events_of_a_labelled_video_reach_a_subscriber(broker, held_video, tiny_
     sub = Subscriber(broker.port, ("signs/#", f"{config.MQTT_DISCOVERY_PREFIX}/#"))
     try:
         time.sleep(0.3)  # subscribed before the run starts
+        # A file plays faster than paho connects on a busy machine: the first frame waits until the Pi is online,
+        # so every held sign's state has a connection to go out on.
+        def first_frame_waits(result) -> None:
+            if result.frame == 0:
+                assert sub.wait(lambda m: ("signs/availability", "online") in [(t, p) for t, p, _ in m])
+
         summary = run_live(tiny_models["int8"], LiveOptions(video=str(video), headless=True, status_interval=0,
-                                                            events=EventOptions(mqtt=broker.url(), ha_discovery=True)), log=quiet)
+                                                            events=EventOptions(mqtt=broker.url(), ha_discovery=True)),
+                           log=quiet, on_frame=first_frame_waits)
         signs = [sign for _, _, sign in ranges]
         assert sub.wait(lambda m: sum(1 for t, p, _ in m if t == "signs/availability" and p == "offline") >= 1)
         assert sub.wait(lambda m: len([1 for t, p, _ in m if t == "signs/event"]) >= 2 * len(signs))
@@ -221,6 +228,11 @@ def test_a_broker_restarted_mid_run_never_stalls_the_loop(broker, held_video, ti
         before = len(sub.on("signs/event"))
         assert sub.wait(lambda m: sum(1 for t, *_ in m if t == "signs/event") >= before + 4)  # reconnected: events flow again
         assert sub.wait(lambda m: m.count(("signs/availability", "online", False)) + m.count(("signs/availability", "online", True)) >= 2)
+        late = Subscriber(broker.port)  # the restarted broker kept nothing (persistence false); a newcomer still learns the state
+        try:
+            assert late.wait(lambda m: any(t == "signs/state" and retained for t, _, retained in m))
+        finally:
+            late.close()
     finally:
         stop.set()
         runner.join(timeout=30)
