@@ -90,6 +90,7 @@ class Recipe:
     # The augmentation's geometry (trainer/augment.py): degrees of tilt, shift as a share of the side, zoom in/out.
     rotation: float = 15.0
     upright: float = 0.0  # the share of images also turned from their own lean to upright (the hand mask's long axis)
+    close_up: float = 0.0  # the share of images framed on the hand (the mask's top), so that it fills the frame
     shift: float = 0.06
     zoom_in: float = 0.08
     zoom_out: float = 0.12
@@ -117,7 +118,7 @@ class Recipe:
     @property
     def needs_masks(self) -> bool:
         """Whether the augmentation needs each SIGNS image's hand mask (trainer/segment.py)."""
-        return self.augment and (self.background_swap > 0 or self.upright > 0)
+        return self.augment and (self.background_swap > 0 or self.upright > 0 or self.close_up > 0)
 
 
 DEFAULT_RECIPE = "default"

@@ -20,7 +20,7 @@ from edge_signs.config import RECIPES  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
 from edge_signs.preprocess import to_model_input  # noqa: E402
 from edge_signs.trainer import tf  # noqa: E402
-from edge_signs.trainer.augment import augmenter, colour_fields, rotate, swap_background  # noqa: E402
+from edge_signs.trainer.augment import augmenter, close_up, colour_fields, rotate, swap_background  # noqa: E402
 from edge_signs.trainer.extra import describe_choice, replaces  # noqa: E402
 from edge_signs.trainer.segment import hand_mask, hand_masks  # noqa: E402
 from edge_signs.trainer.train import TrainOptions, train  # noqa: E402
@@ -73,6 +73,28 @@ def test_upright_turns_signs_leaning_hands_upright_mirrored_or_not(signs):
     bar[0, 8:56, 30:34] = 1
     level = rotate(tf.constant(bar), tf.constant([90.0])).numpy()[0, ..., 0]
     assert level[30:34, 8:56].mean() > 0.9 and level[8:28, 30:34].mean() < 0.1
+
+
+def test_close_up_frames_the_hand_so_that_it_fills_the_frame(signs):
+    x = signs.test.x[:48]
+    masks = hand_masks(x)
+    masks[0] = 1.0  # a photo whose wall was not found: no hand to frame
+    rgba = np.concatenate([to_model_input(x), masks], -1)
+    out = close_up(tf.constant(rgba), tf.ones(48, tf.bool), tf.fill([48], 1.2)).numpy()
+    assert out.shape == rgba.shape and np.allclose(out[0], rgba[0])
+    trusted = masks.mean(axis=(1, 2, 3)) < 1.0
+    trusted[0] = False
+    before, after = masks[trusted].mean(axis=(1, 2, 3)), (out[trusted][..., 3] > 0.5).mean(axis=(1, 2))
+    assert np.median(after / before) > 1.3  # hand and forearm: a quarter of the frame; framed, the hand fills more
+    assert (out[trusted][:, :2, :, 3] > 0.5).mean() < 0.05  # the fingertips are inside, not cut by the top edge
+    # the wrist and arm go off the bottom edge, as in a close-up from a camera
+    assert np.median((out[trusted][:, -3:, :, 3] > 0.5).mean(axis=(1, 2))) > 0.1
+    untouched = close_up(tf.constant(rgba), tf.zeros(48, tf.bool), tf.fill([48], 1.2)).numpy()
+    assert np.allclose(untouched, rgba, atol=1e-6)
+    only_close_up = dataclasses.replace(RECIPES["camera"], close_up=1.0)
+    assert only_close_up.needs_masks
+    images, _ = augmenter(0, only_close_up)(tf.constant(rgba), tf.zeros(48))
+    assert images.shape == (48, 64, 64, 3)
 
 
 def test_a_photo_without_a_wall_keeps_its_own_background():
