@@ -75,6 +75,10 @@ class AugmentationRamp(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.strength.assign(min(1.0, epoch / self.epochs))
 
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:  # the callbacks after this one (the checkpoint's history.json) see the epoch's strength
+            logs["augment_strength"] = float(self.strength.numpy())
+
     def on_train_end(self, logs=None):
         self.strength.assign(1.0)  # what follows training (batch-norm statistics) sees the full augmentation
 

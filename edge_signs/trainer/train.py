@@ -3,7 +3,7 @@
 A run folder holds, each written atomically:
 
     model.keras         the trained classifier (no optimizer state)
-    history.json        per-epoch loss/accuracy (train and validation) and learning rate
+    history.json        per-epoch loss/accuracy (train and validation), learning rate, the augmentation's strength
     training_curves.png accuracy and loss by epoch
     metrics.json        final train/val/test accuracy and loss, timing, device, options
     checkpoint/         the last checkpointed epoch (model with optimizer state + state.json; the running weight

@@ -10,13 +10,18 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from edge_signs import config  # noqa: E402
 from edge_signs.config import RECIPES  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
+from edge_signs.log import quiet  # noqa: E402
 from edge_signs.preprocess import to_model_input  # noqa: E402
-from edge_signs.trainer import tf  # noqa: E402
+from edge_signs.trainer import keras, tf  # noqa: E402
+from edge_signs.trainer import train as train_module  # noqa: E402
 from edge_signs.trainer.augment import AugmentationRamp, augmentation_ramp, augmenter  # noqa: E402
 from edge_signs.trainer.segment import hand_masks  # noqa: E402
 from edge_signs.trainer.train import TrainOptions, train  # noqa: E402
+from tests.faults import interrupted_after  # noqa: E402
+from tests.fixtures.make_tiny_model import build  # noqa: E402
 
 # Every switch on, at its largest, with no shift or zoom: what the ramp scales is all that changes an image but the mirror.
 EVERYTHING = dataclasses.replace(RECIPES["default"], shift=0.0, zoom_in=0.0, zoom_out=0.0, rotation=30.0, upright=1.0, background_swap=1.0,
@@ -80,3 +85,20 @@ def test_a_run_with_a_ramp_trains_and_records_it(tmp_path, signs):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["recipe"]["augment_ramp"] == 0.5
     assert 0 <= metrics["test_accuracy"] <= 1 and metrics["epochs"] == 2
+
+
+def test_an_interrupted_run_resumes_with_the_strength_of_its_epoch(tmp_path, signs, monkeypatch):
+    """Ctrl-C after the first of four epochs (a ramp over two), then --resume: the strength goes on 0.5, 1, 1."""
+    monkeypatch.setattr(train_module, "build_resnet50", lambda **_kwargs: build(keras))  # a tiny model: seconds, not minutes
+    monkeypatch.setattr(config, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint after every epoch
+    make_checkpoint = train_module.make_checkpoint_callback
+    run = tmp_path / "run"
+    options = TrainOptions(limit=24, batch_size=4, overrides={"epochs": 4, "augment_ramp": 0.5, "average_last": 0.0})
+    monkeypatch.setattr(train_module, "make_checkpoint_callback", interrupted_after(make_checkpoint, 0))
+    with pytest.raises(train_module.TrainingInterrupted):
+        train(options, run, data=signs, verbose=0, log=quiet)
+    assert json.loads((run / "history.json").read_text())["augment_strength"] == [0.0]
+
+    monkeypatch.setattr(train_module, "make_checkpoint_callback", make_checkpoint)
+    train(None, run, data=signs, resume=True, verbose=0, log=quiet)
+    assert json.loads((run / "history.json").read_text())["augment_strength"] == [0.0, 0.5, 1.0, 1.0]
