@@ -91,6 +91,7 @@ class Recipe:
     rotation: float = 15.0
     upright: float = 0.0  # the share of images also turned from their own lean to upright (the hand mask's long axis)
     close_up: float = 0.0  # the share of images framed on the hand (the mask's top), so that it fills the frame
+    hand_size: float = 0.0  # the share whose hand is rescaled to a size drawn alike for every sign (trainer/framing.py)
     shift: float = 0.06
     zoom_in: float = 0.08
     zoom_out: float = 0.12
@@ -118,7 +119,7 @@ class Recipe:
     @property
     def needs_masks(self) -> bool:
         """Whether the augmentation needs each SIGNS image's hand mask (trainer/segment.py)."""
-        return self.augment and (self.background_swap > 0 or self.upright > 0 or self.close_up > 0)
+        return self.augment and (self.background_swap > 0 or self.upright > 0 or self.close_up > 0 or self.hand_size > 0)
 
 
 DEFAULT_RECIPE = "default"

@@ -11,6 +11,7 @@ import math
 from edge_signs import config
 from edge_signs.config import Recipe
 from edge_signs.trainer import keras, tf
+from edge_signs.trainer.framing import CLOSE_UP_MARGIN, HAND_AREA, close_up, resize_hand
 
 
 def augmenter(seed: int, recipe: Recipe, ramp: AugmentationRamp | None = None):
@@ -96,13 +97,13 @@ MAX_LEAN_DEGREES = 45.0
 
 
 def _geometry(seed: int, recipe: Recipe, strength=None):
-    """``strength`` (a variable, None where nothing ramps) scales the tilt and the shares turned upright and framed close."""
+    """``strength`` (a variable, None where nothing ramps) scales the tilt and the shares turned upright, framed close and rescaled."""
     flip = [keras.layers.RandomFlip("horizontal", seed=seed)]
     shift_zoom = [
         keras.layers.RandomTranslation(recipe.shift, recipe.shift, fill_mode="nearest", seed=seed + 2),
         keras.layers.RandomZoom((-recipe.zoom_in, recipe.zoom_out), fill_mode="nearest", seed=seed + 3),
     ]
-    if recipe.upright == 0 and recipe.close_up == 0 and strength is None:
+    if recipe.upright == 0 and recipe.close_up == 0 and recipe.hand_size == 0 and strength is None:
         return keras.Sequential([*flip, keras.layers.RandomRotation(recipe.rotation / 360, fill_mode="nearest", seed=seed + 1), *shift_zoom],
                                 name="augment_geometry")
     gen = tf.random.Generator.from_seed(seed + 1)
@@ -110,7 +111,7 @@ def _geometry(seed: int, recipe: Recipe, strength=None):
 
     def geometry(images, training=True):
         """RGB + the hand's mask (B, H, W, 4): mirrored, turned (``upright`` of them from their own lean to upright),
-        ``close_up`` of them framed on the hand, moved, zoomed."""
+        ``close_up`` of them framed on the hand, ``hand_size`` of them with the hand rescaled, moved, zoomed."""
         images = flip(images, training=training)
         batch = tf.shape(images)[0]
         scale = 1.0 if strength is None else strength
@@ -118,6 +119,8 @@ def _geometry(seed: int, recipe: Recipe, strength=None):
         images = rotate(images, turn + gen.uniform((batch,), -recipe.rotation * scale, recipe.rotation * scale))
         if recipe.close_up > 0:
             images = close_up(images, gen.uniform((batch,)) < recipe.close_up * scale, gen.uniform((batch,), *CLOSE_UP_MARGIN))
+        if recipe.hand_size > 0:
+            images = resize_hand(images, gen.uniform((batch,)) < recipe.hand_size * scale, gen.uniform((batch,), *HAND_AREA))
         return shift_zoom(images, training=training)
 
     return geometry
@@ -143,45 +146,6 @@ def to_upright(masks):
     lean = 90.0 - tf.abs(axis)
     trusted = (lean <= MAX_LEAN_DEGREES) & (area < tf.cast(size_x * size_y, tf.float32))
     return tf.where(trusted, -tf.sign(axis) * lean, 0.0)
-
-
-# A close-up's square side, as a multiple of the hand's larger side: from filling the frame to a little room around it.
-CLOSE_UP_MARGIN = (1.05, 1.45)
-# The hand is the top of its mask (SIGNS' forearm comes in from below, and more so once turned upright): this share of
-# the mask's height from its top. A mask of less than MIN or more than MAX of the frame is not trusted.
-HAND_SHARE_OF_MASK = 0.6
-CLOSE_UP_MIN_AREA, CLOSE_UP_MAX_AREA = 0.02, 0.9
-
-
-def close_up(images, chosen, margin):
-    """The chosen images (B, H, W, C; the last channel the hand's mask) framed on the hand: a square ``margin`` times
-    its larger side, centred on it, the wrist cut by the bottom edge. Strangers and webcams show a hand that fills the
-    frame, where SIGNS' hand and forearm fill half of it. Images with no trusted mask, or not chosen, stay as they are.
-    """
-    size_y, size_x = tf.shape(images)[1], tf.shape(images)[2]
-    h, w = tf.cast(size_y, tf.float32), tf.cast(size_x, tf.float32)
-    mask = tf.cast(images[..., -1] > 0.5, tf.float32)
-    rows = tf.reduce_max(mask, axis=2) > 0  # (B, H): rows the mask reaches
-    top = tf.cast(tf.argmax(tf.cast(rows, tf.int32), axis=1), tf.float32)
-    bottom = h - 1 - tf.cast(tf.argmax(tf.cast(tf.reverse(rows, [1]), tf.int32), axis=1), tf.float32)
-    band_end = top + HAND_SHARE_OF_MASK * (bottom - top + 1)
-    y = tf.cast(tf.range(size_y), tf.float32)
-    hand = mask * tf.cast(y[None, :, None] < band_end[:, None, None], tf.float32)
-    cols = tf.reduce_max(hand, axis=1) > 0  # (B, W)
-    left = tf.cast(tf.argmax(tf.cast(cols, tf.int32), axis=1), tf.float32)
-    right = w - 1 - tf.cast(tf.argmax(tf.cast(tf.reverse(cols, [1]), tf.int32), axis=1), tf.float32)
-    side = tf.clip_by_value(tf.maximum(right - left + 1, band_end - top) * margin, 0.25 * w, w)
-    centre_x, centre_y = (left + right) / 2, (top + band_end) / 2
-    area = tf.reduce_sum(mask, axis=[1, 2]) / (h * w)
-    trusted = chosen & (area > CLOSE_UP_MIN_AREA) & (area < CLOSE_UP_MAX_AREA)
-    k = side / w
-    # Output pixel (x, y) reads the input at (k x + x0, k y + y0): the square's corner pixel to the output's.
-    x0, y0 = centre_x - (w - 1) / 2 * k, centre_y - (h - 1) / 2 * k
-    zeros, ones = tf.zeros_like(k), tf.ones_like(k)
-    frame = tf.stack([k, zeros, x0, zeros, k, y0, zeros, zeros], axis=1)
-    identity = tf.stack([ones, zeros, zeros, zeros, ones, zeros, zeros, zeros], axis=1)
-    transform = tf.where(trusted[:, None], frame, identity)
-    return keras.ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="nearest")
 
 
 def rotate(images, degrees):

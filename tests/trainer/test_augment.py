@@ -20,8 +20,9 @@ from edge_signs.config import RECIPES  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
 from edge_signs.preprocess import to_model_input  # noqa: E402
 from edge_signs.trainer import tf  # noqa: E402
-from edge_signs.trainer.augment import augmenter, close_up, colour_fields, rotate, swap_background  # noqa: E402
+from edge_signs.trainer.augment import augmenter, colour_fields, rotate, swap_background  # noqa: E402
 from edge_signs.trainer.extra import describe_choice, replaces  # noqa: E402
+from edge_signs.trainer.framing import close_up, resize_hand  # noqa: E402
 from edge_signs.trainer.segment import hand_mask, hand_masks  # noqa: E402
 from edge_signs.trainer.train import TrainOptions, train  # noqa: E402
 from tests.conftest import HANDS_DIR, REPO, SLD_DEV_DIR, run_cli  # noqa: E402
@@ -95,6 +96,22 @@ def test_close_up_frames_the_hand_so_that_it_fills_the_frame(signs):
     assert only_close_up.needs_masks
     images, _ = augmenter(0, only_close_up)(tf.constant(rgba), tf.zeros(48))
     assert images.shape == (48, 64, 64, 3)
+
+
+def test_resize_hand_gives_every_sign_the_same_size(signs):
+    ones_and_fives = np.isin(signs.train.y, [1, 5])
+    x, y = signs.train.x[ones_and_fives][::6], signs.train.y[ones_and_fives][::6]
+    masks = hand_masks(x)
+    trusted = masks.mean(axis=(1, 2, 3)) < 1.0
+    x, y, masks = x[trusted], y[trusted], masks[trusted]
+    share = masks.mean(axis=(1, 2, 3))
+    assert np.median(share[y == 5]) - np.median(share[y == 1]) > 0.1  # SIGNS: the more fingers, the larger the hand
+    rgba = np.concatenate([to_model_input(x), masks], -1)
+    out = resize_hand(tf.constant(rgba), tf.ones(len(y), tf.bool), tf.fill([len(y)], 0.42)).numpy()
+    after = (out[..., 3] > 0.5).mean(axis=(1, 2))
+    assert abs(np.median(after[y == 5]) - np.median(after[y == 1])) < 0.05  # the size says nothing of the sign
+    assert 0.36 < np.median(after) < 0.48
+    assert (out[:, :2, :, 3] > 0.5).mean() < 0.05  # nearer, but the fingertips stay in the frame
 
 
 def test_a_photo_without_a_wall_keeps_its_own_background():
