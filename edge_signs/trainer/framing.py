@@ -3,9 +3,9 @@
 SIGNS shows a hand and forearm in the upper middle of a plain wall, and the more fingers, the more of the
 frame they cover: a 1's mask 0.25, a 5's 0.40 (medians of the 180 training photos of each; segment.py).
 Strangers' hands at a wall (sld-dev) cover 0.39-0.46 whatever the sign, so to a model that learnt the
-size as a cue each of them is a 4 or a 5. ``resize_hand`` takes that
-cue away: the hand is brought nearer, to a size drawn the same way for every sign. ``close_up`` frames the hand
-so that it fills the frame, as a webcam crop does.
+size as a cue each of them is a 4 or a 5. ``resize_hand`` takes that cue away: the hand is brought
+nearer, to a size drawn the same way for every sign. ``close_up`` frames the hand so that it fills the
+frame, as a webcam crop does.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from edge_signs.trainer import keras, tf
 # A close-up's square side, as a multiple of the hand's larger side: from filling the frame to a little room around it.
 CLOSE_UP_MARGIN = (1.05, 1.45)
 # resize_hand: the share of the frame the hand and forearm cover afterwards, drawn alike whatever the sign: SIGNS' 1s
-# cover 0.25 (the median), its 5s 0.40, strangers' hands at a wall 0.39-0.46. The squares it chooses among.
+# cover 0.25 (the median), its 5s 0.40, strangers' hands at a wall 0.39-0.46. It chooses among this many views.
 HAND_AREA = (0.3, 0.5)
 RESIZE_STEPS = 13
 # The hand is the top of its mask (SIGNS' forearm comes in from below, and more so once turned upright): this share of
