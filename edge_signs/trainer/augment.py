@@ -20,7 +20,8 @@ def augmenter(seed: int, recipe: Recipe, ramp: AugmentationRamp | None = None):
     C = 4 where the recipe needs the hand (``Recipe.needs_masks``): the 4th channel is its mask (segment.py).
 
     Always: mirrored hands, a hand off-centre, tilted, nearer or farther (the recipe's
-    ranges; ``upright``: that share also turned from its own lean to upright), and on about
+    ranges; ``upright``: that share also turned from its own lean to upright; ``close_up`` and
+    ``hand_size``: that share framed on the hand, framing.py), and on about
     half of the images other light, white balance, contrast, sensor noise and defocus. Each
     of the recipe's further switches adds one step: ``background_swap`` (the wall is replaced
     by a random colour field), ``hue`` (skin tone and tint), ``grayscale``, ``vignette`` (lens
