@@ -3,7 +3,8 @@
 Checked: the events of a labelled video end to end, the retained state and
 availability, Home Assistant discovery, the last will when `live` is killed
 (SIGKILL), a broker that is down from the start, one restarted mid-run (the loop
-never stalls, paho reconnects, what could not be sent is counted), mqtts:// against
+never stalls, paho reconnects, what could not be sent is counted; the sign still held
+is told to it again), mqtts:// against
 a TLS listener (openssl makes its CA), and a user whose password comes from the
 environment (mosquitto_passwd).
 Skipped, with the reason, only where the mosquitto binary or paho-mqtt is absent
@@ -27,9 +28,10 @@ from pathlib import Path
 import pytest
 
 from edge_signs import config
+from edge_signs.edge.event_types import SignEvent
 from edge_signs.edge.events import HELD, RELEASED, EventOptions
 from edge_signs.edge.live import LiveOptions, run_live
-from edge_signs.edge.mqtt import discovery_config, parse_mqtt
+from edge_signs.edge.mqtt import MqttOutput, discovery_config, parse_mqtt
 from edge_signs.errors import EdgeSignsError
 from edge_signs.log import quiet
 from tests.conftest import REPO
@@ -245,6 +247,35 @@ def test_a_broker_restarted_mid_run_never_stalls_the_loop(broker, held_video, ti
     assert stats["connections"] >= 2 and stats["dropped"] > 0
     assert stats["delivered"] + stats["dropped"] == emitted  # every event either reached the broker or was counted
     assert any("dropped" in line and "mqtt" in line for line in summary.event_lines)
+
+
+def test_a_restarted_broker_is_told_the_sign_still_held(broker, monkeypatch):
+    """No event after the restart, so only the new connection can bring the state back (persistence false forgets it)."""
+    monkeypatch.setattr(config, "MQTT_RECONNECT_MIN_S", 0.1)
+    output = MqttOutput(broker.url(), log=quiet)
+
+    def frames_until(connections: int) -> None:
+        deadline = time.monotonic() + 20
+        while output.connections < connections and time.monotonic() < deadline:
+            output.on_frame(None)  # the loop goes on, with no events
+            time.sleep(0.05)
+
+    try:
+        frames_until(1)
+        output.on_event(SignEvent(HELD, 1, "3", 0.9, 0.0, 0.5, 10))
+        broker.stop()
+        broker.start()
+        frames_until(2)
+        for _ in range(10):
+            output.on_frame(None)
+            time.sleep(0.02)
+        late = Subscriber(broker.port)
+        try:
+            assert late.wait(lambda m: ("signs/state", "3", True) in m)
+        finally:
+            late.close()
+    finally:
+        output.close()
 
 
 def test_a_broker_that_is_down_costs_the_run_nothing(held_video, tiny_models):
