@@ -3,10 +3,9 @@
 Checked: the events of a labelled video end to end, the retained state and
 availability, Home Assistant discovery, the last will when `live` is killed
 (SIGKILL), a broker that is down from the start, one restarted mid-run (the loop
-never stalls, paho reconnects, what could not be sent is counted; the sign still held
-is told to it again), mqtts:// against
-a TLS listener (openssl makes its CA), and a user whose password comes from the
-environment (mosquitto_passwd).
+never stalls, paho reconnects, what could not be sent is counted; the sign still
+held is told to it again), mqtts:// against a TLS listener (openssl makes its CA),
+and a user whose password comes from the environment (mosquitto_passwd).
 Skipped, with the reason, only where the mosquitto binary or paho-mqtt is absent
 (.ci/run installs both).
 """
