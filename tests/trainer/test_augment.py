@@ -20,7 +20,7 @@ from edge_signs.config import RECIPES  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
 from edge_signs.preprocess import to_model_input  # noqa: E402
 from edge_signs.trainer import tf  # noqa: E402
-from edge_signs.trainer.augment import augmenter, colour_fields, rotate, swap_background  # noqa: E402
+from edge_signs.trainer.augment import HAND_GAIN, HAND_TINT, augmenter, colour_fields, hand_tone, rotate, swap_background  # noqa: E402
 from edge_signs.trainer.extra import describe_choice, replaces  # noqa: E402
 from edge_signs.trainer.framing import close_up, resize_hand  # noqa: E402
 from edge_signs.trainer.segment import hand_mask, hand_masks  # noqa: E402
@@ -134,6 +134,32 @@ def test_the_hand_survives_the_background_swap(signs):
         wall = ~cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         assert np.allclose(image[core], original[core], atol=1e-6)  # every hand pixel kept
         assert np.abs(image[wall] - original[wall]).mean() > 0.05  # the wall replaced
+
+
+def test_hand_tone_changes_the_hand_alone_lighter_or_darker(signs):
+    x = signs.test.x[:32]
+    rgb, masks = to_model_input(x), hand_masks(x)
+    gen = tf.random.Generator.from_seed(0)
+    out = hand_tone(gen, tf.constant(np.concatenate([rgb, masks], -1)), probability=1.0).numpy()
+    assert out.shape == (32, 64, 64, 4) and 0 <= out.min() and out.max() <= 1
+    assert np.array_equal(out[..., 3:], masks)  # the mask rides on for the background swap
+    brightness = []
+    for image, original, mask in zip(out[..., :3], rgb, masks[..., 0]):
+        if mask.min() == 1:
+            continue
+        core = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        wall = ~cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        assert np.allclose(image[wall], original[wall], atol=1e-6)  # the wall kept
+        unclipped = core & (image.max(-1) < 1.0) & (original.min(-1) > 0.1)
+        ratio = image[unclipped] / original[unclipped]
+        low, high = HAND_GAIN[0] * HAND_TINT[0], HAND_GAIN[1] * HAND_TINT[1]
+        assert low - 1e-4 <= ratio.min() and ratio.max() <= high + 1e-4
+        brightness.append(image[core].mean() / original[core].mean())
+    assert len(brightness) >= 24 and min(brightness) < 0.85 and max(brightness) > 1.15  # lighter and darker hands
+    kept = hand_tone(gen, tf.constant(np.concatenate([rgb, masks], -1)), probability=0.0).numpy()
+    assert np.array_equal(kept[..., :3], rgb)
+    with pytest.raises(EdgeSignsError, match="hand_tone must be a number in"):
+        TrainOptions(overrides={"hand_tone": 1.5}).validate()
 
 
 def test_backgrounds_vary_within_and_between_batches():
