@@ -119,7 +119,7 @@ class Recipe:
 
     @property
     def needs_masks(self) -> bool:
-        """Whether the augmentation needs each SIGNS image's hand mask (trainer/segment.py)."""
+        """Whether the augmentation needs each SIGNS image's hand mask (segment.py)."""
         return self.augment and (self.background_swap > 0 or self.upright > 0 or self.close_up > 0 or self.hand_size > 0
                                  or self.hand_tone > 0)
 

@@ -42,10 +42,10 @@ def child(precision: str, xla: bool, fused_adam: bool, fused_bn: bool, steps: in
 
     from edge_signs.data import resolve_data, train_val_split
     from edge_signs.log import quiet
+    from edge_signs.segment import hand_masks
     from edge_signs.trainer import keras, tf
     from edge_signs.trainer.datasets import make_dataset
     from edge_signs.trainer.model import build_resnet50
-    from edge_signs.trainer.segment import hand_masks
     from edge_signs.trainer.train import compile_model
 
     signs = resolve_data(data, log=quiet)

@@ -6,9 +6,11 @@
 Each row changes every photo of the folder the same way after the camera path's
 preprocessing (64x64 RGB) and scores the model on the result: smaller or larger in
 the frame, moved up or down, tilted either way, mirrored, grey, brighter, darker,
-higher contrast; then a grid of scale x downward shift. Where a change raises the
+higher contrast, the hand alone lighter or darker (its mask from segment.py, the wall
+kept); then a grid of scale x downward shift. Where a change raises the
 accuracy, the folder's photos differ from what training showed in that way (a hand
-larger, higher, more upright than SIGNS'), and training augmentation should cover
+larger, higher, more upright than SIGNS'; where it falls, the model leans on that
+property, e.g. the hand's brightness against the wall), and training augmentation should cover
 it: this points the recipe at the gap; it is never applied on the camera path.
 
 Edges are filled by repeating the border (a plain wall stays a plain wall).
@@ -32,6 +34,7 @@ from edge_signs.edge.runtime import Classifier  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
 from edge_signs.log import quiet  # noqa: E402
 from edge_signs.own_data import load_labelled  # noqa: E402
+from edge_signs.segment import hand_mask  # noqa: E402
 
 GRID_SCALES = (1.0, 0.85, 0.75, 0.65)
 GRID_SHIFTS = (0, 4, 8, 12)  # pixels of the 64, downward
@@ -49,6 +52,13 @@ def _levels(images: np.ndarray, gain: float = 1.0, offset: float = 0.0) -> np.nd
     x = images.astype(np.float32)
     mean = x.mean(axis=(1, 2, 3), keepdims=True) if gain != 1.0 else 0.0
     return np.rint(np.clip(mean + gain * (x - mean) + offset, 0, 255)).astype(np.uint8)
+
+
+def hand_gain(image: np.ndarray, gain: float) -> np.ndarray:
+    """One uint8 RGB image with the hand alone (segment.py's mask) times ``gain``; the wall as it was."""
+    mask = hand_mask(image)[..., None]
+    x = image.astype(np.float32)
+    return np.rint(x * (1 - mask) + np.clip(x * gain, 0, 255) * mask).astype(np.uint8)
 
 
 def _each(change):
@@ -71,6 +81,9 @@ CHANGES = {
     "brighter +30": lambda images: _levels(images, offset=30),
     "darker -30": lambda images: _levels(images, offset=-30),
     "contrast x1.4": lambda images: _levels(images, gain=1.4),
+    "hand x1.25": _each(lambda im: hand_gain(im, 1.25)),
+    "hand x0.75": _each(lambda im: hand_gain(im, 0.75)),
+    "hand x0.6": _each(lambda im: hand_gain(im, 0.6)),
 }
 
 

@@ -26,9 +26,9 @@ from edge_signs.config import RECIPES  # noqa: E402
 from edge_signs.data import resolve_data  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
 from edge_signs.log import quiet  # noqa: E402
+from edge_signs.segment import hand_masks  # noqa: E402
 from edge_signs.trainer.datasets import make_dataset  # noqa: E402
 from edge_signs.trainer.options import TrainOptions  # noqa: E402
-from edge_signs.trainer.segment import hand_masks  # noqa: E402
 
 
 def augmentation_grid(x: np.ndarray, y: np.ndarray, recipe, draws: int) -> np.ndarray:

@@ -37,6 +37,7 @@ from edge_signs.own_data import Labelled, load_labelled
 from edge_signs.plots import training_curves_png
 from edge_signs.precheck import check_run_folder
 from edge_signs.preprocess import to_model_input
+from edge_signs.segment import hand_masks
 from edge_signs.trainer import keras, tf
 from edge_signs.trainer.average import weight_average
 from edge_signs.trainer.batchnorm import recalibrate_batchnorm
@@ -47,7 +48,6 @@ from edge_signs.trainer.extra import ChooseBestEpoch, Extra, best_weights, descr
 from edge_signs.trainer.model import build_resnet50, compile_model, freeze_stages, load_init, nonfinite_layers
 from edge_signs.trainer.options import RESUME_FIXED, TrainOptions, differences, saved_options
 from edge_signs.trainer.precision import Precision, choose_precision, resumed_precision, visible_gpus
-from edge_signs.trainer.segment import hand_masks
 from edge_signs.trainer.splits import OwnSplits, own_splits
 
 # The command line and the tools reach the run's options and checks through this module.

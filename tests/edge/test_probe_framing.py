@@ -44,6 +44,16 @@ def test_the_changes_frame_the_photo_as_they_say():
     assert xs.max() < 32 and abs(ys.mean() - 31.5) < 3
 
 
+def test_the_hand_rows_change_the_hand_and_keep_the_wall(signs):
+    hand_gain = _tool().hand_gain
+    for image in signs.test.x[:8]:
+        darker = hand_gain(image, 0.6).astype(int)
+        changed = np.abs(darker - image).max(axis=-1) > 0
+        assert 0.1 < changed.mean() < 0.7  # the hand and arm, not the frame
+        assert (darker[changed] <= image[changed]).all()
+        assert np.array_equal(darker[:4, :4], image[:4, :4])  # the top corners are wall
+
+
 def test_the_probe_scores_each_change_with_the_interpreter(tmp_path, tiny_models, signs):
     folder = _labelled_folder(tmp_path / "photos", signs)
     out = tmp_path / "probe.json"

@@ -19,11 +19,11 @@ pytest.importorskip("tensorflow")
 from edge_signs.config import RECIPES  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
 from edge_signs.preprocess import to_model_input  # noqa: E402
+from edge_signs.segment import hand_mask, hand_masks  # noqa: E402
 from edge_signs.trainer import tf  # noqa: E402
 from edge_signs.trainer.augment import HAND_GAIN, HAND_TINT, augmenter, colour_fields, hand_tone, rotate, swap_background  # noqa: E402
 from edge_signs.trainer.extra import describe_choice, replaces  # noqa: E402
 from edge_signs.trainer.framing import close_up, resize_hand  # noqa: E402
-from edge_signs.trainer.segment import hand_mask, hand_masks  # noqa: E402
 from edge_signs.trainer.train import TrainOptions, train  # noqa: E402
 from tests.conftest import HANDS_DIR, REPO, SLD_DEV_DIR, run_cli  # noqa: E402
 

@@ -15,10 +15,10 @@ from edge_signs.config import RECIPES  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
 from edge_signs.log import quiet  # noqa: E402
 from edge_signs.preprocess import to_model_input  # noqa: E402
+from edge_signs.segment import hand_masks  # noqa: E402
 from edge_signs.trainer import keras, tf  # noqa: E402
 from edge_signs.trainer import train as train_module  # noqa: E402
 from edge_signs.trainer.augment import AugmentationRamp, augmentation_ramp, augmenter  # noqa: E402
-from edge_signs.trainer.segment import hand_masks  # noqa: E402
 from edge_signs.trainer.train import TrainOptions, train  # noqa: E402
 from tests.faults import interrupted_after  # noqa: E402
 from tests.fixtures.make_tiny_model import build  # noqa: E402

@@ -19,8 +19,8 @@ from edge_signs import config  # noqa: E402
 from edge_signs.config import DEFAULT_RECIPE, RECIPES  # noqa: E402
 from edge_signs.errors import EdgeSignsError  # noqa: E402
 from edge_signs.log import quiet  # noqa: E402
+from edge_signs.segment import hand_masks  # noqa: E402
 from edge_signs.trainer.datasets import make_dataset  # noqa: E402
-from edge_signs.trainer.segment import hand_masks  # noqa: E402
 from edge_signs.trainer.train import TrainOptions, train  # noqa: E402
 from tests.conftest import REPO, run_cli  # noqa: E402
 
