@@ -2,13 +2,14 @@
 """Seconds per training step and per epoch of the default recipe, for each precision and switch.
 
     python tools/bench_train.py [--configs float32,mixed_bfloat16] [--onednn on,off] [--xla off] [--adam fused,keras]
-                                [--bn fused,keras]
+                                [--bn fused,keras] [--augment on,off]
                                 [--steps 10] [--rounds 2] [--data DIR]
 
 Each configuration runs in a fresh process (oneDNN and XLA are chosen when TensorFlow
 starts), on the real input pipeline of `edge-signs train` (SIGNS, the default recipe's
 augmentation, AdamW with its schedule, batch 32), with --steps timed steps after
-three untimed ones that build the graph. Configurations alternate round by round, so
+three untimed ones that build the graph (--augment off: the same images, not augmented,
+which says what the augmentation costs; its ops share the cores with the step). Configurations alternate round by round, so
 a machine whose speed drifts drifts for all of them; compare rows of one run only.
 Prints the CPU's flags, then per configuration the median seconds per step, the
 epoch that makes (steps per epoch x step), the speed against the first row, and how
@@ -36,7 +37,7 @@ from edge_signs.edge.cpu import cpu_info  # noqa: E402
 WARMUP_STEPS = 3
 
 
-def child(precision: str, xla: bool, fused_adam: bool, fused_bn: bool, steps: int, data: str | None) -> dict:
+def child(precision: str, xla: bool, fused_adam: bool, fused_bn: bool, augment: bool, steps: int, data: str | None) -> dict:
     """One configuration, in this process: the median step and the cores' busy share."""
     import numpy as np
 
@@ -53,8 +54,9 @@ def child(precision: str, xla: bool, fused_adam: bool, fused_bn: bool, steps: in
     train_idx, _ = train_val_split(signs.train.y, config.VAL_FRACTION, config.SEED, None)
     x, y = signs.train.x[train_idx], signs.train.y[train_idx]
     steps_per_epoch = int(np.ceil(len(y) / config.BATCH_SIZE))
-    masks = hand_masks(x, quiet) if recipe.augment and recipe.background_swap > 0 else None
-    ds = make_dataset(x, y, batch_size=config.BATCH_SIZE, training=True, augment=recipe if recipe.augment else None, seed=0, masks=masks).repeat()
+    augmenting = augment and recipe.augment
+    masks = hand_masks(x, quiet) if augmenting and recipe.needs_masks else None
+    ds = make_dataset(x, y, batch_size=config.BATCH_SIZE, training=True, augment=recipe if augmenting else None, seed=0, masks=masks).repeat()
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
     model = build_resnet50(dropout=recipe.dropout, bn_momentum=recipe.bn_momentum, fused_bn=fused_bn)
@@ -78,22 +80,23 @@ def child(precision: str, xla: bool, fused_adam: bool, fused_bn: bool, steps: in
             "busy": cpu_s / (wall1 - wall0) / cores, "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS"), "tf": tf.__version__}
 
 
-def run_child(precision: str, onednn: str, xla: bool, fused_adam: bool, fused_bn: bool, steps: int, data: str | None) -> dict:
+def run_child(precision: str, onednn: str, xla: bool, fused_adam: bool, fused_bn: bool, augment: bool, steps: int, data: str | None) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1" if onednn == "on" else "0"}
     cmd = [sys.executable, __file__, "--child", precision, "--steps", str(steps), "--xla", "on" if xla else "off",
-           "--adam", "fused" if fused_adam else "keras", "--bn", "fused" if fused_bn else "keras"]
+           "--adam", "fused" if fused_adam else "keras", "--bn", "fused" if fused_bn else "keras", "--augment", "on" if augment else "off"]
     if data:
         cmd += ["--data", data]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        raise SystemExit(f"{label((precision, onednn, xla, fused_adam, fused_bn))}: child failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+        raise SystemExit(f"{label((precision, onednn, xla, fused_adam, fused_bn, augment))}: child failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     return json.loads(lines[-1])
 
 
 def label(config: tuple) -> str:
-    precision, onednn, xla, fused_adam, fused_bn = config
-    return f"{precision} / {onednn} / {'on' if xla else 'off'} / {'fused' if fused_adam else 'keras'} / {'fused' if fused_bn else 'keras'}"
+    precision, onednn, xla, fused_adam, fused_bn, augment = config
+    return (f"{precision} / {onednn} / {'on' if xla else 'off'} / {'fused' if fused_adam else 'keras'} / {'fused' if fused_bn else 'keras'}"
+            f" / {'on' if augment else 'off'}")
 
 
 @click.command()
@@ -104,13 +107,14 @@ def label(config: tuple) -> str:
               help="Adam's update: fused (TensorFlow's one-pass kernel, what train uses), keras (Keras' own operations) or fused,keras.")
 @click.option("--bn", default="fused", show_default=True,
               help="Batch norm in training: fused (TensorFlow's FusedBatchNormV3, what train uses), keras or fused,keras.")
+@click.option("--augment", default="on", show_default=True, help="The default recipe's augmentation: on, off or on,off.")
 @click.option("--steps", type=click.IntRange(min=2), default=10, show_default=True, help="Timed steps per configuration and round.")
 @click.option("--rounds", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--data", default=None, help="SIGNS folder (default: as `edge-signs train`).")
 @click.option("--child", "child_precision", default=None, hidden=True)
-def main(configs, onednn, xla, adam, bn, steps, rounds, data, child_precision):
+def main(configs, onednn, xla, adam, bn, augment, steps, rounds, data, child_precision):
     if child_precision:
-        print(json.dumps(child(child_precision, xla == "on", adam == "fused", bn == "fused", steps, data)), flush=True)
+        print(json.dumps(child(child_precision, xla == "on", adam == "fused", bn == "fused", augment == "on", steps, data)), flush=True)
         return
     cpu = cpu_info()
     print(f"CPU: {cpu.describe()}")
@@ -118,15 +122,16 @@ def main(configs, onednn, xla, adam, bn, steps, rounds, data, child_precision):
     print(f"cores: {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()}; "
           f"{time.strftime('%Y-%m-%d %H:%M')}; {steps} steps x {rounds} rounds, alternated")
     grid = list(itertools.product(configs.split(","), onednn.split(","), [x == "on" for x in xla.split(",")],
-                                  [a == "fused" for a in adam.split(",")], [b == "fused" for b in bn.split(",")]))
+                                  [a == "fused" for a in adam.split(",")], [b == "fused" for b in bn.split(",")],
+                                  [a == "on" for a in augment.split(",")]))
     results: dict[tuple, list[dict]] = {g: [] for g in grid}
     for r in range(rounds):
         for g in grid:
             results[g].append(run_child(*g, steps, data))
             print(f"  round {r + 1}/{rounds}: {label(g)}: {results[g][-1]['step_s']:.3f} s/step", flush=True)
     base = None
-    print("\n| precision | oneDNN | XLA | Adam | batch norm | s/step (median of rounds) | s/epoch | vs first row | cores busy |")
-    print("|---|---|---|---|---|---:|---:|---:|---:|")
+    print("\n| precision | oneDNN | XLA | Adam | batch norm | augmentation | s/step (median of rounds) | s/epoch | vs first row | cores busy |")
+    print("|---|---|---|---|---|---|---:|---:|---:|---:|")
     for g in grid:
         step = statistics.median(r["step_s"] for r in results[g])
         epoch = step * results[g][0]["steps_per_epoch"]

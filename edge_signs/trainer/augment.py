@@ -215,7 +215,7 @@ def swap_background(gen, rgba, probability: float):
 
 
 # A model trained on SIGNS alone reads the hand's brightness against the wall as part of the sign: on sld-dev,
-# the hand alone made 25 % lighter cost three default models 0.08-0.13 of their accuracy, 40 % darker 0.21-0.25,
+# the hand alone made 25 % lighter cost three default models 0.10-0.13 of their accuracy, 40 % darker 0.21-0.25,
 # with most signs then read as 5 (docs/training.md). So the hand's own exposure varies over that range and more.
 HAND_GAIN = (0.55, 1.45)
 HAND_TINT = (0.9, 1.1)  # per channel: paler, redder, yellower skin
