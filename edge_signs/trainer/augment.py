@@ -23,9 +23,10 @@ def augmenter(seed: int, recipe: Recipe, ramp: AugmentationRamp | None = None):
     ranges; ``upright``: that share also turned from its own lean to upright; ``close_up`` and
     ``hand_size``: that share framed on the hand, framing.py), and on about
     half of the images other light, white balance, contrast, sensor noise and defocus. Each
-    of the recipe's further switches adds one step: ``background_swap`` (the wall is replaced
-    by a random colour field), ``hand_tone`` (the hand alone lighter or darker, and tinted), ``hue`` (skin tone and tint), ``grayscale``, ``vignette`` (lens
-    shading) and ``erase`` (a random patch covered). Labels are untouched.
+    of the recipe's further switches adds one step: ``hand_tone`` (the hand alone lighter or
+    darker, and tinted), ``background_swap`` (the wall is replaced by a random colour field),
+    ``hue`` (skin tone and tint), ``grayscale``, ``vignette`` (lens shading) and ``erase`` (a
+    random patch covered). Labels are untouched.
 
     ``ramp`` (the recipe's ``augment_ramp``): its strength, read at each batch, scales every
     switch's share, the tilt and the colour ranges; the mirror, shift and zoom stay as they are.
