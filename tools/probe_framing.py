@@ -6,12 +6,13 @@
 Each row changes every photo of the folder the same way after the camera path's
 preprocessing (64x64 RGB) and scores the model on the result: smaller or larger in
 the frame, moved up or down, tilted either way, mirrored, grey, brighter, darker,
-higher contrast, the hand alone lighter or darker (its mask from segment.py, the wall
-kept); then a grid of scale x downward shift. Where a change raises the
+higher contrast, the hand alone lighter or darker (its mask from segment.py, the
+wall kept); then a grid of scale x downward shift. Where a change raises the
 accuracy, the folder's photos differ from what training showed in that way (a hand
-larger, higher, more upright than SIGNS'; where it falls, the model leans on that
-property, e.g. the hand's brightness against the wall), and training augmentation should cover
-it: this points the recipe at the gap; it is never applied on the camera path.
+larger, higher, more upright than SIGNS'); where it lowers it a lot, the model leans
+on what changed (the hand's brightness against the wall). Training augmentation
+should cover either: this points the recipe at the gap; it is never applied on the
+camera path.
 
 Edges are filled by repeating the border (a plain wall stays a plain wall).
 Positive angles turn counter-clockwise; a positive shift moves the content down.
