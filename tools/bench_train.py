@@ -9,8 +9,9 @@ Each configuration runs in a fresh process (oneDNN and XLA are chosen when Tenso
 starts), on the real input pipeline of `edge-signs train` (SIGNS, the default recipe's
 augmentation, AdamW with its schedule, batch 32), with --steps timed steps after
 three untimed ones that build the graph (--augment off: the same images, not augmented,
-which says what the augmentation costs; its ops share the cores with the step). Configurations alternate round by round, so
-a machine whose speed drifts drifts for all of them; compare rows of one run only.
+which says what the augmentation costs; its ops share the cores with the step).
+Configurations alternate round by round, so a machine whose speed drifts drifts for
+all of them; compare rows of one run only.
 Prints the CPU's flags, then per configuration the median seconds per step, the
 epoch that makes (steps per epoch x step), the speed against the first row, and how
 busy the cores were (process CPU time / wall time / cores). Asserts nothing.
