@@ -206,10 +206,15 @@ def colour_fields(gen, batch, size: int = config.IMAGE_SIZE):
     return tf.clip_by_value(plain * (1 - blend) + field * blend + noise, 0.0, 1.0)
 
 
+def _soft_edges(mask):
+    """The hand's mask (B, H, W, 1) with its edge blurred over a pixel, so nothing blended along it shows a hard cut-out."""
+    return tf.nn.avg_pool2d(tf.clip_by_value(mask, 0.0, 1.0), 3, 1, "SAME")
+
+
 def swap_background(gen, rgba, probability: float):
     """The hand (mask channel) over a random colour field on ``probability`` of the images; RGB out."""
     rgb, mask = rgba[..., :3], rgba[..., 3:]
-    soft = tf.nn.avg_pool2d(tf.clip_by_value(mask, 0.0, 1.0), 3, 1, "SAME")  # no hard cut-out edge
+    soft = _soft_edges(mask)
     swapped = rgb * soft + colour_fields(gen, tf.shape(rgb)[0]) * (1 - soft)
     chosen = gen.uniform(_per_image(rgb)) < probability
     return tf.where(chosen, swapped, rgb)
@@ -227,7 +232,7 @@ def hand_tone(gen, rgba, probability: float):
     by a gain in HAND_GAIN and tinted per channel within HAND_TINT; the wall and the mask are kept."""
     rgb, mask = rgba[..., :3], rgba[..., 3:]
     batch = tf.shape(rgb)[0]
-    soft = tf.nn.avg_pool2d(tf.clip_by_value(mask, 0.0, 1.0), 3, 1, "SAME")
+    soft = _soft_edges(mask)
     gain = gen.uniform(_per_image(rgb), *HAND_GAIN) * gen.uniform((batch, 1, 1, 3), *HAND_TINT)
     toned = rgb * (1 - soft) + tf.clip_by_value(rgb * gain, 0.0, 1.0) * soft
     chosen = gen.uniform(_per_image(rgb)) < probability
