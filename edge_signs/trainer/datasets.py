@@ -26,7 +26,7 @@ def _examples(x_uint8: np.ndarray, y: np.ndarray, augment: Recipe | None, masks:
     x = to_model_input(x_uint8)
     if augment is not None and augment.needs_masks:
         if masks is None:
-            raise ValueError("a recipe with background_swap, upright, close_up, hand_size or hand_tone needs the images' hand masks (segment.hand_masks)")
+            raise ValueError("a recipe with background_swap, upright, close_up, hand_size, hand_tone or hand_surface needs the images' hand masks (segment.hand_masks)")
         x = np.concatenate([x, masks.astype(np.float32)], axis=-1)
     return tf.data.Dataset.from_tensor_slices((x, onehot))
 

@@ -95,7 +95,7 @@ def _check_augmentation(recipe: Recipe) -> None:
                              ("zoom_out", recipe.zoom_out, 1.0), ("background_swap", recipe.background_swap, 1.0), ("hue", recipe.hue, 0.5),
                              ("grayscale", recipe.grayscale, 1.0), ("erase", recipe.erase, 1.0), ("upright", recipe.upright, 1.0),
                              ("close_up", recipe.close_up, 1.0), ("hand_size", recipe.hand_size, 1.0), ("vignette", recipe.vignette, 1.0),
-                             ("hand_tone", recipe.hand_tone, 1.0)):
+                             ("hand_tone", recipe.hand_tone, 1.0), ("hand_surface", recipe.hand_surface, 1.0)):
         if not _finite(value) or not 0 <= value <= top:
             raise EdgeSignsError(f"recipe {name} must be a number in [0, {top:g}], got {value}")
 

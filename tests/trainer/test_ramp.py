@@ -25,7 +25,8 @@ from tests.fixtures.make_tiny_model import build  # noqa: E402
 
 # Every switch on, at its largest, with no shift or zoom: what the ramp scales is all that changes an image but the mirror.
 EVERYTHING = dataclasses.replace(RECIPES["default"], shift=0.0, zoom_in=0.0, zoom_out=0.0, rotation=30.0, upright=1.0, background_swap=1.0,
-                                 hue=0.2, grayscale=1.0, erase=1.0, vignette=1.0, hand_tone=1.0)
+                                 hue=0.2, grayscale=1.0, erase=1.0, vignette=1.0, hand_tone=1.0,
+                                 hand_surface=1.0)
 
 
 def _grey(images: np.ndarray) -> np.ndarray:
