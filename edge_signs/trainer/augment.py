@@ -23,8 +23,8 @@ def augmenter(seed: int, recipe: Recipe, ramp: AugmentationRamp | None = None):
     ranges; ``upright``: that share also turned from its own lean to upright; ``close_up`` and
     ``hand_size``: that share framed on the hand, framing.py), and on about
     half of the images other light, white balance, contrast, sensor noise and defocus. Each
-    of the recipe's further switches adds one step: ``hand_surface`` (the hand's surface taken from another
-    training image's hand), ``hand_tone`` (the hand alone lighter or
+    of the recipe's further switches adds one step: ``hand_surface`` (a 0-3's hand takes its surface from
+    another training image's hand), ``hand_tone`` (the hand alone lighter or
     darker, and tinted), ``background_swap`` (the wall is replaced by a random colour field),
     ``hue`` (skin tone and tint), ``grayscale``, ``vignette`` (lens shading) and ``erase`` (a
     random patch covered). Labels are untouched.
@@ -40,7 +40,8 @@ def augmenter(seed: int, recipe: Recipe, ramp: AugmentationRamp | None = None):
     def augment(images, labels):
         images = geometry(images, training=True)
         if recipe.hand_surface > 0:
-            images = hand_surface(gen, images, recipe.hand_surface * strength)
+            takes = tf.reduce_any(tf.equal(tf.argmax(labels, axis=-1)[:, None], SIGNS_SHOWING_THE_BACK), axis=1)
+            images = hand_surface(gen, images, recipe.hand_surface * strength, takes)
         if recipe.hand_tone > 0:
             images = hand_tone(gen, images, recipe.hand_tone * strength)
         if recipe.background_swap > 0:
@@ -226,11 +227,15 @@ def swap_background(gen, rgba, probability: float):
 # SIGNS shows the palm only in its 4s and 5s; a stranger facing a camera shows it in every sign, and the default's
 # models read such hands as 5s. Given the surface of a 4's or a 5's hand, outline kept, three of them read 8-18 % of
 # SIGNS test's 0-3s as 4s or 5s, against 3-10 % with another 0-3's surface (tools/probe_surface.py, docs/training.md).
-# So the surface is decoupled from the sign: the hand keeps its outline and takes its surface from another hand.
-def hand_surface(gen, rgba, probability: float):
-    """On ``probability`` of the images (both masks trusted), the hand's surface taken from the previous image's hand in
-    the batch: that hand's box stretched onto this one's, pasted where both masks are hand. The outline, the wall and the
-    mask are kept, and with them the sign."""
+# So the hands of those signs take their surface from another hand (any sign's), and keep their outline.
+# 4s and 5s keep theirs: they already show the palm, and a 4 is told from a 5 by the thumb folded across it.
+SIGNS_SHOWING_THE_BACK = tf.constant([0, 1, 2, 3], tf.int64)
+
+
+def hand_surface(gen, rgba, probability: float, takes=None):
+    """On ``probability`` of the images (both masks trusted; where ``takes`` (B,) is given, only where it is true), the
+    hand's surface taken from the previous image's hand in the batch: that hand's box stretched onto this one's, pasted
+    where both masks are hand. The outline, the wall and the mask are kept, and with them the sign."""
     mask = rgba[..., 3:]
     donors = tf.roll(rgba, 1, axis=0)
     own, theirs = hand_boxes(mask), hand_boxes(donors[..., 3:])
@@ -245,6 +250,8 @@ def hand_surface(gen, rgba, probability: float):
     share = tf.reduce_mean(mask, axis=[1, 2, 3])
     trusted = (share > 0.0) & (share < 0.9)  # an untrusted mask is all ones (segment.py): no hand to take or to give
     chosen = (gen.uniform((tf.shape(rgba)[0],)) < probability) & trusted & tf.roll(trusted, 1, axis=0)
+    if takes is not None:
+        chosen &= takes
     return tf.concat([tf.where(chosen[:, None, None, None], pasted, rgba[..., :3]), mask], axis=-1)
 
 

@@ -91,11 +91,24 @@ def test_on_signs_photos_the_hands_change_and_the_walls_stay(signs):
     assert np.array_equal(kept[..., :3], rgb)
 
 
-def test_a_recipe_with_hand_surface_keeps_labels_and_checks_its_share(signs):
-    x, y = signs.train.x[:32], signs.train.y[:32]
+def test_only_the_hands_that_signs_shows_from_the_back_take_a_surface(signs):
+    # The same photos labelled 1 and labelled 5: the draws are the same, so only hand_surface can tell them apart.
+    x = signs.train.x[:32]
+    rgba = tf.constant(np.concatenate([to_model_input(x), hand_masks(x)], -1))
     recipe = dataclasses.replace(RECIPES["default"], hand_surface=1.0)
     assert recipe.needs_masks
-    images, labels = augmenter(0, recipe)(tf.constant(np.concatenate([to_model_input(x), hand_masks(x)], -1)), tf.one_hot(y, 6))
-    assert images.shape == (32, 64, 64, 3) and np.array_equal(labels.numpy().argmax(1), y)
+
+    def augmented(label: int, share: float = 1.0):
+        return augmenter(0, dataclasses.replace(recipe, hand_surface=share))(rgba, tf.one_hot([label] * 32, 6))[0].numpy()
+
+    as_fives, as_ones = augmented(5), augmented(1)
+    assert np.array_equal(as_fives, augmented(5, share=1e-9))  # a 5 keeps its palm: as if the share were nil
+    assert np.abs(as_ones - as_fives).mean(axis=(1, 2, 3)).max() > 0.01  # a 1 takes another hand's surface
+    assert as_ones.shape == (32, 64, 64, 3) and 0 <= as_ones.min() and as_ones.max() <= 1
+    red, skin = _photo(4, 4, 60, 60, ((1.0, 0.0, 0.0),)), _photo(16, 24, 48, 40)
+    out = hand_surface(tf.random.Generator.from_seed(0), tf.constant(np.stack([red, skin, red, skin])), 1.0,
+                       tf.constant([False, True, False, False])).numpy()
+    assert np.allclose(out[1, 32, 32, :3], (1.0, 0.0, 0.0))  # took its red donor's surface
+    assert np.array_equal(out[3], skin) and np.array_equal(out[2], red)  # not to take: kept, though their donors differ
     with pytest.raises(EdgeSignsError, match="hand_surface must be a number in"):
         TrainOptions(overrides={"hand_surface": 1.5}).validate()
