@@ -15,7 +15,7 @@ from edge_signs.trainer.framing import CLOSE_UP_MARGIN, HAND_AREA, close_up, res
 
 
 def augmenter(seed: int, recipe: Recipe, ramp: AugmentationRamp | None = None):
-    """Augmentation for float images in [0, 1], batched (B, 64, 64, C) -> (B, 64, 64, 3).
+    """Augmentation for float images in [0, 1], batched (B, 64, 64, C) -> (B, 64, 64, 3), with their one-hot labels (B, 6).
 
     C = 4 where the recipe needs the hand (``Recipe.needs_masks``): the 4th channel is its mask (segment.py).
 
