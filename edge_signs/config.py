@@ -104,7 +104,7 @@ class Recipe:
     erase: float = 0.0
     vignette: float = 0.0  # the share of images with lens shading: darker corners, a brighter middle
     hand_tone: float = 0.0  # the share whose hand alone (the mask) is made lighter or darker and tinted, the wall kept
-    hand_surface: float = 0.0  # the share whose hand keeps its outline and takes its surface from another image's hand
+    hand_surface: float = 0.0  # the share of 0-3s (SIGNS shows them from the back) whose hand takes another hand's surface, outline kept
     bn_momentum: float = 0.99
     freeze_stages: int = 0  # leading stages kept as they are: 1 the stem, 2 stem + stage 2, ... 5 every conv layer
     signs_mix: float = 0.0  # with your own images: the fraction of each batch drawn from SIGNS, so its signs are not forgotten
