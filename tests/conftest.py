@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.util
 import os
 import subprocess
 import sys
@@ -33,6 +34,14 @@ SIGNS_DIR = Path(os.environ.get(config.DATA_ENV_VAR) or REPO.parent / "shared" /
 # The other shared sets lie beside SIGNS (found so from a copy of the tests outside the checkout too).
 HANDS_DIR = Path(os.environ.get("EDGE_SIGNS_HANDS") or SIGNS_DIR.parent / "hands-webcam")
 SLD_DEV_DIR = SIGNS_DIR.parent / "sld-dev"
+
+
+def load_tool(name: str):
+    """tools/<name>.py as a module (the tools are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_cli(*args, env=None, timeout=600, **kwargs) -> subprocess.CompletedProcess:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge_signs.edge.runtime import Classifier
-from tests.edge.test_live import _tool
+from tests.conftest import load_tool
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +23,7 @@ def held_video(tiny_models, signs, tmp_path_factory):
             images.append(first[between[k]])
     folder = tmp_path_factory.mktemp("held")
     video, csv = folder / "held.avi", folder / "held.csv"
-    _tool("make_labelled_video").make_labelled_video(video, csv, signs.test.x[images], signs.test.y[images], per, 128, fps=15.0)
+    load_tool("make_labelled_video").make_labelled_video(video, csv, signs.test.x[images], signs.test.y[images], per, 128, fps=15.0)
     ranges, start = [], 0
     for k, c in enumerate(held_order):
         ranges.append((start, start + 6 * per - 1, str(c)))

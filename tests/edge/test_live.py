@@ -8,7 +8,6 @@ running without TensorFlow in test_no_tensorflow.py.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import signal
 import subprocess
@@ -29,16 +28,10 @@ from edge_signs.errors import EdgeSignsError
 from edge_signs.log import quiet
 from edge_signs.metrics import confusion_matrix
 from edge_signs.preprocess import Roi
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, load_tool, run_cli
 
 JSON_KEYS = {"frame", "label", "raw_label", "confidence", "inference_ms"}
 
-
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _opts(**kw) -> LiveOptions:
@@ -109,7 +102,7 @@ def test_cli_runs_headless_by_itself_where_no_window_can_open(int8, signs_dir):
 
 
 def test_labelled_video_accuracy_matches_per_image(int8, signs, signs_dir, batch_preds, tmp_path):
-    make = _tool("make_labelled_video").make_labelled_video
+    make = load_tool("make_labelled_video").make_labelled_video
     pick = np.concatenate([np.flatnonzero(signs.test.y == c)[:2] for c in range(config.NUM_CLASSES)])
     k, gap = 3, 1
     video, csv = tmp_path / "clip.avi", tmp_path / "clip.csv"

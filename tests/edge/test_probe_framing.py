@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -12,16 +11,10 @@ import numpy as np
 
 from edge_signs.edge.runtime import Classifier
 from edge_signs.own_data import load_labelled
-from tests.conftest import REPO
+from tests.conftest import REPO, load_tool
 
 TOOL = REPO / "tools" / "probe_framing.py"
 
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("probe_framing", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _labelled_folder(root, signs, per_class=3):
@@ -33,7 +26,7 @@ def _labelled_folder(root, signs, per_class=3):
 
 
 def test_the_changes_frame_the_photo_as_they_say():
-    affine = _tool().affine
+    affine = load_tool("probe_framing").affine
     image = np.zeros((64, 64, 3), np.uint8)
     image[20:30, 30:34] = 255  # a bright bar above the centre
     assert np.array_equal(affine(image), image)
@@ -45,7 +38,7 @@ def test_the_changes_frame_the_photo_as_they_say():
 
 
 def test_the_hand_rows_change_the_hand_and_keep_the_wall(signs):
-    hand_gain = _tool().hand_gain
+    hand_gain = load_tool("probe_framing").hand_gain
     for image in signs.test.x[:8]:
         darker = hand_gain(image, 0.6).astype(int)
         changed = np.abs(darker - image).max(axis=-1) > 0
@@ -61,7 +54,7 @@ def test_the_probe_scores_each_change_with_the_interpreter(tmp_path, tiny_models
                           capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
-    assert set(result["changes"]) == set(_tool().CHANGES) and result["images"] == 18
+    assert set(result["changes"]) == set(load_tool("probe_framing").CHANGES) and result["images"] == 18
     own = load_labelled(folder)
     direct = float((Classifier(tiny_models["int8"], threads=1).predict_batch(own.x).argmax(1) == own.y).mean())
     assert result["changes"]["as they are"]["accuracy"] == direct

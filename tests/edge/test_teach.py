@@ -283,12 +283,12 @@ def test_the_teacher_refits_after_each_frame_once_every_sign_has_one(tiny_models
 
 
 def test_teach_from_a_labelled_video_learns_as_it_goes(tiny_models, signs, tmp_path):
-    from tests.edge.test_live import _tool
+    from tests.conftest import load_tool
 
     y = signs.train.y
     order = [int(np.flatnonzero(y == c)[k]) for k in range(8) for c in range(6)]  # every sign early, 8 photos each
     video, csv = tmp_path / "teach.avi", tmp_path / "teach.csv"
-    _tool("make_labelled_video").make_labelled_video(video, csv, signs.train.x[order], y[order], 2, 128, fps=15.0)
+    load_tool("make_labelled_video").make_labelled_video(video, csv, signs.train.x[order], y[order], 2, 128, fps=15.0)
     out = tmp_path / "mine.tflite"
     proc = run_cli("teach", tiny_models["int8"], "--video", video, "--labels", csv, "--out", out, "--signs-per-sign", 0)
     assert proc.returncode == 0, proc.stderr
@@ -305,13 +305,13 @@ def test_teach_in_a_window_with_keys(tiny_models, signs, monkeypatch, tmp_path):
     from edge_signs.edge.teach import TeachOptions
     from edge_signs.edge.teach_window import teach_window
     from edge_signs.log import quiet
+    from tests.conftest import load_tool
     from tests.edge.test_collect import _fake_gui
-    from tests.edge.test_live import _tool
 
     y = signs.train.y
     order = [int(np.flatnonzero(y == c)[k]) for k in range(6) for c in range(6)]
     video, csv = tmp_path / "w.avi", tmp_path / "w.csv"
-    _tool("make_labelled_video").make_labelled_video(video, csv, signs.train.x[order], y[order], 1, 128, fps=15.0)
+    load_tool("make_labelled_video").make_labelled_video(video, csv, signs.train.x[order], y[order], 1, 128, fps=15.0)
     keys = {i: str(y[j]) for i, j in enumerate(order[:-1])} | {len(order) - 1: "q"}
     shown = _fake_gui(monkeypatch, keys)
     out, crops = tmp_path / "mine.tflite", tmp_path / "crops"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -12,20 +11,14 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from tests.conftest import REPO  # noqa: E402
+from tests.conftest import REPO, load_tool  # noqa: E402
 
 TOOL = REPO / "tools" / "probe_surface.py"
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location("probe_surface", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_each_hand_takes_the_surface_of_a_donor_the_rule_allows():
-    tool = _tool()
+    tool = load_tool("probe_surface")
     labels = np.repeat(np.arange(6), 3)
     greys = 0.05 + 0.03 * np.arange(18)  # each photo's hand a grey of its own, so its donor can be told
     rgba = np.zeros((18, 64, 64, 4), np.float32)
