@@ -117,6 +117,10 @@ class Recipe:
     # The first share of the epochs over which the augmentation grows from none to full (trainer/augment.py,
     # AugmentationRamp): every switch's share, the tilt, the colour ranges. 0: full from the first step.
     augment_ramp: float = 0.0
+    # The last share of the epochs over which the augmentation falls from full to cooldown_strength (the same
+    # scale as the ramp's), so that the weights settle on lighter batches. 0: full to the end.
+    augment_cooldown: float = 0.0
+    cooldown_strength: float = 0.5
 
     @property
     def needs_masks(self) -> bool:

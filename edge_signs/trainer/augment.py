@@ -29,7 +29,7 @@ def augmenter(seed: int, recipe: Recipe, ramp: AugmentationRamp | None = None):
     ``hue`` (skin tone and tint), ``grayscale``, ``vignette`` (lens shading) and ``erase`` (a
     random patch covered). Labels are untouched.
 
-    ``ramp`` (the recipe's ``augment_ramp``): its strength, read at each batch, scales every
+    ``ramp`` (the recipe's ``augment_ramp`` and ``augment_cooldown``): its strength, read at each batch, scales every
     switch's share, the tilt and the colour ranges; the mirror, shift and zoom stay as they are.
     """
     gen = tf.random.Generator.from_seed(seed + 4)
@@ -65,38 +65,54 @@ def augmenter(seed: int, recipe: Recipe, ramp: AugmentationRamp | None = None):
 
 
 class AugmentationRamp(keras.callbacks.Callback):
-    """Augmentation that grows from none at the first epoch to full after ``epochs`` (progressive learning).
+    """Augmentation that grows from none at the first epoch to full after ``epochs`` (progressive learning),
+    and, with ``cooldown`` epochs, falls again over the last of them to ``floor``.
 
     Heavy augmentation from the first step holds a network from scratch near chance for its first epochs
     (the default recipe on SIGNS: 0.2-0.3 training accuracy after four epochs, 0.95 without augmentation); easy
     images first let it learn the signs, and the harder ones then teach it other walls, light and framing.
-    The strength is a variable the tf.data augmentation reads, set at each epoch's start, so a resumed run
-    goes on where it was.
+    Lighter batches at the end let the weights settle on images nearer the ones it is scored on, as detectors
+    stop their mosaic for the last epochs. The strength is a variable the tf.data augmentation reads, set at
+    each epoch's start, so a resumed run goes on where it was.
     """
 
-    def __init__(self, epochs: int):
+    def __init__(self, epochs: int, *, total_epochs: int = 0, cooldown: int = 0, floor: float = 1.0):
         super().__init__()
-        self.epochs = epochs
-        # Full until an epoch begins: Keras makes the first batch after on_epoch_begin, and what runs without fitting
-        # (batch-norm statistics of a resumed run whose epochs were all done) sees the full augmentation.
-        self.strength = tf.Variable(1.0, trainable=False, dtype=tf.float32, name="augment_strength")
+        self.epochs, self.total_epochs, self.cooldown, self.floor = epochs, total_epochs, cooldown, floor
+        # The last epoch's strength until an epoch begins: Keras makes the first batch after on_epoch_begin, and what
+        # runs without fitting (batch-norm statistics of a resumed run whose epochs were all done) sees the batches
+        # the model ended on.
+        self.strength = tf.Variable(self.final_strength, trainable=False, dtype=tf.float32, name="augment_strength")
+
+    def strength_at(self, epoch: int) -> float:
+        grown = min(1.0, epoch / self.epochs) if self.epochs > 0 else 1.0
+        left = self.total_epochs - epoch  # this epoch and those after it
+        if self.cooldown <= 0 or left > self.cooldown:
+            return grown
+        return min(grown, self.floor + (1.0 - self.floor) * (left - 1) / self.cooldown)
+
+    @property
+    def final_strength(self) -> float:
+        return self.strength_at(self.total_epochs - 1) if self.cooldown > 0 else 1.0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.strength.assign(min(1.0, epoch / self.epochs))
+        self.strength.assign(self.strength_at(epoch))
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:  # the callbacks after this one (the checkpoint's history.json) see the epoch's strength
             logs["augment_strength"] = float(self.strength.numpy())
 
     def on_train_end(self, logs=None):
-        self.strength.assign(1.0)  # what follows training (batch-norm statistics) sees the full augmentation
+        self.strength.assign(self.final_strength)  # what follows training (batch-norm statistics) sees the last epoch's batches
 
 
 def augmentation_ramp(recipe: Recipe) -> AugmentationRamp | None:
-    """The ramp of a recipe with ``augment_ramp`` (its share of the epochs, at least one), else None."""
-    if not recipe.augment or recipe.augment_ramp <= 0:
+    """The ramp of a recipe with ``augment_ramp`` or ``augment_cooldown`` (shares of the epochs, at least one each), else None."""
+    if not recipe.augment or (recipe.augment_ramp <= 0 and recipe.augment_cooldown <= 0):
         return None
-    return AugmentationRamp(max(1, round(recipe.augment_ramp * recipe.epochs)))
+    grow = max(1, round(recipe.augment_ramp * recipe.epochs)) if recipe.augment_ramp > 0 else 0
+    cooldown = max(1, round(recipe.augment_cooldown * recipe.epochs)) if recipe.augment_cooldown > 0 else 0
+    return AugmentationRamp(grow, total_epochs=recipe.epochs, cooldown=cooldown, floor=recipe.cooldown_strength)
 
 
 # A turn to upright is only trusted for a hand that leans at most this far: a fist or an O seen from the side

@@ -58,6 +58,11 @@ class TrainOptions:
         _check_fraction("bn_momentum", recipe.bn_momentum, upper_open=True)
         _check_fraction("average_last", recipe.average_last, upper_open=False)
         _check_fraction("augment_ramp", recipe.augment_ramp, upper_open=False)
+        _check_fraction("augment_cooldown", recipe.augment_cooldown, upper_open=False)
+        _check_fraction("cooldown_strength", recipe.cooldown_strength, upper_open=False)
+        if recipe.augment_ramp + recipe.augment_cooldown > 1:
+            raise EdgeSignsError(f"augment_ramp + augment_cooldown must be at most 1 (shares of the epochs), "
+                                 f"got {recipe.augment_ramp} + {recipe.augment_cooldown}")
         if not isinstance(recipe.warmup_epochs, int) or recipe.warmup_epochs < 0:
             raise EdgeSignsError(f"warmup_epochs must be an integer >= 0, got {recipe.warmup_epochs}")
         for name, value, known in (("schedule", recipe.schedule, config.SCHEDULES), ("optimizer", recipe.optimizer, config.OPTIMIZERS)):
