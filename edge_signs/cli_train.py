@@ -93,7 +93,7 @@ def _merge_settings(settings: tuple[tuple[str, object], ...], flags: dict) -> di
 @click.option("--limit", type=click.IntRange(min=12), default=None, help="Train on a stratified subset of N images (smoke runs).")
 @click.option("--extra", multiple=True, type=click.Path(path_type=Path), help="A labelled folder (<label>/*.jpg) added to the training images; repeatable. Its held-out fifth is reported, never trained on.")
 @click.option("--select-on", type=click.Path(path_type=Path), default=None, help="A labelled folder (e.g. other people's hands) whose accuracy chooses the epoch kept; never trained on.")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint (at most about a minute old), with its own options.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint (at most about two minutes old), with its own options.")
 @click.pass_context
 @verbose_option
 @friendly_errors

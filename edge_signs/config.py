@@ -172,10 +172,13 @@ FINETUNE_RECIPE = "finetune"
 # train --select-on: the epoch kept is the best on the folder among those at least this good on SIGNS
 # validation (108 images: three mistakes), so a choice made for other hands keeps SIGNS' own.
 SELECT_MIN_VAL_ACCURACY = 0.97
-# A training run's checkpoint (280 MB with the optimizer's state, about 1.5 s to write) after the first and the last
-# epoch and otherwise at most this often: written after every 12 s epoch it was a tenth of the run.
-CHECKPOINT_SECONDS = 60.0
-BN_RECALIBRATION_EPOCHS = 3  # recalibrate_bn: epochs' worth of training batches the statistics are averaged over
+# A training run's checkpoint (280 MB with the optimizer's state, and the averaged weights' 94 MB: 2-5 s to write,
+# as the disk allows) after the first and the last epoch and otherwise at most this often: written after every 14 s
+# epoch it was a fifth of the run, once a minute 27-68 s of the default's 15 minutes.
+CHECKPOINT_SECONDS = 120.0
+# recalibrate_bn: epochs' worth of training batches the statistics are averaged over (one gave the same models'
+# scores as three, in a third of the time: docs/training.md, "Fifteen minutes").
+BN_RECALIBRATION_EPOCHS = 1
 STAGE_COUNT = 5  # the stem and four residual stages: what --freeze-stages counts
 
 

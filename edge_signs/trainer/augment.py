@@ -71,8 +71,9 @@ class AugmentationRamp(keras.callbacks.Callback):
     Heavy augmentation from the first step holds a network from scratch near chance for its first epochs
     (the default recipe on SIGNS: 0.2-0.3 training accuracy after four epochs, 0.95 without augmentation); easy
     images first let it learn the signs, and the harder ones then teach it other walls, light and framing.
-    Lighter batches at the end let the weights settle on images nearer the ones it is scored on, as detectors
-    stop their mosaic for the last epochs. The strength is a variable the tf.data augmentation reads, set at
+    The cool-down, lighter batches at the end (as detectors stop their mosaic for the last epochs), is meant to let
+    the weights settle on images nearer the ones they are scored on; on the default it lost strangers' hands and
+    gained nothing on SIGNS (docs/training.md, "Fifteen minutes"), so it is off there. The strength is a variable the tf.data augmentation reads, set at
     each epoch's start, so a resumed run goes on where it was.
     """
 

@@ -50,7 +50,7 @@ def make_checkpoint_callback(run_dir: Path, history: dict, timing: list, data_sh
         curves after every epoch.
 
         state.json is written last, so it always names a complete checkpoint; a kill at any
-        moment loses at most the epochs since it (about a minute's work).
+        moment loses at most the epochs since it (about two minutes' work).
         """
 
         saved_at: float | None = None  # when this process last wrote a checkpoint

@@ -56,7 +56,7 @@ __all__ = ["RESUME_FIXED", "Diverged", "TrainOptions", "TrainingInterrupted", "T
 
 
 class TrainingInterrupted(EdgeSignsError):
-    """Ctrl-C: the run resumes from its last checkpoint (at most about a minute old); the message is the command that resumes."""
+    """Ctrl-C: the run resumes from its last checkpoint (at most about two minutes old); the message is the command that resumes."""
 
     exit_code = 130
 
