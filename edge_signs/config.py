@@ -118,7 +118,8 @@ class Recipe:
     # AugmentationRamp): every switch's share, the tilt, the colour ranges. 0: full from the first step.
     augment_ramp: float = 0.0
     # The last share of the epochs over which the augmentation falls from full to cooldown_strength (the same
-    # scale as the ramp's), so that the weights settle on lighter batches. 0: full to the end.
+    # scale as the ramp's), so that the weights settle on lighter batches. 0: full to the end; 0 in every recipe
+    # (on the default it cost strangers' hands and gained nothing on SIGNS: docs/training.md, "Fifteen minutes").
     augment_cooldown: float = 0.0
     cooldown_strength: float = 0.5
 
@@ -174,7 +175,7 @@ FINETUNE_RECIPE = "finetune"
 SELECT_MIN_VAL_ACCURACY = 0.97
 # A training run's checkpoint (280 MB with the optimizer's state, and the averaged weights' 94 MB: 2-5 s to write,
 # as the disk allows) after the first and the last epoch and otherwise at most this often: written after every 14 s
-# epoch it was a fifth of the run, once a minute 27-68 s of the default's 15 minutes.
+# epoch it was a fifth of the run, once a minute 27-69 s of the default's 15 minutes.
 CHECKPOINT_SECONDS = 120.0
 # recalibrate_bn: epochs' worth of training batches the statistics are averaged over (one gave the same models'
 # scores as three, in a third of the time: docs/training.md, "Fifteen minutes").

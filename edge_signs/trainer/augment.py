@@ -73,8 +73,9 @@ class AugmentationRamp(keras.callbacks.Callback):
     images first let it learn the signs, and the harder ones then teach it other walls, light and framing.
     The cool-down, lighter batches at the end (as detectors stop their mosaic for the last epochs), is meant to let
     the weights settle on images nearer the ones they are scored on; on the default it lost strangers' hands and
-    gained nothing on SIGNS (docs/training.md, "Fifteen minutes"), so it is off there. The strength is a variable the tf.data augmentation reads, set at
-    each epoch's start, so a resumed run goes on where it was.
+    gained nothing on SIGNS (docs/training.md, "Fifteen minutes"), so it is off there.
+    The strength is a variable the tf.data augmentation reads, set at each epoch's start, so a resumed run goes on
+    where it was.
     """
 
     def __init__(self, epochs: int, *, total_epochs: int = 0, cooldown: int = 0, floor: float = 1.0):
