@@ -33,7 +33,6 @@ from tests.conftest import REPO, load_tool, run_cli
 JSON_KEYS = {"frame", "label", "raw_label", "confidence", "inference_ms"}
 
 
-
 def _opts(**kw) -> LiveOptions:
     return LiveOptions(headless=True, status_interval=0, **kw)
 

@@ -16,7 +16,6 @@ from tests.conftest import REPO, load_tool
 TOOL = REPO / "tools" / "probe_framing.py"
 
 
-
 def _labelled_folder(root, signs, per_class=3):
     for label in range(6):
         (root / str(label)).mkdir(parents=True)

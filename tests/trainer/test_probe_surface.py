@@ -16,7 +16,6 @@ from tests.conftest import REPO, load_tool  # noqa: E402
 TOOL = REPO / "tools" / "probe_surface.py"
 
 
-
 def test_each_hand_takes_the_surface_of_a_donor_the_rule_allows():
     tool = load_tool("probe_surface")
     labels = np.repeat(np.arange(6), 3)
